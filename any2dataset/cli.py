@@ -1,0 +1,113 @@
+"""What every command shares: common options, progress, messages and the one error boundary."""
+
+import functools
+import os
+import sys
+from collections.abc import Iterable, Iterator
+
+import click
+
+from . import __version__
+from .errors import A2DError, ExitCode
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 bad input data, "
+    "4 incomplete output, 130 interrupted."
+)
+
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class Console:
+    """Messages and progress on stderr, never stdout."""
+
+    def __init__(self, name: str, quiet: bool = False, progress: bool | None = None, debug: bool = False):
+        self.name = name
+        self.quiet = quiet
+        self.debug = debug
+        # tqdm only when a person is watching, unless asked for.
+        self.progress = (sys.stderr.isatty() and not quiet) if progress is None else progress
+
+    def info(self, message: str) -> None:
+        if not self.quiet:
+            click.echo(f"{self.name}: {message}", err=True)
+
+    def warn(self, message: str) -> None:
+        click.echo(f"{self.name}: warning: {message}", err=True)
+
+    def track(self, records: Iterable, unit: str = "rec", total: int | None = None) -> Iterator:
+        if not self.progress:
+            return iter(records)
+        from tqdm import tqdm
+
+        return tqdm(records, desc=self.name, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True)
+
+    def skipped(self, reader) -> None:
+        """Say how many bad input lines --on-error skip dropped."""
+        if reader.skipped:
+            self.warn(f"skipped {reader.skipped} bad input line(s); first: {reader.first_skipped}")
+
+    def waiting_on_terminal(self, paths) -> None:
+        if (not paths or list(paths) == ["-"]) and sys.stdin.isatty():
+            self.warn("waiting for records on standard input (Ctrl-D to end, -h for help)")
+
+
+def common_options(function):
+    """--progress/--no-progress, --quiet, --debug and --version, for every command."""
+
+    @click.option("--progress/--no-progress", default=None,
+                  help="Show a progress bar on stderr (default: only when stderr is a terminal).")
+    @click.option("-q", "--quiet", is_flag=True, help="Print no summary or notes on stderr; errors still show.")
+    @click.option("--debug", is_flag=True, help="Show a traceback on errors.")
+    @click.version_option(__version__, "--version", message="%(prog)s %(version)s")
+    @functools.wraps(function)
+    def wrapper(*args, progress, quiet, debug, **kwargs):
+        name = click.get_current_context().find_root().info_name or "a2d"
+        console = Console(name, quiet=quiet, progress=progress, debug=debug)
+        return run_boundary(console, functools.partial(function, *args, console=console, **kwargs))
+
+    return wrapper
+
+
+on_error_option = click.option(
+    "--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True,
+    help="What to do with a bad input line: stop with an error, or skip it and report the count at exit.",
+)
+
+input_paths_argument = click.argument("inputs", nargs=-1, metavar="[INPUT]...")
+
+
+def run_boundary(console: Console, work):
+    """The one place where errors become messages and exit codes."""
+    try:
+        return work()
+    except BrokenPipeError:
+        # The reader went away (`| head`): end quietly. Point stdout at /dev/null so
+        # the interpreter's final flush cannot fail again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        sys.exit(ExitCode.OK)
+    except KeyboardInterrupt:
+        if console.debug:
+            raise
+        click.echo(f"{console.name}: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except A2DError as error:
+        if console.debug:
+            raise
+        click.echo(f"{console.name}: error: {error}", err=True)
+        sys.exit(error.exit_code)
+    except (click.exceptions.Exit, click.ClickException, SystemExit):
+        raise
+    except Exception as error:  # a bug or an unexpected environment problem
+        if console.debug:
+            raise
+        click.echo(f"{console.name}: error: {type(error).__name__}: {error} (--debug shows the traceback)",
+                   err=True)
+        sys.exit(ExitCode.ERROR)
+
+
+def command(help_text: str, example: str):
+    """A click command with our help layout: description, an example and the exit codes."""
+    epilog = f"\b\nExample:\n  {example}\n\n{EXIT_CODES_HELP}"
+    return click.command(help=help_text, epilog=epilog, context_settings=CONTEXT_SETTINGS)

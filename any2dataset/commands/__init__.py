@@ -1,0 +1,1 @@
+"""One thin click module per executable; the work is in the library packages."""

@@ -1,0 +1,68 @@
+"""Exception types and the exit codes every command documents.
+
+The library raises these; only the command boundary (cli.py) turns them into
+one-line messages and exit codes.
+"""
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    ERROR = 1  # runtime failure: I/O, network setup, a bug
+    USAGE = 2  # bad options or arguments (click uses 2 too)
+    BAD_INPUT = 3  # malformed input data: bad JSON, wrong field type, missing column
+    INCOMPLETE = 4  # input ended before some shards were complete; they were not published
+    INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
+
+
+class A2DError(Exception):
+    """Base of every error a command reports as one line."""
+
+    exit_code = ExitCode.ERROR
+
+
+class UsageProblem(A2DError):
+    """Options that cannot work together, or that do not fit the input (e.g. a missing column)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class BadInput(A2DError):
+    """Malformed input data. `source` and `line` say where, when known."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+    def __init__(self, what: str, source: str | None = None, line: int | None = None):
+        super().__init__(what)
+        self.what = what
+        self.source = source
+        self.line = line
+
+    def located(self, source: str, line: int) -> "BadInput":
+        """The same error, placed in `source` (and at `line` unless it knows its own line)."""
+        if self.source is not None:
+            return self
+        return type(self)(self.what, source, self.line if self.line is not None else line)
+
+    def __str__(self) -> str:
+        if self.source is None:
+            return self.what
+        if self.line is None:
+            return f"{self.source}: {self.what}"
+        return f"{self.source}:{self.line}: {self.what}"
+
+
+class IncompleteOutput(A2DError):
+    """Input ended while shards were still missing rows."""
+
+    exit_code = ExitCode.INCOMPLETE
+
+
+class MissingExtra(A2DError):
+    """An optional feature needs a package that is not installed."""
+
+    def __init__(self, feature: str, extra: str, package: str):
+        super().__init__(
+            f"{feature} needs {package}: install it with pip install 'any2dataset[{extra}]'"
+        )

@@ -1,0 +1,5 @@
+"""`python -m any2dataset.read` runs a2d-read."""
+
+from ..commands.read import main
+
+main()

@@ -1,0 +1,193 @@
+"""The a2d record: one JSON object per line, the contract between all stages.
+
+In memory a record is a plain dict. Payloads live under FILES as a mapping from
+file extension to bytes. On the wire they are standard base64 strings; a stage
+that only passes payloads through may keep them as those strings (decoding costs
+time and nothing reads them), a stage that needs the bytes calls `decode_payloads`.
+`dumps` accepts both forms. Fields this module does not know pass through untouched.
+See man/a2d-record.5 for the documentation of every reserved field.
+"""
+
+import binascii
+import math
+import re
+
+import orjson
+import pybase64
+
+from .errors import BadInput
+
+FILES = "files"
+
+STATUSES = frozenset(
+    {"success", "failed_to_download", "failed_to_subsample", "filtered"}
+)
+
+# Closed vocabulary for `error_kind`; man/a2d-record.5 explains each one.
+ERROR_KINDS = frozenset(
+    {
+        "invalid_url",
+        "scheme_denied",
+        "address_denied",
+        "dns",
+        "connect",
+        "tls",
+        "timeout",
+        "reset",
+        "truncated",
+        "too_large",
+        "too_many_redirects",
+        "http_4xx",
+        "http_5xx",
+        "robots_optout",
+        "hash_mismatch",
+        "decode_error",
+        "rejected",
+        "other",
+    }
+)
+
+_STR = (str,)
+_INT = (int,)
+_NUM = (int, float)
+
+# Reserved fields and the JSON types they may hold (null is always allowed).
+# Field names follow img2dataset's metadata so downstream code keeps working.
+RESERVED = {
+    "key": _STR,
+    "url": _STR,
+    "caption": _STR,
+    "status": _STR,
+    "error_message": _STR,
+    "error_kind": _STR,
+    "shard": _INT,
+    "shard_size": _INT,
+    "width": _INT,
+    "height": _INT,
+    "original_width": _INT,
+    "original_height": _INT,
+    "exif": _STR,
+    "md5": _STR,
+    "sha256": _STR,
+    "sha512": _STR,
+    "xxh64": _STR,
+    "mime": _STR,
+    "size": _INT,
+    "http_status": _INT,
+    "final_url": _STR,
+    "fetch_seconds": _NUM,
+    "retries": _INT,
+    FILES: (dict,),
+}
+
+# Extensions name tar members `{key}.{ext}`: letters and digits first (webdataset skips `_`).
+_EXTENSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$")
+_KEY = re.compile(r"^[^./\\\x00-\x1f]+$")
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object"}
+
+
+def parse(line: bytes) -> dict:
+    """One input line to a record, checking the reserved fields. Raises BadInput."""
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as error:
+        raise BadInput(f"not valid JSON ({error.args[0]})") from None
+    if type(record) is not dict:
+        raise BadInput(f"expected a JSON object, got {_json_type(record)}")
+    check(record)
+    return record
+
+
+def check(record: dict) -> None:
+    """Raise BadInput if a reserved field has the wrong type or an unknown value."""
+    for name, allowed in RESERVED.items():
+        value = record.get(name)
+        if value is None:
+            continue
+        # bool is a subclass of int in Python; JSON true is never an integer here.
+        if type(value) not in allowed:
+            raise BadInput(
+                f"field {name} must be {_TYPE_NAMES[allowed[-1]]}, got {_json_type(value)}"
+            )
+    status = record.get("status")
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"unknown status {status!r} (one of {', '.join(sorted(STATUSES))})")
+    kind = record.get("error_kind")
+    if kind is not None and kind not in ERROR_KINDS:
+        raise BadInput(f"unknown error_kind {kind!r}")
+    key = record.get("key")
+    if key is not None and not _KEY.match(key):
+        raise BadInput(f"invalid key {key!r}: keys may not be empty or contain dots or slashes")
+    for name in ("shard", "shard_size"):
+        if record.get(name) is not None and record[name] < 0:
+            raise BadInput(f"field {name} must not be negative")
+    files = record.get(FILES)
+    if files:
+        for extension, payload in files.items():
+            if not _EXTENSION.match(extension):
+                raise BadInput(f"invalid file extension {extension!r} in {FILES}")
+            if type(payload) not in (str, bytes):
+                raise BadInput(f"{FILES}.{extension} must be a base64 string, got {_json_type(payload)}")
+
+
+def decode_payloads(record: dict) -> dict:
+    """Turn the record's base64 payloads into bytes, in place. Raises BadInput."""
+    files = record.get(FILES)
+    if files:
+        for extension, payload in files.items():
+            if type(payload) is str:
+                try:
+                    files[extension] = pybase64.b64decode(payload, validate=True)
+                except (binascii.Error, ValueError):
+                    raise BadInput(f"invalid base64 in {FILES}.{extension}") from None
+    return record
+
+
+def _payload_to_base64(value):
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return pybase64.b64encode(value).decode("ascii")
+    raise TypeError(f"cannot write {type(value).__name__} in a record")
+
+
+def dumps(record: dict) -> bytes:
+    """A record as one JSON line (with its newline); bytes payloads become base64."""
+    return orjson.dumps(record, default=_payload_to_base64, option=orjson.OPT_APPEND_NEWLINE)
+
+
+def metadata(record: dict) -> dict:
+    """The record without its payloads: what goes into .json members and metadata parquet."""
+    return {name: value for name, value in record.items() if name != FILES}
+
+
+def failure(record: dict, status: str, kind: str, message: str) -> dict:
+    """Mark a record as failed, dropping any payload it had."""
+    record.pop(FILES, None)
+    record["status"] = status
+    record["error_kind"] = kind
+    record["error_message"] = message
+    return record
+
+
+def sample_digits(number_sample_per_shard: int) -> int:
+    """How many key digits index a sample inside its shard (img2dataset's formula)."""
+    return math.ceil(math.log10(number_sample_per_shard)) if number_sample_per_shard > 1 else 0
+
+
+def make_key(shard: int, index: int, number_sample_per_shard: int, oom_shard_count: int) -> str:
+    """img2dataset's key: shard * 10**digits + index, zero-padded; `000010005` is shard 1, row 5."""
+    digits = sample_digits(number_sample_per_shard)
+    return f"{shard * 10**digits + index:0{oom_shard_count + digits}d}"
+
+
+def shard_name(shard: int, oom_shard_count: int) -> str:
+    return f"{shard:0{oom_shard_count}d}"
+
+
+def _json_type(value) -> str:
+    if value is None:
+        return "null"
+    if type(value) is bool:
+        return "a boolean"
+    if type(value) is list:
+        return "an array"
+    return _TYPE_NAMES.get(type(value), type(value).__name__)

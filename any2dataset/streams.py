@@ -1,0 +1,135 @@
+"""JSONL record streams over files, stdin and stdout.
+
+Every command reads and writes records through here, so they all get the same
+error positions, the same bad-line policy, big buffers and big pipe buffers.
+"""
+
+import fcntl
+import io
+import os
+import stat
+import sys
+from collections.abc import Iterable, Iterator
+
+import fsspec
+
+from . import record as rec
+from .errors import BadInput
+
+STDIO = "-"
+STDIN_NAME = "<stdin>"
+# A record of a 69 KB image is a ~92 KB line: bigger than Linux's default 64 KiB
+# pipe, so writer and reader would take turns. 1 MiB pipes measured 2x faster.
+PIPE_SIZE = 1 << 20
+BUFFER_SIZE = 1 << 20
+
+
+def enlarge_pipe(fd: int) -> None:
+    """Raise the kernel buffer of a pipe, where Linux allows it; harmless elsewhere."""
+    try:
+        if stat.S_ISFIFO(os.fstat(fd).st_mode):
+            fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, PIPE_SIZE)
+    except (OSError, AttributeError, ValueError):
+        pass  # not Linux, not a pipe, or above /proc/sys/fs/pipe-max-size
+
+
+def open_input(path: str, mode: str = "rb", **fsspec_options):
+    """A readable file for a local or fsspec path; `-` is stdin. Compression is inferred."""
+    if path == STDIO:
+        fd = sys.stdin.fileno()
+        enlarge_pipe(fd)
+        binary = io.open(fd, "rb", buffering=BUFFER_SIZE, closefd=False)
+        if "b" in mode:
+            return binary
+        return io.TextIOWrapper(binary, encoding=fsspec_options.get("encoding", "utf-8"),
+                                newline=fsspec_options.get("newline"))
+    return fsspec.open(path, mode, compression="infer", **fsspec_options).open()
+
+
+def display_name(path: str) -> str:
+    return STDIN_NAME if path == STDIO else path
+
+
+class RecordReader:
+    """Records from JSONL sources, remembering where each came from.
+
+    on_error="fail" raises BadInput at the first bad line; "skip" drops bad lines
+    and counts them in `skipped`. With decode=True payloads arrive as bytes.
+    `position` names the line of the record most recently yielded, so a later
+    stage can place an error it finds in that record.
+    """
+
+    def __init__(self, paths: Iterable[str] = (STDIO,), *, on_error: str = "fail", decode: bool = False):
+        self.paths = list(paths) or [STDIO]
+        self.on_error = on_error
+        self.decode = decode
+        self.skipped = 0
+        self.first_skipped: BadInput | None = None
+        self.source = None
+        self.line = 0
+
+    def __iter__(self) -> Iterator[dict]:
+        for path in self.paths:
+            self.source = display_name(path)
+            self.line = 0
+            with open_input(path) as stream:
+                yield from self._records(stream)
+
+    def _records(self, stream) -> Iterator[dict]:
+        parse, decode = rec.parse, self.decode
+        for line in stream:
+            self.line += 1
+            if line.isspace():
+                continue
+            try:
+                record = parse(line)
+                if decode:
+                    rec.decode_payloads(record)
+            except BadInput as error:
+                self.bad(error)
+                continue
+            yield record
+
+    def bad(self, error: BadInput) -> None:
+        """Apply the bad-input policy to an error found in the current record."""
+        error = error.located(self.source or STDIN_NAME, self.line)
+        if self.on_error != "skip":
+            raise error
+        self.skipped += 1
+        if self.first_skipped is None:
+            self.first_skipped = error
+
+
+class RecordWriter:
+    """Writes records as JSON lines to a file or stdout through a large buffer."""
+
+    def __init__(self, path: str = STDIO):
+        if path == STDIO:
+            fd = sys.stdout.fileno()
+            enlarge_pipe(fd)
+            self.stream = io.open(fd, "wb", buffering=BUFFER_SIZE, closefd=False)
+        else:
+            self.stream = fsspec.open(path, "wb", compression="infer").open()
+        self.count = 0
+
+    def write(self, record: dict) -> None:
+        self.stream.write(rec.dumps(record))
+        self.count += 1
+
+    def write_all(self, records: Iterable[dict]) -> int:
+        write = self.stream.write
+        dumps = rec.dumps
+        for record in records:
+            write(dumps(record))
+            self.count += 1
+        return self.count
+
+    def close(self) -> None:
+        self.stream.flush()
+        self.stream.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

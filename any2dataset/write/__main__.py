@@ -1,0 +1,5 @@
+"""`python -m any2dataset.write` runs a2d-write."""
+
+from ..commands.write import main
+
+main()

@@ -1,0 +1,122 @@
+"""Per-shard metadata parquet (every row, failures included) and `_stats.json` figures."""
+
+import time
+from collections import Counter
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import record as rec
+
+_ARROW_TYPES = {rec._STR: pa.string(), rec._INT: pa.int64(), rec._NUM: pa.float64()}
+# The record format's fields, typed the same in every shard (payloads excluded).
+RESERVED_FIELDS = [
+    pa.field(name, _ARROW_TYPES[allowed]) for name, allowed in rec.RESERVED.items() if name != rec.FILES
+]
+RESERVED_NAMES = frozenset(field.name for field in RESERVED_FIELDS)
+# Where a value that does not fit its column's type goes, as JSON text, so nothing is dropped.
+EXTRA_COLUMN = "extra_json"
+STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dataset caps it
+
+
+def _arrow_type_of(value) -> pa.DataType:
+    if type(value) is bool:
+        return pa.bool_()
+    if type(value) is int:
+        return pa.int64()
+    if type(value) is float:
+        return pa.float64()
+    return pa.string()
+
+
+def _fits(value, arrow_type: pa.DataType) -> bool:
+    if arrow_type == pa.string():
+        return type(value) is str
+    if arrow_type == pa.float64():
+        return type(value) in (int, float)
+    return _arrow_type_of(value) == arrow_type
+
+
+class MetadataSchema:
+    """One schema for every shard a writer makes: reserved fields typed, the input's own columns
+    typed by their first value, and a JSON text column for values that fit nowhere."""
+
+    def __init__(self):
+        self.extra_types: dict[str, pa.DataType] = {}
+
+    def observe(self, rows: list[dict]) -> None:
+        for row in rows:
+            for name, value in row.items():
+                if name in RESERVED_NAMES or value is None:
+                    continue
+                if name not in self.extra_types:
+                    self.extra_types[name] = _arrow_type_of(value)
+
+    def table(self, rows: list[dict]) -> pa.Table:
+        self.observe(rows)
+        fields = RESERVED_FIELDS + [pa.field(n, t) for n, t in self.extra_types.items()]
+        columns = {field.name: [] for field in fields}
+        leftovers = []
+        for row in rows:
+            misfits = {}
+            for field in fields:
+                value = row.get(field.name)
+                if value is not None and not _fits(value, field.type):
+                    misfits[field.name] = value
+                    value = None
+                columns[field.name].append(value)
+            for name, value in row.items():
+                if name not in columns and value is not None:
+                    misfits[name] = value  # a column first seen after its shard's schema was set
+            leftovers.append(orjson.dumps(misfits).decode() if misfits else None)
+        arrays = [pa.array(columns[field.name], type=field.type) for field in fields]
+        arrays.append(pa.array(leftovers, type=pa.string()))
+        schema = pa.schema(fields + [pa.field(EXTRA_COLUMN, pa.string())])
+        return pa.Table.from_arrays(arrays, schema=schema)
+
+    def write(self, rows: list[dict], path: str) -> None:
+        pq.write_table(self.table(rows), path, compression="zstd")
+
+
+class ShardStats:
+    """The counts img2dataset users check in `{shard}_stats.json`, plus bytes and error kinds."""
+
+    def __init__(self):
+        self.start_time = time.time()
+        self.statuses = Counter()
+        self.messages = Counter()
+        self.error_kinds = Counter()
+        self.bytes = 0
+
+    def add(self, record: dict, written_bytes: int) -> None:
+        status = record.get("status") or "no_status"
+        self.statuses[status] += 1
+        self.bytes += written_bytes
+        if status == "success":
+            self.messages["success"] += 1
+        elif record.get("error_message"):
+            message = record["error_message"]
+            if message in self.messages or len(self.messages) < STATUS_DICT_CAP:
+                self.messages[message] += 1
+        if record.get("error_kind"):
+            self.error_kinds[record["error_kind"]] += 1
+
+    def summary(self, shard: int, output_format: str) -> dict:
+        end_time = time.time()
+        return {
+            "shard": shard,
+            "format": output_format,
+            "count": sum(self.statuses.values()),
+            "successes": self.statuses["success"],
+            "failed_to_download": self.statuses["failed_to_download"],
+            "failed_to_subsample": self.statuses["failed_to_subsample"],
+            "filtered": self.statuses["filtered"],
+            "no_status": self.statuses["no_status"],
+            "bytes": self.bytes,
+            "duration": round(end_time - self.start_time, 4),
+            "start_time": self.start_time,
+            "end_time": end_time,
+            "status_dict": dict(self.messages.most_common()),
+            "error_kinds": dict(self.error_kinds.most_common()),
+        }
