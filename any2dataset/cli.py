@@ -62,7 +62,7 @@ def common_options(function):
     @click.version_option(__version__, "--version", message="%(prog)s %(version)s")
     @functools.wraps(function)
     def wrapper(*args, progress, quiet, debug, **kwargs):
-        name = click.get_current_context().find_root().info_name or "a2d"
+        name = click.get_current_context().command.name
         console = Console(name, quiet=quiet, progress=progress, debug=debug)
         return run_boundary(console, functools.partial(function, *args, console=console, **kwargs))
 
@@ -107,7 +107,7 @@ def run_boundary(console: Console, work):
         sys.exit(ExitCode.ERROR)
 
 
-def command(help_text: str, example: str):
+def command(name: str, help_text: str, example: str):
     """A click command with our help layout: description, an example and the exit codes."""
     epilog = f"\b\nExample:\n  {example}\n\n{EXIT_CODES_HELP}"
-    return click.command(help=help_text, epilog=epilog, context_settings=CONTEXT_SETTINGS)
+    return click.command(name, help=help_text, epilog=epilog, context_settings=CONTEXT_SETTINGS)

@@ -36,14 +36,22 @@ def enlarge_pipe(fd: int) -> None:
 def open_input(path: str, mode: str = "rb", **fsspec_options):
     """A readable file for a local or fsspec path; `-` is stdin. Compression is inferred."""
     if path == STDIO:
-        fd = sys.stdin.fileno()
-        enlarge_pipe(fd)
-        binary = io.open(fd, "rb", buffering=BUFFER_SIZE, closefd=False)
+        binary = _std_stream(sys.stdin, "rb")
         if "b" in mode:
             return binary
         return io.TextIOWrapper(binary, encoding=fsspec_options.get("encoding", "utf-8"),
                                 newline=fsspec_options.get("newline"))
     return fsspec.open(path, mode, compression="infer", **fsspec_options).open()
+
+
+def _std_stream(stream, mode: str):
+    """stdin/stdout as a big-buffered binary file on its descriptor (and a big pipe)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, io.UnsupportedOperation):
+        return stream.buffer  # replaced in-process, e.g. by click's test runner
+    enlarge_pipe(fd)
+    return io.open(fd, mode, buffering=BUFFER_SIZE, closefd=False)
 
 
 def display_name(path: str) -> str:
@@ -105,9 +113,7 @@ class RecordWriter:
 
     def __init__(self, path: str = STDIO):
         if path == STDIO:
-            fd = sys.stdout.fileno()
-            enlarge_pipe(fd)
-            self.stream = io.open(fd, "wb", buffering=BUFFER_SIZE, closefd=False)
+            self.stream = _std_stream(sys.stdout, "wb")
         else:
             self.stream = fsspec.open(path, "wb", compression="infer").open()
         self.count = 0
@@ -126,7 +132,8 @@ class RecordWriter:
 
     def close(self) -> None:
         self.stream.flush()
-        self.stream.close()
+        if self.stream is not getattr(sys.stdout, "buffer", None):
+            self.stream.close()  # never the interpreter's own stdout
 
     def __enter__(self):
         return self

@@ -1,0 +1,81 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+sys.path.insert(0, str(Path(__file__).parent))
+from servers import FaultServer, S3Server  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "bin"
+
+
+@pytest.fixture(scope="session")
+def http_server():
+    server = FaultServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch):
+    """An s3fs filesystem on the moto server, with a fresh bucket `test-bucket`."""
+    import fsspec
+    import s3fs
+
+    for name, value in s3_server.env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": s3_server.endpoint})
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem(endpoint_url=s3_server.endpoint, key="testing", secret="testing")
+    if not fs.exists("test-bucket"):
+        fs.mkdir("test-bucket")
+    yield fs
+    fs.rm("test-bucket", recursive=True)
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+def command_env(extra: dict | None = None) -> dict:
+    """Environment for real subprocess pipelines: this checkout's bin/ first on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = f"{BIN}{os.pathsep}{os.path.dirname(sys.executable)}{os.pathsep}{env.get('PATH', '')}"
+    env.pop("PYTHONWARNINGS", None)
+    env.update(extra or {})
+    return env
+
+
+def run_pipeline(script: str, cwd, *, env: dict | None = None, timeout: float = 60, input: bytes | None = None):
+    """Run a real shell pipeline (bash -o pipefail) of our commands; returns CompletedProcess."""
+    return subprocess.run(
+        ["bash", "-o", "pipefail", "-c", script], cwd=cwd, env=command_env(env), capture_output=True,
+        timeout=timeout, input=input,
+    )
+
+
+@pytest.fixture
+def pipeline(tmp_path):
+    def run(script: str, **kwargs):
+        return run_pipeline(script, kwargs.pop("cwd", tmp_path), **kwargs)
+
+    return run
+
+
+@pytest.fixture
+def cli():
+    """Run a command in-process; stdout (records) and stderr (messages) kept apart."""
+
+    def invoke(command, args, input=None):
+        runner = CliRunner()
+        return runner.invoke(command, args, input=input, catch_exceptions=False)
+
+    return invoke

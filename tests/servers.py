@@ -1,0 +1,199 @@
+"""Real servers for tests, on 127.0.0.1: a fault-injecting HTTP server and an S3 server (moto).
+
+Faults are chosen per request by query parameters, so a test builds the URL of
+the fault it wants, and they compose (`?fail_times=2&status=503&retry_after=1`):
+
+  size=N          body of N deterministic bytes (default 1000); the path picks the bytes
+  status=N        answer with status N (with `fail_times=K`, only the first K requests)
+  retry_after=S   Retry-After header on an error answer
+  delay=S         wait S seconds before the status line (slow first byte)
+  drip=S          send the body one byte every S seconds
+  stall=1         send headers and half the body, then hang until the server stops
+  reset=1         reset the TCP connection (RST) instead of answering
+  truncate=N      announce `size` bytes in Content-Length but send only N and close
+  redirect=N      redirect N times before answering; loop=1 redirects to itself forever
+  robots=V        X-Robots-Tag: V
+  ctype=T         Content-Type: T (default: from the path's extension)
+  chunked=1       no Content-Length (chunked transfer encoding)
+
+Every request is logged (path, query, headers, time) in `server.requests`.
+"""
+
+import mimetypes
+import random
+import socket
+import struct
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+
+def body_for(path: str, size: int) -> bytes:
+    """The bytes a path serves: deterministic, so tests can check them."""
+    return random.Random(path).randbytes(size)
+
+
+class FaultServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _FaultHandler)
+        self.requests: list[dict] = []
+        self.hits = Counter()
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def url(self, path: str, **faults) -> str:
+        query = f"?{urlencode(faults)}" if faults else ""
+        return f"{self.base}/{path.lstrip('/')}{query}"
+
+    def requests_for(self, path: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if r["path"] == "/" + path.lstrip("/")]
+
+    def start(self) -> "FaultServer":
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.shutdown()
+        self.server_close()
+
+
+class _FaultHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: FaultServer
+
+    def log_message(self, *args):  # keep pytest output clean
+        pass
+
+    def do_GET(self):
+        parts = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        with self.server.lock:
+            self.server.requests.append(
+                {"path": parts.path, "query": query, "headers": dict(self.headers), "time": time.monotonic()}
+            )
+            self.server.hits[self.path] += 1
+            hit = self.server.hits[self.path]
+
+        if "reset" in query:
+            # SO_LINGER 0 makes close() send RST instead of FIN.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.close_connection = True
+            self.connection.close()
+            return
+        if "delay" in query:
+            self.server.stopping.wait(float(query["delay"]))
+        if "loop" in query:
+            return self._redirect(self.path)
+        if int(query.get("redirect", 0)) > 0:
+            rest = dict(query, redirect=int(query["redirect"]) - 1)
+            return self._redirect(f"{parts.path}?{urlencode(rest)}")
+
+        status = int(query.get("status", 200))
+        if "fail_times" in query and hit > int(query["fail_times"]):
+            status = 200
+        if status != 200:
+            body = f"error {status}\n".encode()
+            self.send_response(status)
+            if "retry_after" in query:
+                self.send_header("Retry-After", query["retry_after"])
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+
+        size = int(query.get("size", 1000))
+        body = body_for(parts.path, size)
+        self.send_response(200)
+        ctype = query.get("ctype") or mimetypes.guess_type(parts.path)[0] or "application/octet-stream"
+        self.send_header("Content-Type", ctype)
+        if "robots" in query:
+            self.send_header("X-Robots-Tag", query["robots"])
+        chunked = "chunked" in query
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(size))
+        self.end_headers()
+        if "truncate" in query:
+            self.wfile.write(body[: int(query["truncate"])])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        if "stall" in query:
+            self.wfile.write(body[: size // 2])
+            self.wfile.flush()
+            self.server.stopping.wait(300)
+            self.close_connection = True
+            return
+        if "drip" in query:
+            pause = float(query["drip"])
+            for i in range(size):
+                if self.server.stopping.wait(pause):
+                    break
+                self.wfile.write(body[i:i + 1])
+                self.wfile.flush()
+            self.close_connection = True
+            return
+        if chunked:
+            for start in range(0, size, 65536):
+                piece = body[start:start + 65536]
+                self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        self.wfile.write(body)
+
+    def _redirect(self, location: str):
+        self.send_response(302)
+        self.send_header("Location", location)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class S3Server:
+    """moto's S3 in server mode on loopback: a real S3 API over real sockets."""
+
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
+        self.port = free_port()
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def env(self) -> dict:
+        """Environment that points boto/s3fs (and our commands in subprocesses) at this server."""
+        return {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "FSSPEC_S3_ENDPOINT_URL": self.endpoint,
+        }
+
+    def start(self) -> "S3Server":
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()

@@ -1,0 +1,141 @@
+"""Behaviour every command shares: help, version, man page, empty input, bad input, exit codes."""
+
+import re
+import tomllib
+
+import pytest
+
+from conftest import ROOT
+from any2dataset.commands import fetch as fetch_command
+from any2dataset.commands import read as read_command
+from any2dataset.commands import write as write_command
+
+COMMANDS = {
+    "a2d-read": read_command.main,
+    "a2d-fetch": fetch_command.main,
+    "a2d-write": write_command.main,
+}
+RECORD_COMMANDS = ["a2d-fetch", "a2d-write"]  # commands that read records
+
+
+def args_for(name, tmp_path):
+    return [str(tmp_path / "out")] if name == "a2d-write" else []
+
+
+def test_every_registered_script_is_tested_here():
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert set(scripts) == set(COMMANDS)
+    for name in scripts:
+        assert (ROOT / "bin" / name).exists(), f"no bin/{name} launcher"
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_has_description_example_and_exit_codes(cli, name):
+    for flag in ("-h", "--help"):
+        result = cli(COMMANDS[name], [flag])
+        assert result.exit_code == 0
+        assert "Example:" in result.stdout and name in result.stdout
+        assert "Exit codes:" in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_version(cli, name):
+    from any2dataset import __version__
+
+    result = cli(COMMANDS[name], ["--version"])
+    assert result.exit_code == 0 and __version__ in result.stdout
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_man_page_documents_every_option_and_the_exit_codes(cli, name):
+    page = (ROOT / "man" / f"{name}.1").read_text()
+    help_text = cli(COMMANDS[name], ["--help"]).stdout
+    options = set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", help_text))
+    assert options, "help lists no options"
+    for option in options:
+        assert option.replace("-", r"\-") in page, f"man/{name}.1 does not document {option}"
+    for code in ("0", "1", "2", "3", "4", "130"):
+        assert re.search(rf"^\.IP {code}\b|^\.TP\n{code}\b", page, re.M), f"exit code {code} missing"
+
+
+def test_record_format_man_page_lists_every_reserved_field_and_error_kind():
+    from any2dataset import record as rec
+
+    page = (ROOT / "man" / "a2d-record.5").read_text()
+    for name in [*rec.RESERVED, *rec.ERROR_KINDS, *rec.STATUSES]:
+        assert re.search(rf"\b{re.escape(name)}\b", page.replace("\\-", "-").replace("\\(", "")), name
+
+
+@pytest.mark.parametrize("name", RECORD_COMMANDS)
+def test_empty_input_is_fine(cli, name, tmp_path):
+    result = cli(COMMANDS[name], args_for(name, tmp_path), input=b"")
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", RECORD_COMMANDS)
+@pytest.mark.parametrize(
+    "lines, line_number, message",
+    [
+        (b'{"url": "data:,"}\n{oops\n', 2, "not valid JSON"),
+        (b'[]\n', 1, "expected a JSON object, got an array"),
+        (b'\n{"url": "data:,"}\n{"url": ["x"]}\n', 3, "field url must be a string, got an array"),
+        (b'{"status": "done"}\n', 1, "unknown status 'done'"),
+    ],
+)
+def test_bad_input_gives_one_located_line_and_exit_3(cli, name, tmp_path, lines, line_number, message):
+    result = cli(COMMANDS[name], args_for(name, tmp_path), input=lines)
+    assert result.exit_code == 3
+    errors = [line for line in result.stderr.splitlines() if "error" in line]
+    assert errors == [f"{name}: error: <stdin>:{line_number}: " + errors[0].split(f"{line_number}: ", 1)[1]]
+    assert message in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_invalid_base64_names_the_payload(cli, tmp_path):
+    lines = b'{"url": "u", "status": "success", "files": {"jpg": "AAAA"}}\n' \
+            b'{"url": "v", "status": "success", "files": {"jpg": "@@not base64"}}\n'
+    result = cli(write_command.main, [str(tmp_path / "out")], input=lines)
+    assert result.exit_code == 3
+    assert result.stderr.strip().splitlines()[-1] == "a2d-write: error: <stdin>:2: invalid base64 in files.jpg"
+    assert not any((tmp_path / "out").iterdir())  # the unfinished shard left nothing behind
+
+
+def test_errors_name_the_input_file(cli, tmp_path):
+    path = tmp_path / "records.jsonl"
+    path.write_bytes(b'{"url": "x"}\n{"url": "y", "shard": "zero"}\n')
+    result = cli(write_command.main, [str(tmp_path / "out"), str(path)])
+    assert result.exit_code == 3
+    assert f"a2d-write: error: {path}:2: field shard must be an integer" in result.stderr
+
+
+@pytest.mark.parametrize("name", RECORD_COMMANDS)
+def test_on_error_skip_goes_on_and_reports_the_count(cli, name, tmp_path):
+    lines = b'{"url": "data:,"}\nnot json\n{"url": 3}\n{"url": "ftp://127.0.0.1/x"}\n'
+    result = cli(COMMANDS[name], [*args_for(name, tmp_path), "--on-error", "skip"], input=lines)
+    assert result.exit_code == 0, result.stderr
+    assert "skipped 2 bad input line(s); first: <stdin>:2: not valid JSON" in result.stderr
+    if name == "a2d-fetch":
+        assert len(result.stdout.splitlines()) == 2
+
+
+def test_usage_errors_exit_2(cli, tmp_path):
+    result = cli(fetch_command.main, ["-j", "0"], input=b"")
+    assert result.exit_code == 2
+    result = cli(read_command.main, [str(tmp_path / "missing.csv")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"a2d-read: error: {tmp_path / 'missing.csv'}: no such file"
+
+
+def test_debug_shows_the_traceback(pipeline, tmp_path):
+    plain = pipeline("echo '[1]' | a2d-fetch")
+    debug = pipeline("echo '[1]' | a2d-fetch --debug")
+    assert plain.returncode == 3 and b"Traceback" not in plain.stderr
+    assert b"Traceback" in debug.stderr and b"BadInput" in debug.stderr
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_python_dash_m_runs_the_command(pipeline, name):
+    module = name.removeprefix("a2d-")
+    result = pipeline(f"python -m any2dataset.{module} --help")
+    assert result.returncode == 0 and b"Example:" in result.stdout
