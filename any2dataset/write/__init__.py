@@ -39,6 +39,7 @@ class _OpenShard:
         self.name = name
         self.size = size  # None while numbering in arrival order
         self.rows: list[dict] = []
+        self.keys: set[str] = set()
         self.stats = ShardStats()
         self.data_name = f"{name}{sink_class.suffix}" if sink_class.suffix else None
         self.sink = sink_class(self._temp(self.data_name) if self.data_name else None)
@@ -48,6 +49,10 @@ class _OpenShard:
         return os.path.join(self.folder, f".{final_name}.tmp{os.getpid()}")
 
     def add(self, record: dict) -> None:
+        key = record["key"]
+        if key in self.keys:
+            raise BadInput(f"duplicate key {key} in shard {self.name}")
+        self.keys.add(key)
         written = 0
         if record.get(rec.FILES) and record.get("status") in (None, "success"):
             written = self.sink.add(record)

@@ -1,0 +1,93 @@
+"""Real shell pipes: | head, Ctrl-C, a whole pipeline, big records."""
+
+import signal
+import subprocess
+import time
+
+import orjson
+import pyarrow.parquet as pq
+import webdataset as wds
+
+from conftest import command_env
+from servers import body_for
+
+
+def test_read_into_head_ends_quietly(pipeline, tmp_path):
+    (tmp_path / "urls.txt").write_text("".join(f"http://127.0.0.1/{i}\n" for i in range(200000)))
+    result = pipeline("a2d-read urls.txt | head -1")
+    assert result.returncode == 0, result.stderr
+    assert orjson.loads(result.stdout) == {"url": "http://127.0.0.1/0"}
+    assert result.stderr == b""
+
+
+def test_fetch_into_head_ends_quietly(pipeline, http_server, tmp_path):
+    urls = "".join(http_server.url(f"head/{i}.bin", size=70000) + "\n" for i in range(300))
+    (tmp_path / "urls.txt").write_text(urls)
+    result = pipeline("a2d-read -q urls.txt | a2d-fetch -j 8 -q | head -c 1000 > /dev/null")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == b""
+
+
+def test_whole_pipeline_over_real_pipes(pipeline, http_server, tmp_path):
+    rows = ["url,caption"]
+    for i in range(25):
+        faults = "&status=404" if i % 5 == 4 else ""
+        rows.append(f"{http_server.url(f'pipe/{i}.png', size=70000 + i)}{faults},picture {i}")
+    (tmp_path / "urls.csv").write_text("\n".join(rows) + "\n")
+    result = pipeline("a2d-read urls.csv | a2d-fetch -j 8 | a2d-write --number-sample-per-shard 10 out")
+    assert result.returncode == 0, result.stderr
+    assert b"a2d-write: 3 shards, 25 rows, 20 samples written to out" in result.stderr
+    samples = list(wds.WebDataset(str(tmp_path / "out" / "0000{0..2}.tar"), shardshuffle=False))
+    assert len(samples) == 20
+    for sample in samples:
+        meta = orjson.loads(sample["json"])
+        i = int(meta["caption"].split()[1])
+        assert sample["png"] == body_for(f"/pipe/{i}.png", 70000 + i)
+    failed = [row for shard in range(3) for row in pq.read_table(tmp_path / "out" / f"0000{shard}.parquet").to_pylist()
+              if row["status"] != "success"]
+    assert sorted(int(r["caption"].split()[1]) for r in failed) == [4, 9, 14, 19, 24]
+    assert {r["error_kind"] for r in failed} == {"http_4xx"}
+
+
+def test_ctrl_c_exits_130_without_a_traceback(http_server, tmp_path):
+    record = orjson.dumps({"url": http_server.url("ctrl-c.bin", stall=1, size=100000)}) + b"\n"
+    process = subprocess.Popen(["a2d-fetch", "--timeout", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=command_env())
+    process.stdin.write(record)
+    process.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not http_server.requests_for("ctrl-c.bin") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130
+    assert stderr == b"a2d-fetch: interrupted\n"
+
+
+def test_ctrl_c_in_write_leaves_no_partial_file(tmp_path):
+    out = tmp_path / "out"
+    process = subprocess.Popen(["a2d-write", str(out)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=command_env())
+    for i in range(5):
+        process.stdin.write(orjson.dumps({"url": f"u{i}", "status": "success", "files": {"bin": b"x" * 100000}},
+                                         default=lambda b: __import__("base64").b64encode(b).decode()) + b"\n")
+    process.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not list(out.glob(".*")) and time.monotonic() < deadline:  # the shard is being written
+        time.sleep(0.05)
+    assert list(out.glob(".00000.tar.tmp*"))
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130 and stderr == b"a2d-write: interrupted\n"
+    assert list(out.iterdir()) == []
+
+
+def test_records_bigger_than_a_pipe_buffer_arrive_intact(pipeline, tmp_path):
+    payload = bytes(range(256)) * 4000  # 1 MB, ~1.4 MB as a base64 line
+    lines = [orjson.dumps({"key": f"00000000{i}", "status": "success", "files": {"bin": payload}},
+                          default=lambda b: __import__("base64").b64encode(b).decode()) + b"\n" for i in range(3)]
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    result = pipeline("cat in.jsonl | a2d-fetch | a2d-fetch | a2d-write out --number-sample-per-shard 3")
+    assert result.returncode == 0, result.stderr
+    samples = list(wds.WebDataset(str(tmp_path / "out" / "00000.tar"), shardshuffle=False))
+    assert [s["bin"] == payload for s in samples] == [True, True, True]
