@@ -107,7 +107,8 @@ def run_boundary(console: Console, work):
         sys.exit(ExitCode.ERROR)
 
 
-def command(name: str, help_text: str, example: str):
+def command(name: str, summary: str, help_text: str, example: str):
     """A click command with our help layout: description, an example and the exit codes."""
     epilog = f"\b\nExample:\n  {example}\n\n{EXIT_CODES_HELP}"
-    return click.command(name, help=help_text, epilog=epilog, context_settings=CONTEXT_SETTINGS)
+    return click.command(name, short_help=summary, help=help_text, epilog=epilog,
+                         context_settings=CONTEXT_SETTINGS)

@@ -9,6 +9,7 @@ from ..streams import RecordReader, RecordWriter
 
 @command(
     "a2d-fetch",
+    "download the URL of every record",
     "Download the url of every record and print the records with their payload, or with the "
     "reason they failed (status, error_kind, error_message). Every input record comes out once, "
     "in the order downloads finish.",

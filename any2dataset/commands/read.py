@@ -9,6 +9,7 @@ from ..streams import RecordWriter
 
 @command(
     "a2d-read",
+    "read URL lists into records",
     "Read URL lists (txt, csv, tsv; optionally compressed; local or any fsspec path, globs, "
     "brace patterns, folders, - for stdin) and print one record per row.",
     "a2d-read urls.csv | a2d-fetch -j 64 | a2d-write --format webdataset out/",

@@ -9,6 +9,7 @@ from ..write import FORMATS, WriteOptions, write
 
 @command(
     "a2d-write",
+    "write records into dataset shards",
     "Write records into shards in OUTPUT_FOLDER: {shard}.tar (webdataset), plus for every shard "
     "{shard}.parquet with the metadata of every row (failures included) and {shard}_stats.json, "
     "written last. Shards are written under hidden names and renamed when whole.",

@@ -1,0 +1,173 @@
+"""Generate man/a2d-*.1 from the click commands, so man pages and --help never drift apart.
+
+    python docs/make_man.py          # rewrite man/*.1
+    python docs/make_man.py --check  # exit 1 if a committed page is out of date (the tests run this)
+
+The options come from the commands themselves; the prose that --help has no room
+for (details, files, examples) lives in PROSE below.
+"""
+
+import importlib
+import sys
+from pathlib import Path
+
+import click
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from any2dataset import __version__  # noqa: E402
+
+COMMANDS = ["read", "fetch", "write"]
+
+EXIT_STATUS = [
+    ("0", "Success. Also when a reader of the output went away (for example \\fB| head\\fR)."),
+    ("1", "Runtime error: I/O, an unexpected condition or a bug (\\fB--debug\\fR shows the traceback)."),
+    ("2", "Usage error: bad options or arguments, a missing input file or column."),
+    ("3", "Bad input data: a line that is not JSON, not an object, has invalid base64 or a wrongly "
+          "typed reserved field. The message names the input and line: "
+          "\\fBa2d-write: error: <stdin>:1234: invalid base64 in files.jpg\\fR."),
+    ("4", "Incomplete output: input ended before some shards had all their rows; they were not written."),
+    ("130", "Interrupted (Ctrl-C). Nothing half-written is left under a final name."),
+]
+
+PROSE = {
+    "read": {
+        "details": [
+            "The format is taken from the file name, after any compression suffix "
+            "(\\fI.gz\\fR, \\fI.bz2\\fR, \\fI.xz\\fR, \\fI.zst\\fR); standard input is read as txt unless "
+            "\\fB--input-format\\fR says otherwise. Inputs may be local paths, fsspec URLs "
+            "(\\fIs3://\\fR, \\fIgs://\\fR, \\fIhttps://\\fR, ...), glob patterns, brace patterns such as "
+            "\\fIurls-{000..127}.csv\\fR, and folders (every file inside, sorted, hidden files skipped).",
+            "In txt input each non-blank line is a URL. csv and tsv need a header row. The URL column "
+            "becomes \\fBurl\\fR, the caption column \\fBcaption\\fR, and every other column is kept under "
+            "its own name (an empty cell is null). Every record of one input has the same fields. "
+            "Columns named like reserved record fields are refused. Rows with an empty URL are kept: "
+            "a2d-fetch reports them as \\fBinvalid_url\\fR, so every row is accounted for.",
+            "S3-compatible endpoints are configured the fsspec way, for example "
+            "\\fBFSSPEC_S3_ENDPOINT_URL=http://127.0.0.1:9000\\fR, with the usual AWS credential variables.",
+        ],
+        "examples": [
+            "a2d-read urls.txt | head -3",
+            "a2d-read --url-col URL --caption-col TEXT 'laion-part-{00..09}.csv.gz' > records.jsonl",
+            "a2d-read s3://bucket/lists/ | a2d-fetch -j 128 | a2d-write out/",
+        ],
+    },
+    "fetch": {
+        "details": [
+            "Reads records (a2d-record(5)) and downloads each \\fBurl\\fR with up to \\fB--concurrency\\fR "
+            "requests in flight, reusing connections. A record that already carries a payload passes "
+            "through untouched. Output comes in the order downloads finish; every input record comes "
+            "out exactly once.",
+            "A success carries the body under \\fBfiles\\fR with an extension from the Content-Type (else "
+            "from the URL, else \\fIbin\\fR), plus \\fBstatus\\fR success, \\fBmime\\fR, \\fBsize\\fR, "
+            "\\fBhttp_status\\fR, \\fBfinal_url\\fR (after redirects), the hash and \\fBfetch_seconds\\fR. "
+            "A failure carries \\fBstatus\\fR failed_to_download, an \\fBerror_kind\\fR from the closed "
+            "vocabulary of a2d-record(5) and a readable \\fBerror_message\\fR.",
+            "Only http and https are fetched. \\fB--timeout\\fR bounds connecting and each wait for more "
+            "body; \\fB--deadline\\fR bounds the whole request, so a server that drips one byte a second "
+            "cannot stall a shard. Bodies over \\fB--max-size\\fR are refused from Content-Length or cut "
+            "off while streaming. Memory stays bounded: at most \\fB--concurrency\\fR bodies in flight "
+            "and as many finished records waiting for a slow reader; input is not read further meanwhile.",
+        ],
+        "examples": [
+            "a2d-read urls.csv | a2d-fetch -j 256 --timeout 10 --deadline 60 | a2d-write out/",
+            "a2d-fetch --hash md5 records.jsonl -o fetched.jsonl",
+        ],
+    },
+    "write": {
+        "details": [
+            "Files for shard \\fIN\\fR (zero-padded to \\fB--oom-shard-count\\fR digits): \\fIN.tar\\fR "
+            "(webdataset: members \\fIkey.ext\\fR for each payload, \\fIkey.txt\\fR for the caption unless a "
+            "payload is named txt, \\fIkey.json\\fR with the metadata; plain ustar, fixed mtime, uid/gid 0, "
+            "so equal input gives byte-identical tars), \\fIN.parquet\\fR with the metadata of every row "
+            "including failures (one schema for every shard; values that fit no column are kept as JSON "
+            "text in \\fBextra_json\\fR), and \\fIN_stats.json\\fR with img2dataset's counts plus bytes and "
+            "error kinds. Failed rows are only in the parquet. The \\fIdummy\\fR format writes the parquet "
+            "and stats only.",
+            "Every file is written under a hidden temporary name and renamed when whole; the stats file "
+            "comes last, so a shard is finished exactly when \\fIN_stats.json\\fR exists. On error or "
+            "Ctrl-C the temporary files are removed; after kill -9 they remain as hidden files that "
+            "readers skip.",
+            "Records with \\fBshard\\fR and \\fBshard_size\\fR (from a2d-shard) may arrive in any order and "
+            "interleaved; a shard is finished as soon as it holds \\fBshard_size\\fR rows. If input ends "
+            "first, the short shards are not written and the exit status is 4. Records without a shard are "
+            "numbered in arrival order with img2dataset's key formula, \\fB--number-sample-per-shard\\fR "
+            "rows a shard, the last one finished at the end of input.",
+        ],
+        "examples": [
+            "a2d-read urls.csv | a2d-fetch | a2d-write --format webdataset out/",
+            "a2d-write --number-sample-per-shard 1000 out/ fetched.jsonl",
+        ],
+    },
+}
+
+
+def roff(text: str) -> str:
+    """Escape plain text for roff: backslashes, hyphens, and leading dots or quotes."""
+    text = text.replace("\\", "\\e").replace("-", "\\-")
+    return "\n".join("\\&" + line if line[:1] in (".", "'") else line for line in text.split("\n"))
+
+
+def option_lines(param: click.Option, ctx: click.Context) -> list[str]:
+    names = ", ".join(f"\\fB{roff(n)}\\fR" for n in param.opts)
+    if param.secondary_opts:
+        names += " / " + ", ".join(f"\\fB{roff(n)}\\fR" for n in param.secondary_opts)
+    metavar = "" if param.is_flag else f" \\fI{roff(param.make_metavar(ctx))}\\fR"
+    text = param.help or ""
+    if param.show_default and param.default is not None and not param.is_flag:
+        text += f" Default: {param.default}."
+    return [".TP", names + metavar, roff(text)]
+
+
+def page(module_name: str) -> str:
+    command: click.Command = importlib.import_module(f"any2dataset.commands.{module_name}").main
+    ctx = click.Context(command, info_name=command.name)
+    name = command.name
+    usage = " ".join(command.collect_usage_pieces(ctx))
+    out = [
+        f'.TH {name.upper()} 1 "" "any2dataset {__version__}" "any2dataset manual"',
+        ".SH NAME",
+        f"{roff(name)} \\- {roff(command.short_help)}",
+        ".SH SYNOPSIS",
+        f".B {roff(name)}",
+        roff(usage),
+        ".SH DESCRIPTION",
+        roff(command.help),
+    ]
+    for paragraph in PROSE[module_name]["details"]:
+        out += [".PP", paragraph]
+    out.append(".SH OPTIONS")
+    for param in command.get_params(ctx):
+        if isinstance(param, click.Option):
+            out += option_lines(param, ctx)
+    out.append(".SH EXIT STATUS")
+    for code, meaning in EXIT_STATUS:
+        out += [f".IP {code} 5", meaning]
+    out.append(".SH EXAMPLES")
+    for example in PROSE[module_name]["examples"]:
+        out += [".PP", ".nf", f"\\fB{roff(example)}\\fR", ".fi"]
+    others = ", ".join(f"a2d\\-{other}(1)" for other in COMMANDS if other != module_name)
+    out += [".SH SEE ALSO", f"{others}, a2d\\-record(5)", ""]
+    return "\n".join(out)
+
+
+def main(argv: list[str]) -> int:
+    check = "--check" in argv
+    stale = []
+    for module_name in COMMANDS:
+        path = ROOT / "man" / f"a2d-{module_name}.1"
+        text = page(module_name)
+        if check:
+            if not path.exists() or path.read_text() != text:
+                stale.append(path.name)
+        else:
+            path.write_text(text)
+    if stale:
+        print(f"out of date: {', '.join(stale)}; run python docs/make_man.py", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
