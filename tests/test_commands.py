@@ -3,6 +3,8 @@
 import re
 import tomllib
 
+import orjson
+
 import pytest
 
 from conftest import ROOT
@@ -152,3 +154,13 @@ def test_python_dash_m_runs_the_command(pipeline, name):
     module = name.removeprefix("a2d-")
     result = pipeline(f"python -m any2dataset.{module} --help")
     assert result.returncode == 0 and b"Example:" in result.stdout
+
+
+def test_progress_goes_to_stderr_and_stdout_keeps_only_records(cli):
+    lines = b"".join(b'{"url": "ftp://127.0.0.1/%d"}\n' % i for i in range(3))
+    result = cli(fetch_command.main, ["--progress"], input=lines)
+    assert result.exit_code == 0
+    assert "a2d-fetch" in result.stderr and "rec" in result.stderr  # the tqdm bar
+    assert [orjson.loads(line)["error_kind"] for line in result.stdout.splitlines()] == ["scheme_denied"] * 3
+    quiet = cli(fetch_command.main, ["--quiet"], input=lines)
+    assert quiet.stderr == "" and len(quiet.stdout.splitlines()) == 3
