@@ -11,6 +11,7 @@ See man/a2d-record.5 for the documentation of every reserved field.
 import binascii
 import math
 import re
+from decimal import Decimal
 
 import orjson
 import pybase64
@@ -50,6 +51,7 @@ ERROR_KINDS = frozenset(
 _STR = (str,)
 _INT = (int,)
 _NUM = (int, float)
+_LIST = (list,)
 
 # Reserved fields and the JSON types they may hold (null is always allowed).
 # Field names follow img2dataset's metadata so downstream code keeps working.
@@ -77,13 +79,14 @@ RESERVED = {
     "final_url": _STR,
     "fetch_seconds": _NUM,
     "retries": _INT,
+    "clips": _LIST,  # [[start, end], ...] in seconds, from --clip-col (video2dataset's clip_col)
     FILES: (dict,),
 }
 
 # Extensions name tar members `{key}.{ext}`: letters and digits first (webdataset skips `_`).
 _EXTENSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$")
 _KEY = re.compile(r"^[^./\\\x00-\x1f]+$")
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "an array"}
 
 
 def parse(line: bytes) -> dict:
@@ -130,6 +133,10 @@ def check(record: dict) -> None:
                 raise BadInput(f"{FILES}.{extension} must be a base64 string, got {_json_type(payload)}")
 
 
+def valid_extension(extension: str) -> bool:
+    return bool(_EXTENSION.match(extension))
+
+
 def decode_payloads(record: dict) -> dict:
     """Turn the record's base64 payloads into bytes, in place. Raises BadInput."""
     files = record.get(FILES)
@@ -143,15 +150,21 @@ def decode_payloads(record: dict) -> dict:
     return record
 
 
-def _payload_to_base64(value):
+def _to_json(value):
+    """What orjson cannot write itself: bytes (payloads, binary columns) and decimals."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return pybase64.b64encode(value).decode("ascii")
+    if isinstance(value, Decimal):
+        return str(value)
     raise TypeError(f"cannot write {type(value).__name__} in a record")
 
 
 def dumps(record: dict) -> bytes:
     """A record as one JSON line (with its newline); bytes payloads become base64."""
-    return orjson.dumps(record, default=_payload_to_base64, option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(record, default=_to_json, option=_DUMP_OPTIONS)
+
+
+_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
 def metadata(record: dict) -> dict:

@@ -7,7 +7,7 @@ import pytest
 
 from any2dataset.commands import read as read_command
 from any2dataset.errors import UsageProblem
-from any2dataset.read import read
+from any2dataset.read import ReadOptions, read
 
 
 def lines(result):
@@ -23,7 +23,7 @@ def test_txt_skips_blank_lines_and_keeps_order(tmp_path):
 def test_csv_maps_url_caption_and_keeps_other_columns(tmp_path):
     path = tmp_path / "urls.csv"
     path.write_text('link,text,score\nhttp://a/1,"a, quoted\ncaption",0.5\n,no url,\n')
-    records = list(read([str(path)], url_col="link", caption_col="text"))
+    records = list(read([str(path)], ReadOptions(url_col="link", caption_col="text")))
     assert records == [
         {"url": "http://a/1", "caption": "a, quoted\ncaption", "score": "0.5"},
         {"url": None, "caption": "no url", "score": None},  # kept: it will fail as invalid_url
@@ -34,7 +34,7 @@ def test_default_caption_column_and_save_additional_columns(tmp_path):
     path = tmp_path / "urls.tsv.gz"
     with gzip.open(path, "wt") as f:
         f.write("url\tcaption\ta\tb\nhttp://x/1\thi\t1\t2\n")
-    assert list(read([str(path)], save_additional_columns=["b"])) == [{"url": "http://x/1", "caption": "hi", "b": "2"}]
+    assert list(read([str(path)], ReadOptions(save_additional_columns=["b"]))) == [{"url": "http://x/1", "caption": "hi", "b": "2"}]
 
 
 def test_globs_braces_and_folders_in_sorted_order(tmp_path):

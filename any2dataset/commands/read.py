@@ -1,4 +1,4 @@
-"""a2d-read: turn URL lists into records."""
+"""a2d-read: turn URL lists, existing datasets and folders of files into records."""
 
 import click
 
@@ -7,29 +7,38 @@ from ..cli import command, common_options, input_paths_argument
 from ..streams import RecordWriter
 
 
+def _column_list(text: str | None) -> list[str] | None:
+    return None if text is None else [name.strip() for name in text.split(",") if name.strip()]
+
+
 @command(
     "a2d-read",
-    "read URL lists into records",
-    "Read URL lists (txt, csv, tsv; optionally compressed; local or any fsspec path, globs, "
-    "brace patterns, folders, - for stdin) and print one record per row.",
+    "read URL lists, datasets and folders into records",
+    "Read URL lists (txt, csv, tsv, json, jsonl, parquet, arrow; optionally compressed), existing "
+    "datasets (webdataset tars, the files layout, parquet of records) or folders of raw files, from "
+    "local or fsspec paths, globs, brace patterns, folders or - for stdin, and print one record per row.",
     "a2d-read urls.csv | a2d-fetch -j 64 | a2d-write --format webdataset out/",
 )
 @input_paths_argument
-@click.option("--input-format", type=click.Choice(sorted(reading.FORMATS)),
+@click.option("--input-format", type=click.Choice(reading.FORMATS),
               help="Format of every input (default: from the file name; stdin is txt).")
 @click.option("--url-col", default="url", show_default=True, help="Column holding the URL.")
 @click.option("--caption-col", default=None, help="Column holding the caption (default: 'caption' if present).")
+@click.option("--clip-col", default=None,
+              help="Column holding clips, [[start, end], ...] in seconds; becomes the clips field.")
 @click.option("--save-additional-columns", default=None, metavar="A,B,...",
               help="Keep only these other columns (default: keep every other column).")
+@click.option("--inline", is_flag=True, help="With --input-format raw: put each file's bytes in its record.")
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, input_format, url_col, caption_col, save_additional_columns, output, console):
-    extra = [name.strip() for name in save_additional_columns.split(",") if name.strip()] \
-        if save_additional_columns is not None else None
-    records = reading.read(inputs or ["-"], input_format=input_format, url_col=url_col,
-                           caption_col=caption_col, save_additional_columns=extra)
+def main(inputs, input_format, url_col, caption_col, clip_col, save_additional_columns, inline, output, console):
+    options = reading.ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
+                                  clip_col=clip_col, save_additional_columns=_column_list(save_additional_columns),
+                                  inline=inline)
+    if inline and input_format != "raw":
+        raise click.UsageError("--inline goes with --input-format raw")
     with RecordWriter(output) as out:
-        count = out.write_all(console.track(records))
+        count = out.write_all(console.track(reading.read(inputs or ["-"], options)))
     console.info(f"{count} records")
 
 

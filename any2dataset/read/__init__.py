@@ -1,137 +1,267 @@
-"""a2d-read's library: lists of URLs in any supported format, out as records.
+"""a2d-read's library: URL lists, existing datasets and folders of files, out as records.
 
-Each format is a small module with `table(stream) -> (columns, rows)`; this
-module expands paths, picks the format, maps columns onto record fields and
-places errors at their input position.
+Each list format is a small module giving a Table (its columns, and rows of the
+columns asked for); this module expands paths, picks the format, maps columns
+onto record fields and places errors at their input position. Existing datasets
+(dataset.py) and raw folders (raw.py) give records directly.
 """
 
 import glob as globlib
+import posixpath
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import braceexpand
 import fsspec
+import orjson
 
 from .. import record as rec
 from ..errors import BadInput, UsageProblem
 from ..streams import STDIO, display_name, open_input
+from . import arrow, dataset, raw
 from . import csv as csv_format
+from . import json as json_format
 from . import txt as txt_format
+from .table import Table
 
-# format name -> function(text stream) -> (columns, rows)
-FORMATS = {
-    "txt": txt_format.table,
-    "csv": csv_format.table,
-    "tsv": csv_format.tsv_table,
+# List formats: name -> (file mode, function(stream) -> Table)
+LIST_FORMATS = {
+    "txt": ("rt", txt_format.table),
+    "csv": ("rt", csv_format.table),
+    "tsv": ("rt", csv_format.tsv_table),
+    "json": ("rb", json_format.json_table),
+    "jsonl": ("rt", json_format.jsonl_table),
+    "parquet": ("rb", arrow.parquet_table),
+    "arrow": ("rb", arrow.arrow_table),
 }
+# Dataset layouts and raw files, read as records rather than as lists of URLs.
+DATASET_FORMATS = ("webdataset", "files", "raw")
+FORMATS = [*LIST_FORMATS, *DATASET_FORMATS]
+
+_SUFFIXES = {"txt": "txt", "csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
+             "parquet": "parquet", "arrow": "arrow", "feather": "arrow", "ipc": "arrow", "tar": "webdataset",
+             "tgz": "webdataset"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
 
 
-def infer_format(path: str) -> str:
-    """The input format from a file name, ignoring a compression suffix; stdin is txt."""
-    if path == STDIO:
-        return "txt"
-    name = path.rsplit("/", 1)[-1].lower()
+@dataclass
+class ReadOptions:
+    input_format: str | None = None
+    url_col: str = "url"
+    caption_col: str | None = None
+    clip_col: str | None = None
+    save_additional_columns: list[str] | None = None
+    inline: bool = False
+
+
+def format_of(path: str) -> str | None:
+    """The input format from a file name, ignoring a compression suffix; None if unknown."""
+    name = posixpath.basename(path.rstrip("/")).lower()
+    if name.endswith(".tar.gz"):
+        return "webdataset"
     for suffix in COMPRESSIONS:
         if name.endswith(suffix):
             name = name[: -len(suffix)]
             break
-    extension = name.rsplit(".", 1)[-1] if "." in name else ""
-    if extension not in FORMATS:
+    return _SUFFIXES.get(name.rsplit(".", 1)[-1]) if "." in name else None
+
+
+def infer_format(path: str) -> str:
+    if path == STDIO:
+        return "txt"
+    fmt = format_of(path)
+    if fmt is None:
         raise UsageProblem(
-            f"{path}: cannot tell the input format from the name; use --input-format "
-            f"({'|'.join(FORMATS)})"
+            f"{path}: cannot tell the input format from the name; use --input-format ({'|'.join(FORMATS)})"
         )
-    return extension
+    return fmt
 
 
-def expand_paths(paths: Iterable[str]) -> list[str]:
-    """Brace patterns, globs and folders (their files, sorted) to a list of inputs."""
+def expand_paths(patterns: Iterable[str], input_format: str | None = None) -> list[tuple[str, str]]:
+    """Brace patterns, globs and folders to a list of (path, format)."""
     expanded = []
-    for pattern in paths or [STDIO]:
+    for pattern in patterns or [STDIO]:
         for path in braceexpand.braceexpand(pattern):
             if path == STDIO:
-                expanded.append(path)
+                expanded.append((path, input_format or "txt"))
                 continue
             fs, root = fsspec.core.url_to_fs(path)
+            remote = "://" in path
+
+            def name(found: str) -> str:
+                return fs.unstrip_protocol(found) if remote else found
+
             if globlib.has_magic(root):
                 matches = sorted(fs.glob(root))
                 if not matches:
                     raise UsageProblem(f"{path}: no file matches")
-                expanded.extend(fs.unstrip_protocol(match) if "://" in path else match for match in matches)
+                for match in matches:
+                    if fs.isdir(match):
+                        expanded.extend(_folder(fs, match, name, input_format))
+                    else:
+                        expanded.append((name(match), input_format or infer_format(match)))
             elif fs.isdir(root):
-                found = sorted(info for info in fs.find(root) if not _hidden(info))
-                expanded.extend(fs.unstrip_protocol(f) if "://" in path else f for f in found)
+                expanded.extend(_folder(fs, root, name, input_format))
             elif fs.exists(root):
-                expanded.append(path)
+                expanded.append((path, input_format or infer_format(path)))
             else:
                 raise UsageProblem(f"{path}: no such file")
     return expanded
 
 
 def _hidden(path: str) -> bool:
-    return path.rsplit("/", 1)[-1].startswith((".", "_"))
+    return any(part.startswith((".", "_")) for part in path.split("/") if part)
+
+
+def _folder(fs, folder: str, name, input_format: str | None) -> list[tuple[str, str]]:
+    """What a folder holds: a dataset's shards, raw files, or every list of a known format."""
+    files = sorted(f for f in fs.find(folder) if not _hidden(f[len(folder):]))
+    if input_format == "raw":
+        return [(name(f), "raw") for f in files]
+    if input_format in ("files", None):
+        shard_dirs = sorted({posixpath.dirname(f) for f in files
+                             if posixpath.basename(posixpath.dirname(f)).isdigit()
+                             and fs.exists(posixpath.dirname(f) + ".parquet")})
+        if shard_dirs and (input_format == "files" or not any(f.endswith(".tar") for f in files)):
+            return [(name(d), "files") for d in shard_dirs]
+    is_dataset = any(f.endswith("_stats.json") for f in files)
+    found = []
+    for f in files:
+        fmt = format_of(f)
+        if input_format is not None and fmt != input_format and not (input_format == "txt" and fmt is None):
+            continue
+        if fmt is None and input_format is None:
+            continue  # not a list: a README, a checksum file, ...
+        if is_dataset and f.endswith("_stats.json"):
+            continue
+        found.append((name(f), input_format or fmt))
+    if is_dataset and any(fmt == "webdataset" for _, fmt in found):
+        # A dataset folder: the tars are the data, their parquet files are merged in.
+        found = [(f, fmt) for f, fmt in found if fmt == "webdataset"]
+    if not found:
+        raise UsageProblem(f"{folder}: no input file of a known format in this folder")
+    return found
 
 
 class ColumnMap:
-    """How one input's columns become record fields."""
+    """How one list's columns become record fields."""
 
-    def __init__(self, columns: list[str], source: str, *, url_col: str, caption_col: str | None,
-                 additional_columns: list[str] | None, single_url_column: bool):
+    def __init__(self, table: Table, source: str, fmt: str, options: ReadOptions):
+        columns = table.columns
         available = ", ".join(columns) or "none"
 
-        def require(name: str, option: str) -> int:
-            if name not in columns:
-                raise UsageProblem(f"{source}: no column {name!r} for {option} (columns: {available})")
-            return columns.index(name)
+        def require(column: str, option: str) -> str:
+            if column not in columns:
+                raise UsageProblem(f"{source}: no column {column!r} for {option} (columns: {available})")
+            return column
 
-        self.url_index = 0 if single_url_column else require(url_col, "--url-col")
-        if caption_col is not None:
-            self.caption_index = require(caption_col, "--caption-col")
+        fields = {"url": columns[0] if fmt == "txt" else require(options.url_col, "--url-col")}
+        if options.caption_col is not None:
+            fields["caption"] = require(options.caption_col, "--caption-col")
         elif "caption" in columns:
-            self.caption_index = columns.index("caption")
+            fields["caption"] = "caption"
+        if options.clip_col is not None:
+            fields["clips"] = require(options.clip_col, "--clip-col")
+        used = set(fields.values())
+        if options.save_additional_columns is None:
+            extra = [c for c in columns if c not in used]
         else:
-            self.caption_index = None
-        used = {self.url_index, self.caption_index}
-        if additional_columns is None:
-            extra = [i for i in range(len(columns)) if i not in used]
-        else:
-            extra = [require(name, "--save-additional-columns") for name in additional_columns]
-        for index in extra:
-            if columns[index] in rec.RESERVED:
+            extra = [require(c, "--save-additional-columns") for c in options.save_additional_columns]
+        for column in extra:
+            if column in rec.RESERVED:
                 raise UsageProblem(
-                    f"{source}: column {columns[index]!r} is a reserved record field; rename it "
+                    f"{source}: column {column!r} is a reserved record field; rename it "
                     f"or leave it out with --save-additional-columns"
                 )
-        self.extra = [(columns[i], i) for i in extra]
+        self.names = [*fields, *extra]  # record field names, in order
+        self.selected = [*fields.values(), *extra]  # the input columns they come from
+        self.keep_unknown = options.save_additional_columns is None
+        self.clips = "clips" in fields
 
-    def record(self, row: tuple) -> dict:
-        record = {"url": row[self.url_index]}
-        if self.caption_index is not None:
-            record["caption"] = row[self.caption_index]
-        for name, index in self.extra:
-            record[name] = row[index]
-        return record
+    def records(self, rows) -> Iterator[tuple[int | None, dict]]:
+        names = self.names
+        for line, values, unknown in rows:
+            record = dict(zip(names, values))
+            if unknown and self.keep_unknown:
+                for column in unknown:
+                    if column in rec.RESERVED:
+                        raise BadInput(f"field {column!r} is a reserved record field", line=line)
+                record.update(unknown)
+            if self.clips:
+                record["clips"] = _clips(record["clips"], line)
+            yield line, record
 
 
-def read(paths: Iterable[str] = (STDIO,), *, input_format: str | None = None, url_col: str = "url",
-         caption_col: str | None = None, save_additional_columns: list[str] | None = None) -> Iterator[dict]:
-    """Records from URL lists. Every record of one input carries the same fields."""
-    for path in expand_paths(list(paths)):
-        fmt = input_format or infer_format(path)
-        if fmt not in FORMATS:
-            raise UsageProblem(f"unknown input format {fmt!r} (one of {', '.join(FORMATS)})")
+def _clips(value, line):
+    """A clip column: [[start, end], ...] in seconds, as a list or as JSON text (csv)."""
+    if value is None or isinstance(value, list):
+        return value
+    try:
+        clips = orjson.loads(value)
+    except (orjson.JSONDecodeError, TypeError):
+        raise BadInput(f"clip column is not a JSON list of [start, end] pairs: {str(value)[:80]}", line=line) \
+            from None
+    if not isinstance(clips, list):
+        raise BadInput(f"clip column is not a list: {str(value)[:80]}", line=line)
+    return clips
+
+
+def _read_list(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
+    mode, open_table = LIST_FORMATS[fmt]
+    text = {"encoding": "utf-8", "newline": ""} if mode == "rt" else {}
+    with open_input(path, mode, **text) as stream:
+        table = open_table(stream)
+        if not table.columns:  # an empty file has no rows to account for
+            return
+        if dataset.is_record_table(table.columns) and fmt != "txt":
+            # A table of records (it has keys): an existing dataset's metadata, kept whole.
+            for _line, values, unknown in table.rows(table.columns):
+                record = dataset.unpack_row(dict(zip(table.columns, values)))
+                if unknown:
+                    record.update(unknown)
+                yield record
+            return
+        mapping = ColumnMap(table, display_name(path), fmt, options)
+        for _line, record in mapping.records(table.rows(mapping.selected)):
+            yield record
+
+
+def _records_of(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
+    if fmt == "webdataset":
+        return dataset.read_webdataset(path)
+    if fmt == "files":
+        return dataset.read_files_layout(path)
+    if fmt == "raw":
+        return raw.read_raw(path, options.inline)
+    if fmt == "parquet" and path != STDIO:
+        return _parquet(path, options)
+    return _read_list(path, fmt, options)
+
+
+def _parquet(path: str, options: ReadOptions) -> Iterator[dict]:
+    # A parquet of records (with a `key` column) may hold payloads in binary columns.
+    import pyarrow.parquet as pq
+
+    with open_input(path, "rb") as stream:
+        columns = pq.ParquetFile(arrow.seekable(stream)).schema_arrow.names
+    if dataset.is_record_table(columns):
+        return dataset.read_record_parquet(path)
+    return _read_list(path, "parquet", options)
+
+
+def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None) -> Iterator[dict]:
+    """Records from URL lists, datasets or folders. Every record of one list has the same fields."""
+    options = options or ReadOptions()
+    if options.input_format is not None and options.input_format not in FORMATS:
+        raise UsageProblem(f"unknown input format {options.input_format!r} (one of {', '.join(FORMATS)})")
+    for path, fmt in expand_paths(list(paths), options.input_format):
         source = display_name(path)
         try:
-            with open_input(path, "rt", encoding="utf-8", newline="") as stream:
-                columns, rows = FORMATS[fmt](stream)
-                if not columns:  # an empty file has no rows to account for
-                    continue
-                mapping = ColumnMap(columns, source, url_col=url_col, caption_col=caption_col,
-                                    additional_columns=save_additional_columns,
-                                    single_url_column=fmt == "txt")
-                for _line, row in rows:
-                    yield mapping.record(row)
+            for record in _records_of(path, fmt, options):
+                if fmt in DATASET_FORMATS or "key" in record:
+                    rec.check(record)
+                yield record
         except BadInput as error:
             raise error.located(source, None) from None
         except UnicodeDecodeError as error:
-            raise BadInput(f"not UTF-8 text ({error.reason} at byte {error.start} of a block)", source) from None
+            raise BadInput(f"not UTF-8 text ({error.reason})", source) from None

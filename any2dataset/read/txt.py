@@ -1,17 +1,13 @@
 """txt: one URL a line. Blank lines are not rows (as with img2dataset)."""
 
-from collections.abc import Iterator
-
-COLUMNS = ["url"]
+from .table import Table
 
 
-def table(stream) -> tuple[list[str], Iterator[tuple[int, tuple]]]:
-    """(columns, rows), each row with its 1-based line number."""
-
-    def rows():
+def table(stream) -> Table:
+    def rows(selected):
         for number, line in enumerate(stream, 1):
             url = line.strip()
             if url:
-                yield number, (url,)
+                yield number, (url,), None
 
-    return COLUMNS, rows()
+    return Table(["url"], rows)

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 
 from .. import record as rec
 
-_ARROW_TYPES = {rec._STR: pa.string(), rec._INT: pa.int64(), rec._NUM: pa.float64()}
+_CLIPS = pa.list_(pa.list_(pa.float64()))
+_ARROW_TYPES = {rec._STR: pa.string(), rec._INT: pa.int64(), rec._NUM: pa.float64(), rec._LIST: _CLIPS}
 # The record format's fields, typed the same in every shard (payloads excluded).
 RESERVED_FIELDS = [
     pa.field(name, _ARROW_TYPES[allowed]) for name, allowed in rec.RESERVED.items() if name != rec.FILES
@@ -31,6 +32,9 @@ def _arrow_type_of(value) -> pa.DataType:
 
 
 def _fits(value, arrow_type: pa.DataType) -> bool:
+    if arrow_type == _CLIPS:
+        return type(value) is list and all(
+            type(clip) is list and all(type(t) in (int, float) for t in clip) for clip in value)
     if arrow_type == pa.string():
         return type(value) is str
     if arrow_type == pa.float64():

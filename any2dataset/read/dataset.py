@@ -1,0 +1,177 @@
+"""Existing datasets as input, for re-processing: webdataset tars, the `files` layout
+(one folder per shard) and tables of records (parquet or jsonl with a `key` column,
+such as a2d-write's parquet format or a metadata parquet).
+
+The layouts are img2dataset's, so its outputs (and video2dataset's) read the same way.
+A shard's metadata parquet (`{shard}.parquet` beside `{shard}.tar` or `{shard}/`) is
+merged back: samples get their full metadata, and failed rows, which have no
+sample, come out too, so re-processing loses no row. Records keep their `key` and
+`shard`; `shard_size` is the number of rows of the shard when the metadata says it.
+"""
+
+import posixpath
+import tarfile
+from collections.abc import Iterator
+
+import fsspec
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .. import record as rec
+from ..errors import BadInput
+from ..streams import open_input
+from .arrow import seekable
+
+EXTRA_COLUMN = "extra_json"  # where a2d-write keeps values that fit no column
+
+
+def _shard_number(path: str) -> int | None:
+    stem = posixpath.basename(path.rstrip("/")).split(".", 1)[0]
+    return int(stem) if stem.isdigit() else None
+
+
+def unpack_row(row: dict) -> dict:
+    """A metadata row back to a record: spread `extra_json` out again."""
+    extra = row.pop(EXTRA_COLUMN, None)
+    if extra:
+        row.update(orjson.loads(extra))
+    return row
+
+
+def _metadata_beside(path: str) -> list[dict] | None:
+    """The rows of `{shard}.parquet` next to a shard's tar or folder, if there is one."""
+    base = path.rstrip("/")
+    for suffix in (".tar.gz", ".tgz", ".tar"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    meta_path = base + ".parquet"
+    fs, local = fsspec.core.url_to_fs(meta_path)
+    if not fs.exists(local):
+        return None
+    with fs.open(local, "rb") as stream:
+        return [unpack_row(row) for row in pq.read_table(stream).to_pylist()]
+
+
+def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dict:
+    """One sample's members (extension -> bytes) and metadata row to a record."""
+    members = dict(members)
+    json_member = members.pop("json", None)
+    if row is not None:
+        record = dict(row)
+    elif json_member is not None:
+        try:
+            record = orjson.loads(json_member)
+        except orjson.JSONDecodeError:
+            raise BadInput(f"sample {key}: its .json member is not valid JSON") from None
+        if not isinstance(record, dict):
+            raise BadInput(f"sample {key}: its .json member is not an object")
+    else:
+        record = {}
+    text = members.get("txt")
+    if text is not None:
+        caption = record.get("caption")
+        if "caption" not in record:  # no metadata: .txt is the caption, as in img2dataset
+            record["caption"] = text.decode("utf-8", errors="replace")
+            del members["txt"]
+        elif caption is not None and text == caption.encode("utf-8"):
+            del members["txt"]  # the caption's own member; otherwise .txt is a payload
+    record["key"] = key
+    if members:
+        record[rec.FILES] = members
+        if record.get("status") is None:
+            record["status"] = "success"
+    return record
+
+
+def _merge(path: str, samples: Iterator[tuple[str, dict[str, bytes]]]) -> Iterator[dict]:
+    rows = _metadata_beside(path)
+    by_key = {str(row.get("key")): row for row in rows} if rows is not None else {}
+    shard = _shard_number(path)
+    shard_size = len(rows) if rows is not None else None
+    for key, members in samples:
+        record = _sample_record(key, members, by_key.pop(key, None))
+        yield _placed(record, shard, shard_size)
+    for row in by_key.values():  # rows with no sample: failures, filtered rows
+        yield _placed(row, shard, shard_size)
+
+
+def _placed(record: dict, shard: int | None, shard_size: int | None) -> dict:
+    if record.get("shard") is None and shard is not None:
+        record["shard"] = shard
+    if shard_size is not None:
+        record["shard_size"] = shard_size
+    elif record.get("shard_size") is None:
+        record.pop("shard_size", None)
+    return record
+
+
+def _group(named: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes]]]:
+    """Consecutive `key.ext` files to (key, {ext: bytes}), as webdataset groups tar members."""
+    key, members = None, {}
+    for name, data in named:
+        base = posixpath.basename(name)
+        if base.startswith(".") or "." not in base:
+            continue
+        sample_key, extension = base.split(".", 1)
+        if sample_key != key:
+            if members:
+                yield key, members
+            key, members = sample_key, {}
+        if extension in members:
+            raise BadInput(f"sample {key} has two .{extension} members")
+        members[extension] = data
+    if members:
+        yield key, members
+
+
+def read_webdataset(path: str) -> Iterator[dict]:
+    def members():
+        with open_input(path, "rb") as stream:
+            try:
+                with tarfile.open(fileobj=stream, mode="r|*") as tar:
+                    for member in tar:
+                        if member.isfile():
+                            yield member.name, tar.extractfile(member).read()
+            except tarfile.TarError as error:
+                raise BadInput(f"not a readable tar file ({error})") from None
+
+    return _merge(path, _group(members()))
+
+
+def read_files_layout(path: str) -> Iterator[dict]:
+    fs, folder = fsspec.core.url_to_fs(path)
+
+    def members():
+        for name in sorted(fs.find(folder)):
+            with fs.open(name, "rb") as stream:
+                yield name, stream.read()
+
+    return _merge(path, _group(members()))
+
+
+def is_record_table(columns: list[str]) -> bool:
+    """A table with a `key` column holds records of an existing dataset, not a URL list."""
+    return "key" in columns
+
+
+def read_record_parquet(path: str) -> Iterator[dict]:
+    """A parquet of records (a2d-write's parquet format, a metadata parquet): binary
+    columns are payloads under their names."""
+    with open_input(path, "rb") as stream:
+        parquet = pq.ParquetFile(seekable(stream))
+        schema = parquet.schema_arrow
+        payload_columns = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
+        shard = _shard_number(path)
+        shard_size = parquet.metadata.num_rows
+        for batch in parquet.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                row = unpack_row(row)
+                files = {name: row.pop(name) for name in payload_columns if row.get(name) is not None}
+                for name in payload_columns:
+                    row.pop(name, None)
+                if files:
+                    row[rec.FILES] = files
+                yield _placed(row, shard, shard_size)
+

@@ -1,0 +1,39 @@
+"""A folder of files with no URL list: each file becomes a record whose url is its path.
+
+With inline=True the file's bytes come along as the payload (status success), so
+`a2d-read --input-format raw --inline photos/ | a2d-write out/` packs a folder into
+shards with no download at all.
+"""
+
+import mimetypes
+import posixpath
+from collections.abc import Iterator
+
+import fsspec
+
+from .. import record as rec
+
+_CANONICAL = {"jpeg": "jpg", "jpe": "jpg", "tif": "tiff"}
+
+
+def extension_of(path: str) -> str:
+    base = posixpath.basename(path)
+    extension = base.rsplit(".", 1)[1].lower() if "." in base.strip(".") else "bin"
+    if not rec.valid_extension(extension):
+        extension = "bin"
+    return _CANONICAL.get(extension, extension)
+
+
+def read_raw(path: str, inline: bool) -> Iterator[dict]:
+    if not inline:
+        yield {"url": path}
+        return
+    with fsspec.open(path, "rb").open() as stream:
+        data = stream.read()
+    yield {
+        "url": path,
+        "status": "success",
+        "mime": mimetypes.guess_type(path)[0],
+        "size": len(data),
+        rec.FILES: {extension_of(path): data},
+    }
