@@ -9,12 +9,14 @@ See man/a2d-record.5 for the documentation of every reserved field.
 """
 
 import binascii
+from collections.abc import Iterable
 import math
 import re
 from decimal import Decimal
 
 import orjson
 import pybase64
+import xxhash
 
 from .errors import BadInput
 
@@ -194,6 +196,18 @@ def make_key(shard: int, index: int, number_sample_per_shard: int, oom_shard_cou
 
 def shard_name(shard: int, oom_shard_count: int) -> str:
     return f"{shard:0{oom_shard_count}d}"
+
+
+def shard_fingerprint(rows: Iterable[dict]) -> str:
+    """A digest of a shard's (key, url) pairs in key order.
+
+    a2d-write stores it in `{shard}_stats.json`; a2d-shard --skip-done recomputes it
+    from the input, so a changed input or sample count cannot silently shift keys.
+    """
+    digest = xxhash.xxh3_64()
+    for row in sorted(rows, key=lambda r: r["key"]):
+        digest.update(f"{row['key']}\t{row.get('url') or ''}\n".encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
 
 
 def _json_type(value) -> str:

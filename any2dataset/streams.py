@@ -71,6 +71,7 @@ class RecordReader:
         self.paths = list(paths) or [STDIO]
         self.on_error = on_error
         self.decode = decode
+        self.count = 0  # records yielded
         self.skipped = 0
         self.first_skipped: BadInput | None = None
         self.source = None
@@ -96,6 +97,7 @@ class RecordReader:
             except BadInput as error:
                 self.bad(error)
                 continue
+            self.count += 1
             yield record
 
     def bad(self, error: BadInput) -> None:

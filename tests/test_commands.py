@@ -10,14 +10,16 @@ import pytest
 from conftest import ROOT
 from any2dataset.commands import fetch as fetch_command
 from any2dataset.commands import read as read_command
+from any2dataset.commands import shard as shard_command
 from any2dataset.commands import write as write_command
 
 COMMANDS = {
     "a2d-read": read_command.main,
+    "a2d-shard": shard_command.main,
     "a2d-fetch": fetch_command.main,
     "a2d-write": write_command.main,
 }
-RECORD_COMMANDS = ["a2d-fetch", "a2d-write"]  # commands that read records
+RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-write"]  # commands that read records
 
 
 def args_for(name, tmp_path):

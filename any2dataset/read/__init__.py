@@ -41,7 +41,7 @@ FORMATS = [*LIST_FORMATS, *DATASET_FORMATS]
 _SUFFIXES = {"txt": "txt", "csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
              "parquet": "parquet", "arrow": "arrow", "feather": "arrow", "ipc": "arrow", "tar": "webdataset",
              "tgz": "webdataset"}
-COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst", ".lz4")
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 
 
 @dataclass

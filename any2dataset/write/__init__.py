@@ -69,6 +69,7 @@ class _OpenShard:
         schema.write(self.rows, self._temp(parquet_name))
         self._publish(parquet_name)
         summary = self.stats.summary(self.shard, output_format)
+        summary["fingerprint"] = rec.shard_fingerprint(self.rows)
         stats_name = f"{self.name}_stats.json"
         with open(self._temp(stats_name), "wb") as stats_file:
             stats_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2))

@@ -1,0 +1,66 @@
+"""a2d-shard: stable keys and shard ids, resume and fan-out."""
+
+import click
+
+from .. import shard as sharding
+from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..streams import RecordReader, RecordWriter
+
+
+@command(
+    "a2d-shard",
+    "give records keys and shards; resume and fan out",
+    "Give every record its shard, key and shard_size by input position, with img2dataset's key formula "
+    "(shard * 10^ceil(log10 N) + row, zero-padded). Records that already have all three keep them. "
+    "--part and --skip-done keep only some shards; --split writes one JSONL file per shard for fan-out.",
+    "a2d-read urls.csv | a2d-shard --skip-done out/ | a2d-fetch | a2d-write out/",
+)
+@input_paths_argument
+@click.option("--number-sample-per-shard", default=10000, show_default=True, type=click.IntRange(1),
+              help="Rows per shard (N).")
+@click.option("--oom-shard-count", default=5, show_default=True, type=click.IntRange(1),
+              help="Digits of shard numbers in keys and file names.")
+@click.option("--start-shard", default=0, show_default=True, type=click.IntRange(0), help="First shard number.")
+@click.option("--extend", metavar="OUTPUT_FOLDER",
+              help="Start numbering after the last shard already in this output folder.")
+@click.option("--skip-done", metavar="OUTPUT_FOLDER",
+              help="Leave out shards already finished in this output folder (local or s3://...), after "
+                   "checking they were written from the same rows.")
+@click.option("--part", metavar="I/N",
+              help="Keep only shards with shard % N == I, so N processes or hosts cover the input once.")
+@click.option("--split", "split_folder", metavar="FOLDER",
+              help="Write one JSONL file per shard into FOLDER instead of standard output.")
+@click.option("--shards-per-file", default=1, show_default=True, type=click.IntRange(1),
+              help="With --split: shards per file.")
+@on_error_option
+@click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
+@common_options
+def main(inputs, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part, split_folder,
+         shards_per_file, on_error, output, console):
+    if extend and start_shard:
+        raise click.UsageError("--extend and --start-shard both set the first shard; give one")
+    console.waiting_on_terminal(inputs)
+    options = sharding.ShardOptions(
+        number_sample_per_shard=number_sample_per_shard,
+        oom_shard_count=oom_shard_count,
+        start_shard=sharding.extend_after(extend) if extend else start_shard,
+        part=sharding.parse_part(part) if part else None,
+        done=sharding.resume_from(skip_done) if skip_done else {},
+    )
+    if options.done:
+        console.info(f"{len(options.done)} finished shard(s) in {skip_done} will be skipped")
+    reader = RecordReader(inputs, on_error=on_error)
+    records = console.track(sharding.shard(reader, options))
+    if split_folder:
+        files = sharding.split(records, split_folder, shards_per_file, oom_shard_count)
+        console.skipped(reader)
+        console.info(f"{len(files)} file(s) written to {split_folder}")
+        return
+    with RecordWriter(output) as out:
+        out.write_all(records)
+    console.skipped(reader)
+    console.info(f"{reader.count} records read, {out.count} written")
+
+
+if __name__ == "__main__":
+    main()

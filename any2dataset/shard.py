@@ -1,0 +1,185 @@
+"""a2d-shard's library: stable keys and shard ids, resume and fan-out.
+
+Records get `shard`, `key` (img2dataset's formula, by input position) and
+`shard_size`, the exact row count of their shard. A shard is held back until it
+is full or the input ends, since only then is its size known. Records that
+arrive with all three already (an existing dataset read back) keep them.
+"""
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+from . import record as rec
+from .errors import BadInput, UsageProblem
+from .streams import RecordWriter
+from .write.layout import finished_shards, last_shard
+
+
+@dataclass
+class ShardOptions:
+    number_sample_per_shard: int = 10000
+    oom_shard_count: int = 5
+    start_shard: int = 0
+    part: tuple[int, int] | None = None  # (I, N): keep shards with shard % N == I
+    done: dict[int, dict] = field(default_factory=dict)  # finished shards to skip, with their stats
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    try:
+        index, count = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageProblem(f"--part wants I/N, such as 0/4, not {text!r}") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageProblem(f"--part {text}: need 0 <= I < N")
+    return index, count
+
+
+def resume_from(folder: str) -> dict[int, dict]:
+    """The finished shards of an output folder, for --skip-done."""
+    return finished_shards(folder)
+
+
+def extend_after(folder: str) -> int:
+    """The first shard number after everything in an output folder, for --extend."""
+    last = last_shard(folder)
+    return 0 if last is None else last + 1
+
+
+class InputChanged(UsageProblem):
+    pass
+
+
+def shard(records: Iterable[dict], options: ShardOptions | None = None) -> Iterator[dict]:
+    """Give each record its shard, key and shard_size; drop what --part and --skip-done exclude."""
+    options = options or ShardOptions()
+    if options.number_sample_per_shard < 1:
+        raise UsageProblem("--number-sample-per-shard must be at least 1")
+    records = iter(records)
+    first = next(records, None)
+    if first is None:
+        return
+    if all(first.get(name) is not None for name in ("shard", "key", "shard_size")):
+        yield from _keep_existing(first, records, options)
+    else:
+        yield from _assign(first, records, options)
+
+
+def _wanted(shard_id: int, options: ShardOptions) -> bool:
+    if options.part is not None and shard_id % options.part[1] != options.part[0]:
+        return False
+    return shard_id not in options.done
+
+
+def _keep_existing(first: dict, records: Iterator[dict], options: ShardOptions) -> Iterator[dict]:
+    for record in _chain(first, records):
+        if record.get("shard") is None or record.get("key") is None or record.get("shard_size") is None:
+            raise BadInput("record has no shard, key or shard_size, but the first record had all three")
+        if _wanted(record["shard"], options):
+            yield record
+
+
+def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iterator[dict]:
+    per_shard = options.number_sample_per_shard
+    digits = rec.sample_digits(per_shard)
+    width = options.oom_shard_count + digits
+    shard_id = options.start_shard
+    held: list[dict] = []  # the current shard, until its size is known
+    passing: list[dict] = []  # rows of a finished shard being checked against its fingerprint
+    index = 0
+
+    def release(size: int) -> Iterator[dict]:
+        if shard_id in options.done:
+            _verify(shard_id, passing, options)
+        if _wanted(shard_id, options):
+            for record in held:
+                record["shard_size"] = size
+            yield from held
+
+    for record in _chain(first, records):
+        if index == per_shard:
+            yield from release(per_shard)
+            held, passing = [], []
+            shard_id += 1
+            index = 0
+        record["shard"] = shard_id
+        record["key"] = f"{shard_id * 10**digits + index:0{width}d}"
+        if shard_id in options.done:
+            passing.append({"key": record["key"], "url": record.get("url")})  # only what the check needs
+        elif _wanted(shard_id, options):
+            held.append(record)
+        index += 1
+    yield from release(index)
+    beyond = sorted(s for s in options.done if s > shard_id)
+    if beyond:
+        raise InputChanged(
+            f"the output already has shard {rec.shard_name(beyond[0], options.oom_shard_count)}, but this "
+            f"input ends at shard {rec.shard_name(shard_id, options.oom_shard_count)}: the input or "
+            f"--number-sample-per-shard changed since it was written; use a new output folder"
+        )
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
+
+
+def _verify(shard_id: int, rows: list[dict], options: ShardOptions) -> None:
+    stats = options.done[shard_id]
+    stored = stats.get("fingerprint")
+    if stored is None:
+        return  # written by a tool that stores none (img2dataset): nothing to compare
+    if stored != rec.shard_fingerprint(rows) or stats.get("count", len(rows)) != len(rows):
+        name = rec.shard_name(shard_id, options.oom_shard_count)
+        raise InputChanged(
+            f"shard {name} in the output was written from different rows ({stats.get('count')} rows then, "
+            f"{len(rows)} now, or other URLs): the input or --number-sample-per-shard changed since; "
+            f"stopping rather than giving new rows old keys. Use a new output folder"
+        )
+
+
+def split(records: Iterable[dict], folder: str, shards_per_file: int = 1, oom_shard_count: int = 5) -> list[str]:
+    """Write records into one JSONL file per shard (or per K shards) for fan-out; return the names.
+
+    Each file is written under a hidden name and renamed when whole.
+    """
+    os.makedirs(folder, exist_ok=True)
+    written = []
+    finished_groups = set()
+    current_group = None
+    out = None
+    temp = final = None
+
+    def close():
+        if out is not None:
+            out.close()
+            os.replace(temp, final)
+            written.append(final)
+
+    try:
+        for record in records:
+            group = record["shard"] // shards_per_file
+            if group != current_group:
+                close()
+                if group in finished_groups:
+                    raise BadInput(f"records of shard {record['shard']} are not together; --split needs them so")
+                finished_groups.add(group)
+                current_group = group
+                name = rec.shard_name(group * shards_per_file, oom_shard_count)
+                final = os.path.join(folder, f"{name}.jsonl")
+                temp = os.path.join(folder, f".{name}.jsonl.tmp{os.getpid()}")
+                out = RecordWriter(temp)
+            out.write(record)
+        close()
+        out = None
+    finally:
+        if out is not None:  # interrupted: leave no partial file under a final name
+            out.stream.close()
+            os.remove(temp)
+    return written
+
+
+if __name__ == "__main__":  # python -m any2dataset.shard
+    from .commands.shard import main
+
+    main()

@@ -1,0 +1,44 @@
+"""What is already in an output folder: finished shards and the highest shard number.
+
+A shard is finished exactly when `{shard}_stats.json` exists (a2d-write renames it
+into place last). Works on local folders and fsspec URLs (s3://...).
+"""
+
+import posixpath
+import re
+
+import fsspec
+import orjson
+
+_STATS = re.compile(r"^(\d+)_stats\.json$")
+_SHARD_FILE = re.compile(r"^(\d+)(?:_stats\.json|\.[A-Za-z0-9.]+)?$")
+
+
+def _listing(folder: str) -> tuple[object, list[str]]:
+    fs, root = fsspec.core.url_to_fs(folder)
+    if not fs.exists(root):
+        return fs, []
+    return fs, [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
+
+
+def finished_shards(folder: str, read_stats: bool = True) -> dict[int, dict]:
+    """Shard number -> its stats (empty dicts when read_stats is False)."""
+    fs, names = _listing(folder)
+    _, root = fsspec.core.url_to_fs(folder)
+    done = {}
+    for name in names:
+        match = _STATS.match(name)
+        if match:
+            stats = {}
+            if read_stats:
+                with fs.open(posixpath.join(root, name), "rb") as stream:
+                    stats = orjson.loads(stream.read())
+            done[int(match.group(1))] = stats
+    return done
+
+
+def last_shard(folder: str) -> int | None:
+    """The highest shard number with any file in the folder (finished or not)."""
+    _, names = _listing(folder)
+    numbers = [int(m.group(1)) for m in map(_SHARD_FILE.match, names) if m]
+    return max(numbers) if numbers else None
