@@ -9,6 +9,7 @@ import io
 import os
 import stat
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 
 import fsspec
@@ -111,7 +112,14 @@ class RecordReader:
 
 
 class RecordWriter:
-    """Writes records as JSON lines to a file or stdout through a large buffer."""
+    """Writes records as JSON lines to a file or stdout through a large buffer.
+
+    A background thread flushes the buffer when records have waited in it for
+    FLUSH_SECONDS, so a slow stage (a straggling download) does not hold back
+    finished records from the next stage. Buffered writers are thread-safe.
+    """
+
+    FLUSH_SECONDS = 0.25
 
     def __init__(self, path: str = STDIO):
         if path == STDIO:
@@ -119,6 +127,20 @@ class RecordWriter:
         else:
             self.stream = fsspec.open(path, "wb", compression="infer").open()
         self.count = 0
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_now_and_then, name="a2d-flush", daemon=True)
+        self._flusher.start()
+
+    def _flush_now_and_then(self) -> None:
+        flushed_at = 0
+        while not self._closing.wait(self.FLUSH_SECONDS):
+            count = self.count
+            if count != flushed_at:
+                try:
+                    self.stream.flush()
+                except (OSError, ValueError):
+                    return  # a closed pipe or file: the writing thread will hear of it
+                flushed_at = count
 
     def write(self, record: dict) -> None:
         self.stream.write(rec.dumps(record))
@@ -133,6 +155,7 @@ class RecordWriter:
         return self.count
 
     def close(self) -> None:
+        self._closing.set()
         self.stream.flush()
         if self.stream is not getattr(sys.stdout, "buffer", None):
             self.stream.close()  # never the interpreter's own stdout

@@ -35,22 +35,68 @@ PROSE = {
     "read": {
         "details": [
             "The format is taken from the file name, after any compression suffix "
-            "(\\fI.gz\\fR, \\fI.bz2\\fR, \\fI.xz\\fR, \\fI.zst\\fR); standard input is read as txt unless "
-            "\\fB--input-format\\fR says otherwise. Inputs may be local paths, fsspec URLs "
+            "(\\fI.gz\\fR, \\fI.bz2\\fR, \\fI.xz\\fR, \\fI.zst\\fR): \\fI.txt\\fR, \\fI.csv\\fR, \\fI.tsv\\fR, "
+            "\\fI.json\\fR (an array of objects, read whole), \\fI.jsonl\\fR or \\fI.ndjson\\fR, \\fI.parquet\\fR, "
+            "\\fI.arrow\\fR or \\fI.feather\\fR (Arrow IPC), \\fI.tar\\fR (webdataset). Standard input is read "
+            "as txt unless \\fB\\-\\-input\\-format\\fR says otherwise. Inputs may be local paths, fsspec URLs "
             "(\\fIs3://\\fR, \\fIgs://\\fR, \\fIhttps://\\fR, ...), glob patterns, brace patterns such as "
-            "\\fIurls-{000..127}.csv\\fR, and folders (every file inside, sorted, hidden files skipped).",
-            "In txt input each non-blank line is a URL. csv and tsv need a header row. The URL column "
-            "becomes \\fBurl\\fR, the caption column \\fBcaption\\fR, and every other column is kept under "
-            "its own name (an empty cell is null). Every record of one input has the same fields. "
-            "Columns named like reserved record fields are refused. Rows with an empty URL are kept: "
-            "a2d-fetch reports them as \\fBinvalid_url\\fR, so every row is accounted for.",
-            "S3-compatible endpoints are configured the fsspec way, for example "
+            "\\fIurls\\-{000..127}.parquet\\fR, and folders (the files of known formats inside, sorted, hidden "
+            "files skipped). Lists are streamed: csv, tsv, txt and jsonl a line at a time, parquet and Arrow a "
+            "batch at a time, reading only the columns needed, so memory does not grow with the input.",
+            "In txt input each non\\-blank line is a URL. csv and tsv need a header row and give text values "
+            "(an empty cell is null); parquet, Arrow and JSON keep their types. The URL column becomes "
+            "\\fBurl\\fR, the caption column \\fBcaption\\fR, the clip column \\fBclips\\fR, and every other column "
+            "is kept under its own name. Every record of one input has the same fields (jsonl lines may add "
+            "more). Columns named like reserved record fields are refused. Rows with an empty URL are kept: "
+            "a2d\\-fetch reports them as \\fBinvalid_url\\fR, so every row is accounted for.",
+            "Existing datasets are read back for re\\-processing: webdataset tars, the files layout (a folder "
+            "per shard) and tables of records (parquet or jsonl with a \\fBkey\\fR column, such as a parquet "
+            "dataset). A shard's metadata parquet beside its tar or folder is merged in, so failed rows come "
+            "out too. Records keep their \\fBkey\\fR and \\fBshard\\fR, and get \\fBshard_size\\fR from the "
+            "metadata, so a2d\\-write gives them the same names again. A folder of an output (it has "
+            "\\fI*_stats.json\\fR files) is read as its shards. img2dataset and video2dataset outputs read the same "
+            "way.",
+            "\\fB\\-\\-input\\-format raw\\fR turns each file of a folder into a record whose \\fBurl\\fR is its path; "
+            "with \\fB\\-\\-inline\\fR its bytes come along as the payload, so an existing folder (local or "
+            "remote) is packed into shards without any download.",
+            "S3\\-compatible endpoints are configured the fsspec way, for example "
             "\\fBFSSPEC_S3_ENDPOINT_URL=http://127.0.0.1:9000\\fR, with the usual AWS credential variables.",
         ],
         "examples": [
             "a2d-read urls.txt | head -3",
-            "a2d-read --url-col URL --caption-col TEXT 'laion-part-{00..09}.csv.gz' > records.jsonl",
+            "a2d-read --url-col URL --caption-col TEXT 'laion-part-{00..09}.parquet' > records.jsonl",
             "a2d-read s3://bucket/lists/ | a2d-fetch -j 128 | a2d-write out/",
+            "a2d-read --input-format raw --inline photos/ | a2d-shard | a2d-write packed/",
+            "a2d-read out/ | a2d-fetch | a2d-write out/",
+        ],
+    },
+    "shard": {
+        "details": [
+            "Keys and shards follow img2dataset: with N = \\fB\\-\\-number\\-sample\\-per\\-shard\\fR and "
+            "D = \\fB\\-\\-oom\\-shard\\-count\\fR, row \\fIi\\fR of the input goes to shard S = start + i div N "
+            "with key S * 10^ceil(log10 N) + i mod N, zero\\-padded to D + ceil(log10 N) digits "
+            "(\\fI000010005\\fR is shard 1, row 5, for N = 10000). Keys depend only on input position, so the "
+            "same input always gives the same keys. Every record also gets \\fBshard_size\\fR, the exact "
+            "row count of its shard, which a2d\\-write uses to finish shards that arrive out of order. A shard "
+            "is passed on once it is full (or the input ends), so a2d\\-shard holds at most N records.",
+            "Records that arrive with shard, key and shard_size (an existing dataset read back by a2d\\-read) "
+            "keep them; \\fB\\-\\-part\\fR and \\fB\\-\\-skip\\-done\\fR still apply.",
+            "Resume: \\fB\\-\\-skip\\-done\\fR \\fIOUT\\fR leaves out the shards whose \\fIN_stats.json\\fR "
+            "exists in OUT, so running the same pipeline again after a crash redoes only unfinished shards. "
+            "a2d\\-write stores in each stats file a fingerprint of the shard's keys and URLs; a2d\\-shard "
+            "recomputes it from the input and stops with status 2 if a finished shard would now get other "
+            "rows (the input or N changed), instead of giving new rows old keys.",
+            "Fan\\-out: \\fB\\-\\-part\\fR \\fII/N\\fR keeps the shards with shard mod N = I, so N processes or "
+            "hosts (GNU parallel, xargs \\-P, a Slurm array) cover the input exactly once without talking to "
+            "each other. \\fB\\-\\-split\\fR \\fIDIR\\fR writes one JSONL file per shard (or per "
+            "\\fB\\-\\-shards\\-per\\-file\\fR shards), named after its first shard, for tools that take one "
+            "file per job.",
+        ],
+        "examples": [
+            "a2d-read urls.csv | a2d-shard --skip-done out/ | a2d-fetch | a2d-write out/",
+            "a2d-read urls.parquet | a2d-shard --part $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT | a2d-fetch | a2d-write s3://bucket/out/",
+            "a2d-read urls.csv | a2d-shard --split parts/ && ls parts/*.jsonl | xargs -P 4 -I{} sh -c 'a2d-fetch {} | a2d-write out/'",
+            "a2d-read urls-2.csv | a2d-shard --extend out/ | a2d-fetch | a2d-write out/",
         ],
     },
     "fetch": {

@@ -32,11 +32,13 @@ def _shard_number(path: str) -> int | None:
 
 
 def unpack_row(row: dict) -> dict:
-    """A metadata row back to a record: spread `extra_json` out again."""
+    """A metadata row back to a record: nulls dropped (parquet cannot tell them from
+    absent fields) and `extra_json` spread out again."""
     extra = row.pop(EXTRA_COLUMN, None)
+    record = {name: value for name, value in row.items() if value is not None}
     if extra:
-        row.update(orjson.loads(extra))
-    return row
+        record.update(orjson.loads(extra))
+    return record
 
 
 def _metadata_beside(path: str) -> list[dict] | None:
@@ -55,18 +57,22 @@ def _metadata_beside(path: str) -> list[dict] | None:
 
 
 def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dict:
-    """One sample's members (extension -> bytes) and metadata row to a record."""
+    """One sample's members (extension -> bytes) and metadata row to a record.
+
+    The sample's own .json member is the record exactly as it was written; the
+    metadata row stands in where a sample has none.
+    """
     members = dict(members)
     json_member = members.pop("json", None)
-    if row is not None:
-        record = dict(row)
-    elif json_member is not None:
+    if json_member is not None:
         try:
             record = orjson.loads(json_member)
         except orjson.JSONDecodeError:
             raise BadInput(f"sample {key}: its .json member is not valid JSON") from None
         if not isinstance(record, dict):
             raise BadInput(f"sample {key}: its .json member is not an object")
+    elif row is not None:
+        record = dict(row)
     else:
         record = {}
     text = members.get("txt")

@@ -7,6 +7,7 @@ each shard is finished as soon as it holds `shard_size` rows. Records without a
 shard are numbered in arrival order with img2dataset's key formula.
 """
 
+import glob
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -42,7 +43,17 @@ class _OpenShard:
         self.keys: set[str] = set()
         self.stats = ShardStats()
         self.data_name = f"{name}{sink_class.suffix}" if sink_class.suffix else None
+        self._remove_leftovers()
         self.sink = sink_class(self._temp(self.data_name) if self.data_name else None)
+
+    def _remove_leftovers(self) -> None:
+        """Temporary files of this shard from a run that died (kill -9, power loss).
+        Only one writer ever writes a shard, so any other temporary file of it is stale."""
+        for leftover in glob.glob(os.path.join(glob.escape(self.folder), f".{self.name}[._]*.tmp*")):
+            try:
+                os.remove(leftover)
+            except FileNotFoundError:
+                pass
 
     def _temp(self, final_name: str) -> str:
         # Hidden and pid-tagged: readers skip it, and two writers never share one.
