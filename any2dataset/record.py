@@ -152,7 +152,7 @@ def decode_payloads(record: dict) -> dict:
     return record
 
 
-def _to_json(value):
+def json_default(value):
     """What orjson cannot write itself: bytes (payloads, binary columns) and decimals."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return pybase64.b64encode(value).decode("ascii")
@@ -163,10 +163,10 @@ def _to_json(value):
 
 def dumps(record: dict) -> bytes:
     """A record as one JSON line (with its newline); bytes payloads become base64."""
-    return orjson.dumps(record, default=_to_json, option=_DUMP_OPTIONS)
+    return orjson.dumps(record, default=json_default, option=DUMP_OPTIONS)
 
 
-_DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
+DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
 def metadata(record: dict) -> dict:

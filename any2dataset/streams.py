@@ -13,6 +13,8 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import fsspec
+import orjson
+from fsspec.utils import infer_compression
 
 from . import record as rec
 from .errors import BadInput
@@ -42,6 +44,12 @@ def open_input(path: str, mode: str = "rb", **fsspec_options):
             return binary
         return io.TextIOWrapper(binary, encoding=fsspec_options.get("encoding", "utf-8"),
                                 newline=fsspec_options.get("newline"))
+    if "://" not in path and infer_compression(path) is None:
+        # Local and plain: the built-in file is much faster per line than fsspec's wrapper.
+        if "b" in mode:
+            return io.open(path, mode, buffering=BUFFER_SIZE)
+        return io.open(path, mode, buffering=BUFFER_SIZE, encoding=fsspec_options.get("encoding", "utf-8"),
+                       newline=fsspec_options.get("newline"))
     return fsspec.open(path, mode, compression="infer", **fsspec_options).open()
 
 
@@ -148,9 +156,9 @@ class RecordWriter:
 
     def write_all(self, records: Iterable[dict]) -> int:
         write = self.stream.write
-        dumps = rec.dumps
+        dumps, default, option = orjson.dumps, rec.json_default, rec.DUMP_OPTIONS  # rec.dumps, inlined
         for record in records:
-            write(dumps(record))
+            write(dumps(record, default=default, option=option))
             self.count += 1
         return self.count
 

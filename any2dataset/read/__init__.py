@@ -178,18 +178,30 @@ class ColumnMap:
         self.keep_unknown = options.save_additional_columns is None
         self.clips = "clips" in fields
 
-    def records(self, rows) -> Iterator[tuple[int | None, dict]]:
+    def records(self, rows) -> Iterator[dict]:
         names = self.names
+        if not self.clips:
+            # The common case, kept lean: this runs for every row of every list.
+            for _line, values, unknown in rows:
+                record = dict(zip(names, values))
+                if unknown:
+                    self._add_unknown(record, unknown, _line)
+                yield record
+            return
         for line, values, unknown in rows:
             record = dict(zip(names, values))
-            if unknown and self.keep_unknown:
-                for column in unknown:
-                    if column in rec.RESERVED:
-                        raise BadInput(f"field {column!r} is a reserved record field", line=line)
-                record.update(unknown)
-            if self.clips:
-                record["clips"] = _clips(record["clips"], line)
-            yield line, record
+            if unknown:
+                self._add_unknown(record, unknown, line)
+            record["clips"] = _clips(record["clips"], line)
+            yield record
+
+    def _add_unknown(self, record: dict, unknown: dict, line) -> None:
+        if not self.keep_unknown:
+            return
+        for column in unknown:
+            if column in rec.RESERVED:
+                raise BadInput(f"field {column!r} is a reserved record field", line=line)
+        record.update(unknown)
 
 
 def _clips(value, line):
@@ -222,8 +234,7 @@ def _read_list(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
                 yield record
             return
         mapping = ColumnMap(table, display_name(path), fmt, options)
-        for _line, record in mapping.records(table.rows(mapping.selected)):
-            yield record
+        yield from mapping.records(table.rows(mapping.selected))
 
 
 def _records_of(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
@@ -257,10 +268,13 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None) ->
     for path, fmt in expand_paths(list(paths), options.input_format):
         source = display_name(path)
         try:
-            for record in _records_of(path, fmt, options):
-                if fmt in DATASET_FORMATS or "key" in record:
-                    rec.check(record)
-                yield record
+            if fmt in DATASET_FORMATS or fmt in ("parquet", "jsonl"):
+                for record in _records_of(path, fmt, options):
+                    if "key" in record:  # records of an existing dataset: check them here
+                        rec.check(record)
+                    yield record
+            else:
+                yield from _records_of(path, fmt, options)
         except BadInput as error:
             raise error.located(source, None) from None
         except UnicodeDecodeError as error:

@@ -4,6 +4,7 @@ Values stay strings; an empty cell is null, as pandas gives img2dataset users.
 """
 
 import csv
+import operator
 
 from ..errors import BadInput
 from .table import EMPTY, Table
@@ -21,23 +22,35 @@ def table(stream, delimiter: str = ",") -> Table:
     width = len(columns)
 
     def rows(selected):
-        indexes = [columns.index(name) for name in selected]
+        pick = _picker([columns.index(name) for name in selected], width)
         start = reader.line_num + 1
         try:
             for row in reader:
-                if not row:  # a blank line is not a row
-                    start = reader.line_num + 1
-                    continue
                 if len(row) != width:
+                    if not row:  # a blank line is not a row
+                        start = reader.line_num + 1
+                        continue
                     if len(row) > width:
                         raise BadInput(f"row has {len(row)} fields but the header has {width}", line=start)
                     row += [""] * (width - len(row))
-                yield start, tuple(row[i] or None for i in indexes), None
+                if "" in row:
+                    row = [value or None for value in row]
+                yield start, pick(row), None
                 start = reader.line_num + 1
         except csv.Error as error:
             raise BadInput(f"bad CSV: {error}", line=reader.line_num) from None
 
     return Table(columns, rows)
+
+
+def _picker(indexes: list[int], width: int):
+    """The selected values of a row as a tuple, cheaply (this runs for every row)."""
+    if indexes == list(range(width)):
+        return tuple
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda row: (row[index],)
+    return operator.itemgetter(*indexes)
 
 
 def tsv_table(stream) -> Table:
