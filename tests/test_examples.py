@@ -29,3 +29,17 @@ def test_quickstart_builds_the_example_dataset(tmp_path):
     assert failures == {"a file the server does not have": "http_4xx",
                         "a scheme a2d-fetch refuses": "scheme_denied",
                         "a row without a URL": "invalid_url"}
+
+
+def test_resume_and_retry_example(tmp_path):
+    out = tmp_path / "out"
+    result = run_pipeline(f"{ROOT / 'examples' / 'resume_and_retry.sh'} {out}", tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"a2d-write exited with 4" in result.stdout
+    assert b"a2d-shard: 1 finished shard(s)" in result.stderr
+    rows = ds.dataset(str(out), format="parquet", exclude_invalid_files=True).to_table().to_pylist()
+    assert len(rows) == 15 and len({r["key"] for r in rows}) == 15
+    assert sorted(r["error_kind"] for r in rows if r["status"] != "success") == [
+        "http_4xx", "invalid_url", "scheme_denied"]
+    blue = [r for r in rows if r["caption"] == "a blue gradient"]
+    assert blue[0]["status"] == "success"  # failed the first time, fetched again at the end
