@@ -180,3 +180,17 @@ def test_fetch_again_only_what_failed(http_server, tmp_path, pipeline):
     for sample in samples:
         i = int(orjson.loads(sample["json"])["caption"].split()[1])
         assert sample["png"] == body_for(f"/retry/{i}.png", 1000)
+
+
+def test_dataset_on_s3_reads_back_and_resumes(s3, tmp_path):
+    originals = some_records()
+    list(write([dict(r) for r in originals], str(tmp_path / "out"), WriteOptions()))
+    s3.put(str(tmp_path / "out") + "/", "test-bucket/ds/", recursive=True)
+    back = list(read(["s3://test-bucket/ds/"]))
+    assert sorted((r["key"], r["status"]) for r in back) == sorted((r["key"], r["status"]) for r in originals)
+    assert {r["key"]: r.get("files") for r in back} == {r["key"]: r.get("files") for r in originals}
+    from any2dataset.shard import resume_from
+
+    assert sorted(resume_from("s3://test-bucket/ds")) == [0, 1, 2]
+    one = list(read(["s3://test-bucket/ds/0000{1..1}.tar"]))
+    assert {r["shard"] for r in one} == {1} and len(one) == 5
