@@ -2,7 +2,9 @@
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 
 import click
@@ -77,9 +79,15 @@ on_error_option = click.option(
 input_paths_argument = click.argument("inputs", nargs=-1, metavar="[INPUT]...")
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM ends a command the way Ctrl-C does: cleanly, exit 130
+
+
 def run_boundary(console: Console, work):
     """The one place where errors become messages and exit codes."""
     try:
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _terminate)
         return work()
     except BrokenPipeError:
         # The reader went away (`| head`): end quietly. Point stdout at /dev/null so

@@ -40,6 +40,8 @@ ERROR_KINDS = frozenset(
         "truncated",
         "too_large",
         "too_many_redirects",
+        "not_found",
+        "access_denied",
         "http_4xx",
         "http_5xx",
         "robots_optout",

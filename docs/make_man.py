@@ -67,7 +67,7 @@ PROSE = {
             "a2d-read --url-col URL --caption-col TEXT 'laion-part-{00..09}.parquet' > records.jsonl",
             "a2d-read s3://bucket/lists/ | a2d-fetch -j 128 | a2d-write out/",
             "a2d-read --input-format raw --inline photos/ | a2d-shard | a2d-write packed/",
-            "a2d-read out/ | a2d-fetch | a2d-write out/",
+            "a2d-read out/ | a2d-fetch --retry-failed | a2d-write out/",
         ],
     },
     "shard": {
@@ -101,24 +101,47 @@ PROSE = {
     },
     "fetch": {
         "details": [
-            "Reads records (a2d-record(5)) and downloads each \\fBurl\\fR with up to \\fB--concurrency\\fR "
-            "requests in flight, reusing connections. A record that already carries a payload passes "
-            "through untouched. Output comes in the order downloads finish; every input record comes "
-            "out exactly once.",
-            "A success carries the body under \\fBfiles\\fR with an extension from the Content-Type (else "
-            "from the URL, else \\fIbin\\fR), plus \\fBstatus\\fR success, \\fBmime\\fR, \\fBsize\\fR, "
-            "\\fBhttp_status\\fR, \\fBfinal_url\\fR (after redirects), the hash and \\fBfetch_seconds\\fR. "
-            "A failure carries \\fBstatus\\fR failed_to_download, an \\fBerror_kind\\fR from the closed "
-            "vocabulary of a2d-record(5) and a readable \\fBerror_message\\fR.",
-            "Only http and https are fetched. \\fB--timeout\\fR bounds connecting and each wait for more "
-            "body; \\fB--deadline\\fR bounds the whole request, so a server that drips one byte a second "
-            "cannot stall a shard. Bodies over \\fB--max-size\\fR are refused from Content-Length or cut "
-            "off while streaming. Memory stays bounded: at most \\fB--concurrency\\fR bodies in flight "
-            "and as many finished records waiting for a slow reader; input is not read further meanwhile.",
+            "Reads records (a2d\\-record(5)) and downloads each \\fBurl\\fR with up to \\fB\\-\\-concurrency\\fR "
+            "requests in flight on one event loop, reusing connections; \\fB\\-\\-per\\-host\\fR caps the requests "
+            "to one host. Every input record comes out exactly once: in the order downloads finish, or in input "
+            "order with \\fB\\-\\-ordered\\fR. Records that already carry a payload pass through untouched, and so "
+            "do rows that already failed (unless \\fB\\-\\-retry\\-failed\\fR) or were filtered, so re\\-processing "
+            "pipelines can include a2d\\-fetch.",
+            "A success carries the body under \\fBfiles\\fR with an extension from a specific Content\\-Type, else "
+            "from the first bytes (jpg, png, gif, webp, wav, flac, mp4, ...), else from the URL, else \\fIbin\\fR; "
+            "plus \\fBstatus\\fR success, \\fBmime\\fR, \\fBsize\\fR, \\fBhttp_status\\fR, \\fBfinal_url\\fR (after "
+            "redirects), the hash, \\fBfetch_seconds\\fR and \\fBretries\\fR. A failure carries \\fBstatus\\fR "
+            "failed_to_download, an \\fBerror_kind\\fR from the closed vocabulary of a2d\\-record(5) and a readable "
+            "\\fBerror_message\\fR.",
+            "Time limits: \\fB\\-\\-timeout\\fR bounds connecting and each wait for more data; \\fB\\-\\-deadline\\fR "
+            "bounds one whole attempt, redirects and body included, so a server that drips one byte a second or "
+            "redirects into an endless stream cannot stall a shard. Timeouts, connection errors, resets, "
+            "truncated bodies, DNS failures, 5xx, 408 and 429 are retried up to \\fB\\-\\-retries\\fR times; "
+            "before retry k a2d\\-fetch waits a random time up to min(30, backoff * 2^k) seconds, or what the "
+            "server's Retry\\-After says (at most \\fB\\-\\-max\\-retry\\-after\\fR), holding no download slot "
+            "meanwhile. Other 4xx are never retried. So one record takes at most (retries + 1) * deadline plus "
+            "the waits: with the defaults, 3 * 60 + 1 + 2 = 183 seconds, or up to 3 * 60 + 2 * 60 = 300 with "
+            "long Retry\\-After answers.",
+            "Politeness and safety: the User\\-Agent names the tool and its version. X\\-Robots\\-Tag directives "
+            "in \\fB\\-\\-disallowed\\-header\\-directives\\fR (noai, noimageai, noindex, noimageindex) refuse a "
+            "sample as \\fBrobots_optout\\fR from the headers, before the body is read; a directive scoped to a "
+            "user agent counts when it names any2dataset, img2dataset or the \\fB\\-\\-user\\-agent\\-token\\fR. "
+            "Only http, https and data: URLs are fetched unless \\fB\\-\\-allow\\-scheme\\fR adds others (s3, gs, "
+            "hf, file, ... through fsspec; file also takes plain local paths). Link\\-local and cloud metadata "
+            "addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200) are refused, after DNS and "
+            "at every redirect, unless \\fB\\-\\-allow\\-address\\fR lets them through. Redirects go to http "
+            "or https only. TLS certificates are verified unless \\fB\\-\\-insecure\\fR.",
+            "Bodies over \\fB\\-\\-max\\-size\\fR are refused from Content\\-Length or cut off while streaming. "
+            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight and as many finished "
+            "records waiting for a slow reader; input is not read further meanwhile. Ctrl\\-C or SIGTERM stops "
+            "reading, drops the downloads in flight (a resumed run redoes them), writes out what is finished and "
+            "exits with 130.",
+            "HTTP/2 is not offered: aiohttp, which the speed of this command rests on, speaks HTTP/1.1 only.",
         ],
         "examples": [
             "a2d-read urls.csv | a2d-fetch -j 256 --timeout 10 --deadline 60 | a2d-write out/",
-            "a2d-fetch --hash md5 records.jsonl -o fetched.jsonl",
+            "a2d-fetch --hash md5 --verify-hash md5:md5 records.jsonl -o fetched.jsonl",
+            "a2d-read list.txt | a2d-fetch --allow-scheme s3 --header-env 'Authorization: API_TOKEN' > out.jsonl",
         ],
     },
     "write": {

@@ -38,7 +38,7 @@ ls "$out"
 
 echo "== 3. put the missing file in place and fetch again only what failed"
 mv "$work/blue-gradient.png" "$work/served/"
-a2d-read "$out" | a2d-fetch -j 8 | a2d-write "$out"
+a2d-read "$out" | a2d-fetch -j 8 --retry-failed | a2d-write "$out"
 
 echo "== every row now:"
 "$python" - "$out" <<'PY'

@@ -12,11 +12,13 @@ the fault it wants, and they compose (`?fail_times=2&status=503&retry_after=1`):
   reset=1         reset the TCP connection (RST) instead of answering
   truncate=N      announce `size` bytes in Content-Length but send only N and close
   redirect=N      redirect N times before answering; loop=1 redirects to itself forever
+  location=URL    redirect (302) to URL
   robots=V        X-Robots-Tag: V
   ctype=T         Content-Type: T (default: from the path's extension)
   chunked=1       no Content-Length (chunked transfer encoding)
 
-Every request is logged (path, query, headers, time) in `server.requests`.
+Every request is logged (path, query, headers, time) in `server.requests`, and
+`server.max_active` is the most requests it was answering at once.
 """
 
 import mimetypes
@@ -45,6 +47,8 @@ class FaultServer(ThreadingHTTPServer):
         self.hits = Counter()
         self.lock = threading.Lock()
         self.stopping = threading.Event()
+        self.active = 0
+        self.max_active = 0
         self.thread = threading.Thread(target=self.serve_forever, daemon=True)
 
     def handle_error(self, request, client_address):
@@ -80,6 +84,16 @@ class _FaultHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self):
+        with self.server.lock:
+            self.server.active += 1
+            self.server.max_active = max(self.server.max_active, self.server.active)
+        try:
+            self._answer()
+        finally:
+            with self.server.lock:
+                self.server.active -= 1
+
+    def _answer(self):
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self.server.lock:
@@ -99,6 +113,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
             self.server.stopping.wait(float(query["delay"]))
         if "loop" in query:
             return self._redirect(self.path)
+        if "location" in query:
+            return self._redirect(query["location"])
         if int(query.get("redirect", 0)) > 0:
             rest = dict(query, redirect=int(query["redirect"]) - 1)
             return self._redirect(f"{parts.path}?{urlencode(rest)}")

@@ -10,6 +10,7 @@ from any2dataset.fetch import FetchOptions, fetch
 
 
 def fetch_all(urls, **options):
+    options.setdefault("retries", 0)
     records = [{"url": url, "row": i} for i, url in enumerate(urls)]
     out = list(fetch(records, FetchOptions(**options)))
     return sorted(out, key=lambda r: r["row"])
@@ -140,3 +141,213 @@ def test_a_slow_consumer_bounds_what_is_read_ahead(http_server):
     # 8 slots, plus the one the consumed record freed, plus one read and waiting for a slot.
     assert len(pulled) <= 4 + 4 + 1 + 1
     assert len(list(results)) == 99
+
+
+# Retries, backoff and Retry-After, as the server saw them.
+
+def test_5xx_is_retried_with_backoff_until_it_succeeds(http_server):
+    url = http_server.url("retry/flaky.bin", fail_times=2, status=503)
+    [record] = fetch_all([url], retries=3, backoff=0.05)
+    assert record["status"] == "success" and record["retries"] == 2
+    assert len(http_server.requests_for("retry/flaky.bin")) == 3
+
+
+def test_retries_give_up_with_the_last_failure(http_server):
+    [record] = fetch_all([http_server.url("retry/down.bin", status=500)], retries=2, backoff=0.01)
+    assert record["error_kind"] == "http_5xx" and record["retries"] == 2
+    assert len(http_server.requests_for("retry/down.bin")) == 3
+
+
+def test_404_is_never_retried(http_server):
+    [record] = fetch_all([http_server.url("retry/gone.bin", status=404)], retries=5, backoff=0.01)
+    assert record["error_kind"] == "http_4xx" and record["retries"] == 0
+    assert len(http_server.requests_for("retry/gone.bin")) == 1
+
+
+def test_429_waits_for_retry_after(http_server):
+    url = http_server.url("retry/busy.bin", fail_times=1, status=429, retry_after=1)
+    [record] = fetch_all([url], retries=1, backoff=0)
+    assert record["status"] == "success"
+    first, second = http_server.requests_for("retry/busy.bin")
+    assert second["time"] - first["time"] >= 0.95
+
+
+def test_retry_after_is_capped(http_server):
+    url = http_server.url("retry/very-busy.bin", fail_times=1, status=429, retry_after=3600)
+    started = time.monotonic()
+    [record] = fetch_all([url], retries=1, max_retry_after=0.2)
+    assert record["status"] == "success" and time.monotonic() - started < 5
+
+
+def test_timeouts_are_retried(http_server):
+    [record] = fetch_all([http_server.url("retry/slow.bin", delay=1)], timeout=0.2, retries=1, backoff=0)
+    assert record["error_kind"] == "timeout" and len(http_server.requests_for("retry/slow.bin")) == 2
+
+
+# Robots opt-outs, decided on the headers.
+
+@pytest.mark.parametrize(
+    "header, token, refused",
+    [("noai", None, True), ("noimageai", None, True), ("noindex, nofollow", None, True),
+     ("nofollow", None, False), ("any2dataset: noai", None, True), ("img2dataset: noimageai", None, True),
+     ("otherbot: noai", None, False), ("mybot: noai", "mybot", True), ("noindex, unavailable_after: 2030", None, True)],
+)
+def test_x_robots_tag_opt_outs(http_server, header, token, refused):
+    name = f"robots/{abs(hash((header, token)))}.bin"
+    [record] = fetch_all([http_server.url(name, robots=header)], user_agent_token=token)
+    assert (record["error_kind"] == "robots_optout") is refused
+    if refused:
+        assert header in record["error_message"] and record["http_status"] == 200
+
+
+def test_robots_opt_out_is_refused_before_the_body(http_server):
+    # The body would stall forever: only refusing on the headers can answer quickly.
+    [record] = fetch_all([http_server.url("robots/stall.bin", robots="noai", stall=1, size=10**6)], timeout=5)
+    assert record["error_kind"] == "robots_optout" and record["fetch_seconds"] < 2
+
+
+def test_disallowed_directives_can_be_changed(http_server):
+    [record] = fetch_all([http_server.url("robots/allowed.bin", robots="noai")], disallowed_directives=())
+    assert record["status"] == "success"
+
+
+# Safety guards.
+
+def test_metadata_addresses_are_refused_without_a_request():
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://[fd00:ec2::254]/", "http://[fe80::1]/x",
+                "http://[::ffff:169.254.169.254]/"):
+        [record] = fetch_all([url])
+        assert record["error_kind"] == "address_denied", url
+
+
+def test_a_redirect_cannot_reach_a_metadata_address_or_another_scheme(http_server):
+    metadata = http_server.url("redir/meta.bin", location="http://169.254.169.254/latest/meta-data/iam")
+    local = http_server.url("redir/file.bin", location="file:///etc/passwd")
+    records = fetch_all([metadata, local], allowed_schemes=frozenset({"http", "https", "file"}))
+    assert [r["error_kind"] for r in records] == ["address_denied", "scheme_denied"]
+
+
+def test_host_names_resolving_to_metadata_addresses_are_refused():
+    import asyncio
+
+    from any2dataset.fetch.guards import AddressDenied, Guard, GuardedResolver
+
+    class FixedResolver:  # what DNS would answer for a hostile name
+        async def resolve(self, host, port=0, family=0):
+            return [{"hostname": host, "host": "169.254.169.254", "port": port, "family": family, "proto": 0,
+                     "flags": 0}]
+
+        async def close(self):
+            pass
+
+    with pytest.raises(AddressDenied):
+        asyncio.run(GuardedResolver(Guard(), FixedResolver()).resolve("metadata.attacker.example", 80))
+    allowed = GuardedResolver(Guard(allowed_networks=("169.254.169.254/32",)), FixedResolver())
+    assert asyncio.run(allowed.resolve("metadata.attacker.example", 80))[0]["host"] == "169.254.169.254"
+
+
+def test_allow_address_lets_a_metadata_address_through():
+    [record] = fetch_all(["http://169.254.1.1:9/"], allowed_networks=("169.254.0.0/16",), timeout=0.5)
+    assert record["error_kind"] != "address_denied"
+
+
+def test_local_files_need_allow_scheme(tmp_path):
+    path = tmp_path / "photo.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + b"x" * 10)
+    denied, = fetch_all([path.as_uri()])
+    assert denied["error_kind"] == "scheme_denied"
+    allowed = fetch_all([path.as_uri(), str(path), str(tmp_path / "missing.png")],
+                        allowed_schemes=frozenset({"http", "https", "file"}))
+    assert [r["status"] for r in allowed] == ["success", "success", "failed_to_download"]
+    assert allowed[0]["files"] == {"png": path.read_bytes()} and allowed[2]["error_kind"] == "not_found"
+
+
+def test_data_urls():
+    records = fetch_all(["data:text/plain;base64,aGVsbG8=", "data:,hi%20there", "data:image/png;base64,!!"])
+    assert records[0]["files"] == {"txt": b"hello"} and records[0]["mime"] == "text/plain"
+    assert records[1]["files"] == {"txt": b"hi there"}
+    assert records[2]["status"] == "success" or records[2]["error_kind"] == "invalid_url"
+
+
+def test_fetch_from_s3(s3):
+    s3.pipe("test-bucket/media/one.wav", b"RIFF\x00\x00\x00\x00WAVEfmt ")
+    urls = ["s3://test-bucket/media/one.wav", "s3://test-bucket/media/missing.wav"]
+    denied = fetch_all(urls[:1])
+    assert denied[0]["error_kind"] == "scheme_denied"
+    records = fetch_all(urls, allowed_schemes=frozenset({"http", "https", "s3"}))
+    assert records[0]["files"] == {"wav": b"RIFF\x00\x00\x00\x00WAVEfmt "} and records[0]["mime"] == "audio/wav"
+    assert records[1]["error_kind"] == "not_found"
+
+
+# Hashes, headers, order, per-host cap, re-fetching.
+
+def test_verify_hash(http_server):
+    body = body_for("/hash/a.bin", 1000)
+    good = {"url": http_server.url("hash/a.bin"), "expected": hashlib.md5(body).hexdigest().upper()}
+    bad = {"url": http_server.url("hash/a.bin"), "expected": "0" * 32}
+    out = list(fetch([good, bad], FetchOptions(verify_hash=("expected", "md5"), ordered=True)))
+    assert out[0]["status"] == "success" and out[0]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert out[1]["error_kind"] == "hash_mismatch" and "files" not in out[1]
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "sha512", "xxh64"])
+def test_other_hashes(http_server, algorithm):
+    [record] = fetch_all([http_server.url("hash/b.bin")], hash=algorithm)
+    assert len(record[algorithm]) in (16, 32, 128) and "sha256" not in record
+
+
+def test_headers_and_user_agent_token(http_server):
+    fetch_all([http_server.url("headers/a.bin")], headers={"Authorization": "Bearer s3cret"}, user_agent_token="mybot")
+    [request] = http_server.requests_for("headers/a.bin")
+    assert request["headers"]["Authorization"] == "Bearer s3cret"
+    assert request["headers"]["User-Agent"].endswith("(compatible; mybot)")
+
+
+def test_header_from_environment(cli, http_server, monkeypatch):
+    from any2dataset.commands import fetch as fetch_command
+
+    monkeypatch.setenv("A2D_TEST_TOKEN", "from-env")
+    line = '{"url": "%s"}\n' % http_server.url("headers/env.bin")
+    result = cli(fetch_command.main, ["--header-env", "X-Token: A2D_TEST_TOKEN"], input=line)
+    assert result.exit_code == 0
+    assert http_server.requests_for("headers/env.bin")[0]["headers"]["X-Token"] == "from-env"
+    missing = cli(fetch_command.main, ["--header-env", "X-Token: A2D_NOT_SET"], input=line)
+    assert missing.exit_code == 2 and "A2D_NOT_SET is not set" in missing.stderr
+
+
+def test_ordered_keeps_input_order(http_server):
+    urls = [http_server.url(f"order/{i}.bin", delay=0.3 if i % 3 == 0 else 0) for i in range(12)]
+    out = list(fetch(({"url": url, "row": i} for i, url in enumerate(urls)),
+                     FetchOptions(ordered=True, concurrency=8, retries=0)))
+    assert [r["row"] for r in out] == list(range(12))
+    unordered = list(fetch(({"url": url, "row": i} for i, url in enumerate(urls)),
+                           FetchOptions(concurrency=8, retries=0)))
+    assert [r["row"] for r in unordered] != list(range(12))
+
+
+def test_per_host_cap(http_server):
+    stalled = http_server.active  # handlers other tests left stalled
+    http_server.max_active = stalled
+    urls = [http_server.url(f"perhost/{i}.bin", delay=0.2) for i in range(8)]
+    fetch_all(urls, concurrency=8, per_host=2)
+    assert http_server.max_active - stalled == 2
+    http_server.max_active = stalled
+    fetch_all([u + "&again=1" for u in urls], concurrency=8)
+    assert http_server.max_active - stalled > 2
+
+
+def test_failed_records_pass_through_unless_retry_failed(http_server):
+    failed = {"url": http_server.url("again/x.bin"), "status": "failed_to_download", "error_kind": "timeout",
+              "error_message": "timed out"}
+    [passed] = list(fetch([dict(failed)]))
+    assert passed == failed and not http_server.requests_for("again/x.bin")
+    [fetched] = list(fetch([dict(failed)], FetchOptions(retry_failed=True)))
+    assert fetched["status"] == "success" and fetched["error_kind"] is None
+
+
+def test_extension_from_magic_bytes_when_content_type_is_vague(http_server):
+    # The deterministic body of this path starts with no magic; a data: URL with PNG magic does.
+    [record] = fetch_all(["data:application/octet-stream;base64,iVBORw0KGgoAAAAA"])
+    assert list(record["files"]) == ["png"] and record["mime"] == "image/png"
+    [by_url] = fetch_all([http_server.url("ext/photo.jpeg", ctype="application/octet-stream")])
+    assert list(by_url["files"]) == ["jpg"]

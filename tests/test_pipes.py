@@ -91,3 +91,22 @@ def test_records_bigger_than_a_pipe_buffer_arrive_intact(pipeline, tmp_path):
     assert result.returncode == 0, result.stderr
     samples = list(wds.WebDataset(str(tmp_path / "out" / "00000.tar"), shardshuffle=False))
     assert [s["bin"] == payload for s in samples] == [True, True, True]
+
+
+def test_sigterm_flushes_what_was_fetched_and_exits_130(http_server, tmp_path):
+    fast = [orjson.dumps({"url": http_server.url(f"term/{i}.bin")}) + b"\n" for i in range(5)]
+    stalled = orjson.dumps({"url": http_server.url("term/stall.bin", stall=1, size=100000)}) + b"\n"
+    process = subprocess.Popen(["a2d-fetch", "--timeout", "60", "-q"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=command_env())
+    process.stdin.write(b"".join(fast) + stalled)
+    process.stdin.flush()
+    deadline = time.monotonic() + 10
+    while not http_server.requests_for("term/stall.bin") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)
+    process.send_signal(signal.SIGTERM)
+    stdout, stderr = process.communicate(timeout=10)
+    assert process.returncode == 130 and stderr == b"a2d-fetch: interrupted\n"
+    done = [orjson.loads(line) for line in stdout.splitlines()]
+    assert sorted(r["url"] for r in done) == sorted(orjson.loads(line)["url"] for line in fast)
+    assert all(r["status"] == "success" for r in done)

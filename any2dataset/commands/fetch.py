@@ -1,10 +1,75 @@
 """a2d-fetch: download every record's URL."""
 
+import os
+import sys
+import time
+from collections import Counter
+
 import click
 
 from ..cli import command, common_options, input_paths_argument, on_error_option
-from ..fetch import DEFAULT_USER_AGENT, HASHES, FetchOptions, fetch
+from ..fetch import DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASHES, FetchOptions, fetch
 from ..streams import RecordReader, RecordWriter
+
+
+def _headers(pairs: tuple[str, ...], from_env: tuple[str, ...]) -> dict[str, str]:
+    headers = {}
+    for pair in pairs:
+        name, colon, value = pair.partition(":")
+        if not colon or not name.strip():
+            raise click.BadParameter(f"{pair!r} is not 'Name: value'", param_hint="--header")
+        headers[name.strip()] = value.strip()
+    for pair in from_env:
+        name, colon, variable = pair.partition(":")
+        variable = variable.strip()
+        if not colon or not name.strip() or not variable:
+            raise click.BadParameter(f"{pair!r} is not 'Name: VARIABLE'", param_hint="--header-env")
+        if variable not in os.environ:
+            raise click.BadParameter(f"environment variable {variable} is not set", param_hint="--header-env")
+        headers[name.strip()] = os.environ[variable]
+    return headers
+
+
+def _verify(text: str | None) -> tuple[str, str] | None:
+    if text is None:
+        return None
+    column, colon, algorithm = text.partition(":")
+    if not colon or algorithm not in HASHES or not column:
+        raise click.BadParameter(f"{text!r}: want COLUMN:ALGORITHM with one of {', '.join(HASHES)}",
+                                 param_hint="--verify-hash")
+    return column, algorithm
+
+
+class _Progress:
+    """Done, rate, MB/s, success ratio and the commonest error kinds, on stderr."""
+
+    def __init__(self, console):
+        from tqdm import tqdm
+
+        self.bar = tqdm(desc=console.name, unit="rec", file=sys.stderr, dynamic_ncols=True)
+        self.started = time.monotonic()
+        self.shown = 0.0
+        self.bytes = 0
+        self.successes = 0
+        self.kinds = Counter()
+
+    def update(self, record: dict) -> None:
+        self.bar.update(1)
+        if record.get("status") == "success":
+            self.successes += 1
+            self.bytes += record.get("size") or 0
+        elif record.get("error_kind"):
+            self.kinds[record["error_kind"]] += 1
+        now = time.monotonic()
+        if now - self.shown > 0.5:
+            self.shown = now
+            done = self.bar.n
+            top = " ".join(f"{kind}:{count}" for kind, count in self.kinds.most_common(3))
+            self.bar.set_postfix_str(f"{self.bytes / 1e6 / (now - self.started):.1f} MB/s, "
+                                     f"{100 * self.successes / done:.0f}% ok {top}".rstrip(), refresh=False)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 @command(
@@ -12,36 +77,84 @@ from ..streams import RecordReader, RecordWriter
     "download the URL of every record",
     "Download the url of every record and print the records with their payload, or with the "
     "reason they failed (status, error_kind, error_message). Every input record comes out once, "
-    "in the order downloads finish.",
+    "in the order downloads finish (or in input order with --ordered).",
     "a2d-read urls.txt | a2d-fetch -j 128 --timeout 10 > records.jsonl",
 )
 @input_paths_argument
 @click.option("-j", "--concurrency", default=64, show_default=True, type=click.IntRange(1),
               help="Downloads in flight at once.")
+@click.option("--per-host", type=click.IntRange(1), help="Downloads in flight to one host at once (default: no cap).")
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds to connect, and at most between two reads.")
 @click.option("--deadline", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
-              help="Seconds for a whole request, body included.")
+              help="Seconds for one attempt, redirects and body included.")
+@click.option("--retries", default=2, show_default=True, type=click.IntRange(0),
+              help="Further attempts after a timeout, connection error, 5xx, 408 or 429 (never another 4xx).")
+@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0),
+              help="Seconds: before retry k, wait a random time up to backoff * 2^k (capped at 30 s).")
+@click.option("--max-retry-after", default=60.0, show_default=True, type=click.FloatRange(0),
+              help="Longest Retry-After (seconds) to honour; longer ones are cut to this.")
 @click.option("--max-size", default=100 * 1024 * 1024, show_default=True, type=click.IntRange(1),
               help="Largest body in bytes; larger ones fail as too_large without being read whole.")
+@click.option("--max-redirects", default=10, show_default=True, type=click.IntRange(0), help="Redirects to follow.")
 @click.option("--hash", "hash_name", type=click.Choice([*HASHES, "none"]), default="sha256", show_default=True,
               help="Hash of the downloaded bytes, stored under its name.")
+@click.option("--verify-hash", metavar="COLUMN:ALGORITHM",
+              help="Compare the download's hash with this column; a mismatch fails as hash_mismatch.")
 @click.option("--user-agent", default=DEFAULT_USER_AGENT, show_default=True, help="User-Agent header.")
+@click.option("--user-agent-token", metavar="TOKEN",
+              help="Add '(compatible; TOKEN)' to the User-Agent; X-Robots-Tag rules scoped to TOKEN then apply.")
+@click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Send this header (repeatable).")
+@click.option("--header-env", "headers_env", multiple=True, metavar="'NAME: VARIABLE'",
+              help="Send a header whose value is in an environment variable, so secrets stay out of ps.")
+@click.option("--disallowed-header-directives", default=",".join(DEFAULT_DISALLOWED_DIRECTIVES), show_default=True,
+              metavar="A,B,...", help="X-Robots-Tag directives that refuse a sample ('' to respect none).")
+@click.option("--allow-scheme", "schemes", multiple=True, metavar="SCHEME",
+              help=f"Also fetch this scheme (s3, gs, hf, file, ...; default only {', '.join(sorted(DEFAULT_SCHEMES))}).")
+@click.option("--allow-address", "networks", multiple=True, metavar="CIDR",
+              help="Allow these link-local or cloud-metadata addresses, refused by default.")
+@click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option("--retry-failed", is_flag=True,
+              help="Fetch again records that already failed to download (by default they pass through).")
+@click.option("--ordered", is_flag=True, help="Keep input order (a slow download holds back those after it).")
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, concurrency, timeout, deadline, max_size, hash_name, user_agent, on_error, output, console):
+def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max_retry_after, max_size, max_redirects,
+         hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env, disallowed_header_directives,
+         schemes, networks, insecure, retry_failed, ordered, on_error, output, console):
+    options = FetchOptions(
+        concurrency=concurrency, per_host=per_host, timeout=timeout, deadline=deadline, retries=retries,
+        backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
+        hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
+        user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
+        disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
+        allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks,
+        insecure=insecure, retry_failed=retry_failed, ordered=ordered,
+    )
+    try:
+        import ipaddress
+
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--allow-address") from None
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
-    options = FetchOptions(concurrency=concurrency, timeout=timeout, deadline=deadline, max_size=max_size,
-                           user_agent=user_agent, hash=None if hash_name == "none" else hash_name)
+    progress = _Progress(console) if console.progress else None
     successes = 0
     with RecordWriter(output) as out:
-        for record in console.track(fetch(reader, options)):
-            successes += record.get("status") == "success"
-            out.write(record)
+        try:
+            for record in fetch(reader, options):
+                successes += record.get("status") == "success"
+                out.write(record)
+                if progress:
+                    progress.update(record)
+        finally:
+            if progress:
+                progress.close()
     console.skipped(reader)
-    console.info(f"{out.count} records, {successes} downloaded, {out.count - successes} failed")
+    console.info(f"{out.count} records, {successes} downloaded, {out.count - successes} failed or passed through")
 
 
 if __name__ == "__main__":

@@ -1,60 +1,141 @@
-"""Concurrent HTTP downloads on aiohttp, behind a plain iterator interface.
+"""Concurrent downloads on aiohttp, behind a plain iterator interface.
 
 aiohttp measured 7-20x faster than httpx's async pool on this workload (see
 benchmarks/README.md), so the hot path uses it directly. The event loop runs in
-a background thread; a reader thread feeds it input records; results come back
-to the caller's thread through a queue. A semaphore shared by the three bounds
-memory: at most `concurrency` requests in flight plus `buffer` finished records
-waiting for a slow consumer, and input is not read further until a slot frees.
+a background thread; a reader thread feeds it input records; finished records
+come back to the caller's thread through a queue, where hashing (which releases
+the GIL) and the caller's own work (JSON encoding) run beside the network loop.
+
+One semaphore shared by the three bounds memory: at most `concurrency` requests
+in flight plus `buffer` finished records waiting for a slow consumer; input is
+not read further until a slot frees, so a slow stdout slows the downloads.
 """
 
 import asyncio
+import contextlib
 import queue
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from urllib.parse import urljoin, urlsplit
 
 import aiohttp
 
 from .. import record as rec
-from . import policy
+from . import policy, sources
+from .guards import DEFAULT_SCHEMES, Guard, GuardedResolver
 
 _DONE = object()
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_timeout = asyncio.timeout if sys.version_info >= (3, 11) else None
 
 
 @dataclass
 class FetchOptions:
     concurrency: int = 64
-    timeout: float = 10.0  # connect and between-reads
-    deadline: float = 60.0  # whole request, body included
+    per_host: int | None = None  # requests in flight to one host
+    timeout: float = 10.0  # to connect, and between two reads
+    deadline: float = 60.0  # one attempt, body included
     max_size: int = 100 * 1024 * 1024
     max_redirects: int = 10
+    retries: int = 2
+    backoff: float = 1.0  # first backoff ceiling in seconds, doubled per retry
+    max_backoff: float = 30.0
+    max_retry_after: float = 60.0
     user_agent: str = policy.DEFAULT_USER_AGENT
+    user_agent_token: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    disallowed_directives: tuple[str, ...] = policy.DEFAULT_DISALLOWED_DIRECTIVES
+    insecure: bool = False
     hash: str | None = "sha256"
+    verify_hash: tuple[str, str] | None = None  # (column, algorithm)
+    allowed_schemes: frozenset[str] = DEFAULT_SCHEMES
+    allowed_networks: tuple[str, ...] = ()
+    retry_failed: bool = False
+    ordered: bool = False
     buffer: int | None = None  # finished records waiting for the consumer; default: concurrency
+
+    def full_user_agent(self) -> str:
+        if self.user_agent_token:
+            return f"{self.user_agent} (compatible; {self.user_agent_token})"
+        return self.user_agent
+
+    def robots_tokens(self) -> frozenset[str]:
+        extra = {self.user_agent_token.lower()} if self.user_agent_token else set()
+        return policy.ROBOTS_TOKENS | extra
+
+
+def needs_fetch(record: dict, retry_failed: bool) -> bool:
+    """Records with a payload, and rows already settled, pass through untouched."""
+    if record.get(rec.FILES):
+        return False
+    status = record.get("status")
+    if status == "failed_to_download":
+        return retry_failed
+    return status not in ("failed_to_subsample", "filtered")
 
 
 def fetch(records: Iterable[dict], options: FetchOptions | None = None) -> Iterator[dict]:
-    """Download each record's `url`. Every record comes out once, in completion order."""
+    """Download each record's `url`. Every record comes out once: in completion order,
+    or in input order with `ordered`."""
     options = options or FetchOptions()
     slots = threading.Semaphore(options.concurrency + (options.buffer or options.concurrency))
     results: queue.SimpleQueue = queue.SimpleQueue()
     run = _Run(iter(records), options, slots, results)
     thread = threading.Thread(target=run.loop_thread, name="a2d-fetch-loop", daemon=True)
     thread.start()
+    finish = _Finisher(options)
+    waiting: dict[int, dict] = {}  # --ordered: finished records waiting for earlier ones
+    next_seq = 0
     try:
         while True:
             item = results.get()
             if item is _DONE:
                 break
-            slots.release()
-            yield item
+            seq, record = item
+            if options.ordered:
+                waiting[seq] = record
+                while next_seq in waiting:
+                    slots.release()
+                    yield finish(waiting.pop(next_seq))
+                    next_seq += 1
+            else:
+                slots.release()
+                yield finish(record)
     finally:
         run.stop()
     thread.join()
     if run.error is not None:
         raise run.error
+
+
+class _Finisher:
+    """Work done in the consumer's thread: hashes (hashlib releases the GIL, so this runs
+    beside the network loop) and the --verify-hash check."""
+
+    def __init__(self, options: FetchOptions):
+        self.hash = options.hash
+        self.verify = options.verify_hash
+
+    def __call__(self, record: dict) -> dict:
+        body = record.pop("_body", None)
+        if body is None:
+            return record
+        if self.hash:
+            record[self.hash] = policy.HASHES[self.hash](body).hexdigest()
+        if self.verify:
+            column, algorithm = self.verify
+            expected = record.get(column)
+            if expected:
+                actual = record.get(algorithm) if algorithm == self.hash else \
+                    policy.HASHES[algorithm](body).hexdigest()
+                if actual.lower() != str(expected).strip().lower():
+                    return rec.failure(record, "failed_to_download", "hash_mismatch",
+                                       f"{algorithm} of the download is {actual}, {column} says {expected}")
+        return record
 
 
 class _Run:
@@ -68,6 +149,10 @@ class _Run:
         self.stopping = False
         self.loop: asyncio.AbstractEventLoop | None = None
         self.main: asyncio.Task | None = None
+        self.guard = Guard(options.allowed_schemes, options.allowed_networks)
+        self.robots_tokens = options.robots_tokens()
+        self.disallowed = frozenset(d.lower() for d in options.disallowed_directives)
+        self.host_slots: dict[str, list] = {}
 
     def loop_thread(self) -> None:
         try:
@@ -93,31 +178,36 @@ class _Run:
         self.loop = asyncio.get_running_loop()
         self.main = asyncio.current_task()
         options = self.options
-        connector = aiohttp.TCPConnector(limit=options.concurrency, ttl_dns_cache=300)
         self.in_flight = asyncio.Semaphore(options.concurrency)
         self.pending: set[asyncio.Task] = set()
         self.input_done = asyncio.Event()
-        self.all_done = asyncio.Event()
-        async with aiohttp.ClientSession(
-            connector=connector,
-            headers={"User-Agent": options.user_agent},
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=options.timeout, sock_read=options.timeout),
-            auto_decompress=True,
-        ) as self.session:
-            reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
-            reader.start()
-            await self.input_done.wait()
-            while self.pending:
-                await asyncio.wait(set(self.pending))
+        self.files = ThreadPoolExecutor(max_workers=min(options.concurrency, 32), thread_name_prefix="a2d-files")
+        connector = aiohttp.TCPConnector(
+            limit=options.concurrency, ttl_dns_cache=300, ssl=False if options.insecure else True,
+            resolver=GuardedResolver(self.guard, aiohttp.DefaultResolver()),
+        )
+        headers = {"User-Agent": options.full_user_agent(), **options.headers}
+        try:
+            async with aiohttp.ClientSession(
+                connector=connector, headers=headers, auto_decompress=True,
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=options.timeout, sock_read=options.timeout),
+            ) as self.session:
+                reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
+                reader.start()
+                await self.input_done.wait()
+                while self.pending:
+                    await asyncio.wait(set(self.pending))
+        finally:
+            self.files.shutdown(wait=False, cancel_futures=True)
 
     def _read_input(self) -> None:
         """Runs in its own thread: input may block (a pipe), the event loop must not."""
         try:
-            for record in self.records:
+            for seq, record in enumerate(self.records):
                 self.slots.acquire()
                 if self.stopping:
                     return
-                self.loop.call_soon_threadsafe(self._start, record)
+                self.loop.call_soon_threadsafe(self._start, seq, record)
         except BaseException as error:
             self.error = error
         finally:
@@ -126,76 +216,144 @@ class _Run:
             except RuntimeError:
                 pass
 
-    def _start(self, record: dict) -> None:
-        task = asyncio.ensure_future(self._fetch_one(record))
+    def _start(self, seq: int, record: dict) -> None:
+        task = self.loop.create_task(self._process(seq, record))
         self.pending.add(task)
         task.add_done_callback(self.pending.discard)
 
-    async def _fetch_one(self, record: dict) -> None:
-        async with self.in_flight:
-            try:
-                result = await self._download(record)
-            except Exception as error:  # a bug must not lose the record
-                kind, message = policy.exception_kind(error)
-                result = rec.failure(record, "failed_to_download", kind, message)
-        self.results.put(result)
+    async def _process(self, seq: int, record: dict) -> None:
+        try:
+            result = await self._fetch_record(record)
+        except Exception as error:  # a bug must not lose the record
+            kind, message = policy.exception_kind(error)
+            result = rec.failure(record, "failed_to_download", kind, message)
+        self.results.put((seq, result))
 
-    async def _download(self, record: dict) -> dict:
-        if record.get(rec.FILES):
-            return record  # already has a payload: re-processing passes it through
+    async def _fetch_record(self, record: dict) -> dict:
+        if not needs_fetch(record, self.options.retry_failed):
+            return record
         url = record.get("url")
-        problem = policy.url_problem(url)
+        problem = self.guard.problem(url)
         if problem is not None:
             return rec.failure(record, "failed_to_download", *problem)
-        options = self.options
+        scheme = urlsplit(url).scheme.lower() if not url.startswith("/") else "file"
         started = time.monotonic()
+        if scheme in ("http", "https"):
+            return await self._fetch_http(record, url, started)
         try:
-            # The deadline bounds the whole request so a drip-feeding server cannot stall a shard.
-            body, response = await asyncio.wait_for(self._get(url), options.deadline)
-        except asyncio.TimeoutError:
-            return self._failed(record, "timeout", f"deadline of {options.deadline:g}s exceeded", started)
-        except _TooLarge as error:
-            return self._failed(record, "too_large", str(error), started)
-        except _HttpError as error:
-            record["http_status"] = error.status
-            return self._failed(record, *policy.http_error(error.status, error.reason), started)
-        except (aiohttp.ClientError, OSError, ValueError) as error:
-            return self._failed(record, *policy.exception_kind(error), started)
-
-        mime = policy.mime_of(response.headers.get("Content-Type"))
-        final_url = str(response.url)
-        record[rec.FILES] = {policy.extension_for(final_url, mime): body}
-        record["status"] = "success"
-        record["error_kind"] = None
-        record["error_message"] = None
-        record["mime"] = mime or None
-        record["size"] = len(body)
-        record["http_status"] = response.status
-        record["final_url"] = final_url if final_url != url else None
-        if options.hash:
-            record[options.hash] = policy.HASHES[options.hash](body).hexdigest()
-        record["fetch_seconds"] = round(time.monotonic() - started, 4)
-        return record
-
-    async def _get(self, url: str):
-        options = self.options
-        async with self.session.get(url, max_redirects=options.max_redirects) as response:
-            if response.status >= 400:
-                raise _HttpError(response.status, response.reason)
-            length = response.content_length
-            if length is not None and length > options.max_size:
-                raise _TooLarge(f"Content-Length {length} is over --max-size {options.max_size}")
-            if length is not None:
-                body = await response.read()
+            if scheme == "data":
+                body, mime = sources.read_data_url(url, self.options.max_size)
             else:
-                body = await _read_capped(response, options.max_size)
-            if len(body) > options.max_size:
-                raise _TooLarge(f"body is over --max-size {options.max_size}")
-            return body, response
+                body = await self.loop.run_in_executor(self.files, sources.read_fsspec, url, self.options.max_size)
+                mime = None
+        except sources.SourceError as error:
+            return _failed(record, error.kind, str(error), started, 0)
+        return _succeeded(record, body, mime, url if scheme != "data" else "data:", started, 0)
 
-    def _failed(self, record: dict, kind: str, message: str, started: float) -> dict:
-        record["fetch_seconds"] = round(time.monotonic() - started, 4)
-        return rec.failure(record, "failed_to_download", kind, message)
+    async def _fetch_http(self, record: dict, url: str, started: float) -> dict:
+        options = self.options
+        attempt = 0
+        while True:
+            async with self._host_slot(url), self.in_flight:
+                outcome = await self._attempt(url)
+            if isinstance(outcome, _Success):
+                record["http_status"] = outcome.status
+                result = _succeeded(record, outcome.body, outcome.content_type, outcome.final_url, started, attempt)
+                result["final_url"] = outcome.final_url if outcome.final_url != url else None
+                return result
+            if attempt >= options.retries or not policy.retryable(outcome.kind, outcome.status):
+                if outcome.status is not None:
+                    record["http_status"] = outcome.status
+                return _failed(record, outcome.kind, outcome.message, started, attempt)
+            wait = policy.backoff(attempt, options.backoff, options.max_backoff)
+            if outcome.retry_after is not None:  # the server said when: believe it, within reason
+                wait = min(outcome.retry_after, options.max_retry_after)
+            await asyncio.sleep(wait)  # holding no slot meanwhile
+            attempt += 1
+
+    @contextlib.asynccontextmanager
+    async def _host_slot(self, url: str):
+        """--per-host: at most that many requests in flight to one host."""
+        if not self.options.per_host:
+            yield
+            return
+        host = urlsplit(url).hostname or ""
+        entry = self.host_slots.get(host)
+        if entry is None:
+            entry = self.host_slots[host] = [asyncio.Semaphore(self.options.per_host), 0]
+        entry[1] += 1
+        try:
+            async with entry[0]:
+                yield
+        finally:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del self.host_slots[host]
+
+    async def _attempt(self, url: str) -> "_Success | _Failure":
+        """One try, redirects included, bounded by the deadline."""
+        try:
+            if _timeout is not None:
+                async with _timeout(self.options.deadline):
+                    return await self._get(url)
+            return await asyncio.wait_for(self._get(url), self.options.deadline)
+        except asyncio.TimeoutError:
+            return _Failure("timeout", f"deadline of {self.options.deadline:g}s exceeded")
+        except Exception as error:  # aiohttp's errors, OSError, and our resolver's AddressDenied
+            return _Failure(*policy.exception_kind(error))
+
+    async def _get(self, url: str) -> "_Success | _Failure":
+        options = self.options
+        current = url
+        for _hop in range(options.max_redirects + 1):
+            async with self.session.get(current, allow_redirects=False) as response:
+                status = response.status
+                if status in _REDIRECTS and "Location" in response.headers:
+                    target = urljoin(current, response.headers["Location"])
+                    problem = self.guard.problem(target, redirected=True)
+                    if problem is not None:
+                        return _Failure(*problem, status=status)
+                    current = target
+                    continue
+                if status >= 400:
+                    return _Failure(*policy.http_error(status, response.reason), status=status,
+                                    retry_after=policy.retry_after_seconds(response.headers.get("Retry-After")))
+                robots = response.headers.getall("X-Robots-Tag", [])
+                if robots:
+                    refused = policy.robots_optout(robots, self.robots_tokens, self.disallowed)
+                    if refused:  # decided on the headers: the body is never read
+                        return _Failure("robots_optout", f"X-Robots-Tag: {refused}", status=status)
+                length = response.content_length
+                if length is not None and length > options.max_size:
+                    return _Failure("too_large", f"Content-Length {length} is over --max-size {options.max_size}",
+                                    status=status)
+                body = await response.read() if length is not None else \
+                    await _read_capped(response, options.max_size)
+                if len(body) > options.max_size:
+                    return _Failure("too_large", f"body is over --max-size {options.max_size}", status=status)
+                return _Success(body, status, response.headers.get("Content-Type"), current)
+        return _Failure("too_many_redirects", f"more than {options.max_redirects} redirects")
+
+
+def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: str, started: float,
+               retries: int) -> dict:
+    extension, mime = policy.extension_and_mime(final_url, content_type, body)
+    record[rec.FILES] = {extension: body}
+    record["_body"] = body  # for the hash, computed in the consumer's thread
+    record["status"] = "success"
+    record["error_kind"] = None
+    record["error_message"] = None
+    record["mime"] = mime
+    record["size"] = len(body)
+    record["fetch_seconds"] = round(time.monotonic() - started, 4)
+    record["retries"] = retries
+    return record
+
+
+def _failed(record: dict, kind: str, message: str, started: float, retries: int) -> dict:
+    record["fetch_seconds"] = round(time.monotonic() - started, 4)
+    record["retries"] = retries
+    return rec.failure(record, "failed_to_download", kind, message)
 
 
 async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
@@ -205,16 +363,26 @@ async def _read_capped(response: aiohttp.ClientResponse, limit: int) -> bytes:
     async for chunk in response.content.iter_any():
         total += len(chunk)
         if total > limit:
-            raise _TooLarge(f"body is over --max-size {limit}")
+            return b"".join(chunks) + chunk  # over the limit: the caller reports too_large
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-class _HttpError(Exception):
-    def __init__(self, status: int, reason: str | None):
+class _Success:
+    __slots__ = ("body", "status", "content_type", "final_url")
+
+    def __init__(self, body: bytes, status: int, content_type: str | None, final_url: str):
+        self.body = body
         self.status = status
-        self.reason = reason
+        self.content_type = content_type
+        self.final_url = final_url
 
 
-class _TooLarge(Exception):
-    pass
+class _Failure:
+    __slots__ = ("kind", "message", "status", "retry_after")
+
+    def __init__(self, kind: str, message: str, status: int | None = None, retry_after: float | None = None):
+        self.kind = kind
+        self.message = message
+        self.status = status
+        self.retry_after = retry_after

@@ -1,48 +1,62 @@
-"""What a fetch outcome means: error kinds for exceptions and statuses, file extensions, hashes."""
+"""What a fetch outcome means: error kinds, what is retried and how long to wait,
+robots opt-outs, file extensions and hashes."""
 
 import asyncio
+import email.utils
 import errno
 import hashlib
 import mimetypes
+import random
 import re
+import time
 from urllib.parse import urlsplit
 
 import aiohttp
 import xxhash
 
 from .. import __version__
+from .guards import AddressDenied
 
-DEFAULT_USER_AGENT = f"any2dataset/{__version__}"
-ALLOWED_SCHEMES = frozenset({"http", "https"})
+TOOL_TOKEN = "any2dataset"
+DEFAULT_USER_AGENT = f"{TOOL_TOKEN}/{__version__}"
+# Opt-outs addressed to img2dataset are honoured too: it is the tool sites know.
+ROBOTS_TOKENS = frozenset({TOOL_TOKEN, "img2dataset"})
+DEFAULT_DISALLOWED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 HASHES = {
     "md5": hashlib.md5,
     "sha256": hashlib.sha256,
     "sha512": hashlib.sha512,
     "xxh64": xxhash.xxh64,
 }
+# Failures worth another try; a 4xx other than 429 (and 408) never is.
+RETRYABLE_KINDS = frozenset({"timeout", "connect", "reset", "truncated", "dns", "http_5xx"})
+RETRYABLE_STATUSES = frozenset({408, 429})
 
 _URL_EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,6})$")
-# Content types that say nothing about the file: fall back to the URL's suffix.
-_VAGUE_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/binary"})
-_CANONICAL_EXTENSION = {"jpeg": "jpg", "jpe": "jpg", "tif": "tiff", "htm": "html", "mpga": "mp3"}
-
-
-def url_problem(url) -> tuple[str, str] | None:
-    """(error_kind, message) when a URL cannot be fetched at all, else None."""
-    if not url or not isinstance(url, str):
-        return "invalid_url", "no URL"
-    try:
-        parts = urlsplit(url)
-    except ValueError as error:
-        return "invalid_url", f"invalid URL: {error}"
-    scheme = parts.scheme.lower()
-    if not scheme:
-        return "invalid_url", f"invalid URL (no scheme): {url[:200]}"
-    if scheme not in ALLOWED_SCHEMES:
-        return "scheme_denied", f"scheme {scheme}: is not fetched (allowed: {', '.join(sorted(ALLOWED_SCHEMES))})"
-    if not parts.hostname:
-        return "invalid_url", f"invalid URL (no host): {url[:200]}"
-    return None
+# Content types that say nothing about the file: look at the bytes, then the URL.
+_VAGUE_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/binary",
+                          "application/x-download", "application/force-download"})
+_CANONICAL_EXTENSION = {"jpeg": "jpg", "jpe": "jpg", "jfif": "jpg", "tif": "tiff", "htm": "html", "mpga": "mp3"}
+# Magic numbers of the files datasets are made of: (offset, bytes, extension, mime).
+_MAGIC = [
+    (0, b"\xff\xd8\xff", "jpg", "image/jpeg"),
+    (0, b"\x89PNG\r\n\x1a\n", "png", "image/png"),
+    (0, b"GIF87a", "gif", "image/gif"),
+    (0, b"GIF89a", "gif", "image/gif"),
+    (0, b"BM", "bmp", "image/bmp"),
+    (0, b"II*\x00", "tiff", "image/tiff"),
+    (0, b"MM\x00*", "tiff", "image/tiff"),
+    (0, b"%PDF-", "pdf", "application/pdf"),
+    (0, b"fLaC", "flac", "audio/flac"),
+    (0, b"OggS", "ogg", "audio/ogg"),
+    (0, b"ID3", "mp3", "audio/mpeg"),
+    (0, b"\x1a\x45\xdf\xa3", "webm", "video/webm"),
+    (0, b"PK\x03\x04", "zip", "application/zip"),
+    (0, b"\x1f\x8b", "gz", "application/gzip"),
+]
+_RIFF = {b"WEBP": ("webp", "image/webp"), b"WAVE": ("wav", "audio/wav"), b"AVI ": ("avi", "video/x-msvideo")}
+_ISO_BRANDS = {b"avif": ("avif", "image/avif"), b"heic": ("heic", "image/heic"), b"qt  ": ("mov", "video/quicktime"),
+               b"M4A ": ("m4a", "audio/mp4")}
 
 
 def http_error(status: int, reason: str | None) -> tuple[str, str]:
@@ -50,20 +64,58 @@ def http_error(status: int, reason: str | None) -> tuple[str, str]:
     return kind, f"HTTP {status} {reason or ''}".rstrip()
 
 
+def retryable(kind: str, http_status: int | None) -> bool:
+    return kind in RETRYABLE_KINDS or http_status in RETRYABLE_STATUSES
+
+
+def backoff(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: a random wait in [0, min(cap, base * 2**attempt)]."""
+    return random.uniform(0, min(cap, base * 2**attempt))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds: either a number or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def robots_optout(values: list[str], tokens: frozenset[str], disallowed: frozenset[str]) -> str | None:
+    """The X-Robots-Tag value that opts out, if any. A value scoped to a user agent
+    (`otherbot: noai`) counts only when the scope is one of our tokens."""
+    for value in values:
+        scope, colon, rest = value.partition(":")
+        scope = scope.strip().lower()
+        if colon and scope and " " not in scope and "," not in scope:  # a user-agent scope
+            if scope not in tokens:
+                continue
+            directives = rest
+        else:  # no scope (a colon inside a directive such as unavailable_after is not one)
+            directives = value
+        if {d.strip().lower() for d in directives.split(",")} & disallowed:
+            return value.strip()
+    return None
+
+
 def exception_kind(error: BaseException) -> tuple[str, str]:
     """(error_kind, message) for an exception raised while fetching."""
     message = str(error) or type(error).__name__
     # Order matters: aiohttp's classes inherit from each other and from OSError.
+    if isinstance(error, AddressDenied):
+        return "address_denied", message
     if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return "timeout", "timed out" if not str(error) else f"timed out: {error}"
     if isinstance(error, aiohttp.ClientConnectorDNSError):
         return "dns", message
     if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
         return "tls", message
-    if isinstance(error, aiohttp.TooManyRedirects):
-        return "too_many_redirects", "too many redirects"
-    if isinstance(error, (aiohttp.NonHttpUrlClientError, aiohttp.NonHttpUrlRedirectClientError)):
-        return "scheme_denied", message
     if isinstance(error, (aiohttp.InvalidURL, ValueError)):
         return "invalid_url", message
     if isinstance(error, aiohttp.ClientPayloadError):
@@ -81,14 +133,33 @@ def mime_of(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
-def extension_for(url: str, mime: str) -> str:
-    """File extension from the Content-Type, else the URL's suffix, else `bin`."""
-    extension = None
+def sniff(body: bytes) -> tuple[str, str] | None:
+    """(extension, mime) from a file's first bytes, for the common dataset formats."""
+    head = body[:32]
+    for offset, magic, extension, mime in _MAGIC:
+        if head.startswith(magic, offset):
+            return extension, mime
+    if head[:4] == b"RIFF" and head[8:12] in _RIFF:
+        return _RIFF[head[8:12]]
+    if head[4:8] == b"ftyp":
+        return _ISO_BRANDS.get(head[8:12], ("mp4", "video/mp4"))
+    return None
+
+
+def extension_and_mime(url: str, content_type: str | None, body: bytes) -> tuple[str, str | None]:
+    """File extension and media type: from a specific Content-Type, else the bytes, else the URL."""
+    mime = mime_of(content_type)
     if mime not in _VAGUE_TYPES:
         guessed = mimetypes.guess_extension(mime, strict=False)
         if guessed:
-            extension = guessed[1:]
-    if extension is None:
-        match = _URL_EXTENSION.search(urlsplit(url).path)
-        extension = match.group(1).lower() if match else "bin"
+            return _canonical(guessed[1:]), mime
+    sniffed = sniff(body)
+    if sniffed is not None:
+        return sniffed
+    match = _URL_EXTENSION.search(urlsplit(url).path)
+    extension = _canonical(match.group(1).lower()) if match else "bin"
+    return extension, mime or mimetypes.guess_type(f"x.{extension}")[0]
+
+
+def _canonical(extension: str) -> str:
     return _CANONICAL_EXTENSION.get(extension, extension)
