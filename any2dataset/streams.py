@@ -72,8 +72,9 @@ class RecordReader:
 
     on_error="fail" raises BadInput at the first bad line; "skip" drops bad lines
     and counts them in `skipped`. With decode=True payloads arrive as bytes.
-    `position` names the line of the record most recently yielded, so a later
-    stage can place an error it finds in that record.
+    `source` and `line` name the line of the record most recently yielded, so a
+    later stage can place an error it finds in that record. `lines()` yields the
+    checked lines themselves, for passing records on without re-encoding them.
     """
 
     def __init__(self, paths: Iterable[str] = (STDIO,), *, on_error: str = "fail", decode: bool = False):
@@ -93,7 +94,20 @@ class RecordReader:
             with open_input(path) as stream:
                 yield from self._records(stream)
 
+    def lines(self) -> Iterator[bytes]:
+        """The input's lines that hold valid records, each ending in a newline."""
+        for path in self.paths:
+            self.source = display_name(path)
+            self.line = 0
+            with open_input(path) as stream:
+                for line, _record in self._checked(stream):
+                    yield line if line.endswith(b"\n") else line + b"\n"
+
     def _records(self, stream) -> Iterator[dict]:
+        for _line, record in self._checked(stream):
+            yield record
+
+    def _checked(self, stream) -> Iterator[tuple[bytes, dict]]:
         parse, decode = rec.parse, self.decode
         for line in stream:
             self.line += 1
@@ -107,7 +121,7 @@ class RecordReader:
                 self.bad(error)
                 continue
             self.count += 1
-            yield record
+            yield line, record
 
     def bad(self, error: BadInput) -> None:
         """Apply the bad-input policy to an error found in the current record."""
@@ -129,8 +143,10 @@ class RecordWriter:
 
     FLUSH_SECONDS = 0.25
 
-    def __init__(self, path: str = STDIO):
-        if path == STDIO:
+    def __init__(self, path: str = STDIO, stream=None):
+        if stream is not None:  # any object with write(bytes), flush() and close()
+            self.stream = stream
+        elif path == STDIO:
             self.stream = _std_stream(sys.stdout, "wb")
         else:
             self.stream = fsspec.open(path, "wb", compression="infer").open()

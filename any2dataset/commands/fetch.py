@@ -8,7 +8,8 @@ from collections import Counter
 import click
 
 from ..cli import command, common_options, input_paths_argument, on_error_option
-from ..fetch import DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASHES, FetchOptions, fetch
+from ..fetch import DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASH_NAMES, FetchOptions
+from ..fetch.processes import fetch_in_workers, options_from_environment, worker_streams
 from ..streams import RecordReader, RecordWriter
 
 
@@ -34,8 +35,8 @@ def _verify(text: str | None) -> tuple[str, str] | None:
     if text is None:
         return None
     column, colon, algorithm = text.partition(":")
-    if not colon or algorithm not in HASHES or not column:
-        raise click.BadParameter(f"{text!r}: want COLUMN:ALGORITHM with one of {', '.join(HASHES)}",
+    if not colon or algorithm not in HASH_NAMES or not column:
+        raise click.BadParameter(f"{text!r}: want COLUMN:ALGORITHM with one of {', '.join(HASH_NAMES)}",
                                  param_hint="--verify-hash")
     return column, algorithm
 
@@ -53,20 +54,30 @@ class _Progress:
         self.successes = 0
         self.kinds = Counter()
 
-    def update(self, record: dict) -> None:
+    def update_to(self, count: int, successes: int) -> None:
+        """Totals from worker processes, where only counts are known."""
+        self.bar.update(count - self.bar.n)
+        self.successes = successes
+        self._show()
+
+    def update(self, success: bool, size: int = 0, kind: str | None = None) -> None:
         self.bar.update(1)
-        if record.get("status") == "success":
+        if success:
             self.successes += 1
-            self.bytes += record.get("size") or 0
-        elif record.get("error_kind"):
-            self.kinds[record["error_kind"]] += 1
+            self.bytes += size
+        elif kind:
+            self.kinds[kind] += 1
+        self._show()
+
+    def _show(self) -> None:
         now = time.monotonic()
         if now - self.shown > 0.5:
             self.shown = now
             done = self.bar.n
             top = " ".join(f"{kind}:{count}" for kind, count in self.kinds.most_common(3))
-            self.bar.set_postfix_str(f"{self.bytes / 1e6 / (now - self.started):.1f} MB/s, "
-                                     f"{100 * self.successes / done:.0f}% ok {top}".rstrip(), refresh=False)
+            rate = f"{self.bytes / 1e6 / (now - self.started):.1f} MB/s, " if self.bytes else ""
+            self.bar.set_postfix_str(f"{rate}{100 * self.successes / max(done, 1):.0f}% ok {top}".rstrip(),
+                                     refresh=False)
 
     def close(self) -> None:
         self.bar.close()
@@ -97,7 +108,7 @@ class _Progress:
 @click.option("--max-size", default=100 * 1024 * 1024, show_default=True, type=click.IntRange(1),
               help="Largest body in bytes; larger ones fail as too_large without being read whole.")
 @click.option("--max-redirects", default=10, show_default=True, type=click.IntRange(0), help="Redirects to follow.")
-@click.option("--hash", "hash_name", type=click.Choice([*HASHES, "none"]), default="sha256", show_default=True,
+@click.option("--hash", "hash_name", type=click.Choice([*HASH_NAMES, "none"]), default="sha256", show_default=True,
               help="Hash of the downloaded bytes, stored under its name.")
 @click.option("--verify-hash", metavar="COLUMN:ALGORITHM",
               help="Compare the download's hash with this column; a mismatch fails as hash_mismatch.")
@@ -116,13 +127,20 @@ class _Progress:
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
 @click.option("--retry-failed", is_flag=True,
               help="Fetch again records that already failed to download (by default they pass through).")
-@click.option("--ordered", is_flag=True, help="Keep input order (a slow download holds back those after it).")
+@click.option("--ordered", is_flag=True,
+              help="Keep input order (a slow download holds back those after it); implies --workers 1.")
+@click.option("-w", "--workers", default=0, show_default=True, type=click.IntRange(0),
+              help="Processes downloading in parallel; 0: one per core, at most 4. Use 1 when fanning out "
+                   "several pipelines per machine.")
+@click.option("--worker", is_flag=True, hidden=True)
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
 def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max_retry_after, max_size, max_redirects,
          hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env, disallowed_header_directives,
-         schemes, networks, insecure, retry_failed, ordered, on_error, output, console):
+         schemes, networks, insecure, retry_failed, ordered, workers, worker, on_error, output, console):
+    if worker:  # one of the processes of a parent a2d-fetch: options come from it
+        return _work_for_parent()
     options = FetchOptions(
         concurrency=concurrency, per_host=per_host, timeout=timeout, deadline=deadline, retries=retries,
         backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
@@ -141,21 +159,76 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
         raise click.BadParameter(str(error), param_hint="--allow-address") from None
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
+    workers = 1 if ordered else (workers or min(4, len(os.sched_getaffinity(0))))
     progress = _Progress(console) if console.progress else None
+    try:
+        if workers > 1 and output == "-" and _real_stdout():
+            records, successes = _fetch_in_processes(reader, options, workers, progress)
+        else:
+            records, successes = _fetch_here(reader, options, output, progress)
+    finally:
+        if progress:
+            progress.close()
+    console.skipped(reader)
+    console.info(f"{records} records, {successes} downloaded, {records - successes} failed or passed through")
+
+
+def _real_stdout() -> bool:
+    """Worker processes write to our stdout descriptor: only when there is one (not in tests
+    that capture output in-process)."""
+    try:
+        sys.stdout.fileno()
+        return True
+    except (AttributeError, OSError, ValueError):
+        return False
+
+
+def _fetch_here(reader, options, output, progress) -> tuple[int, int]:
+    from ..fetch import fetch
+
     successes = 0
     with RecordWriter(output) as out:
-        try:
-            for record in fetch(reader, options):
-                successes += record.get("status") == "success"
-                out.write(record)
-                if progress:
-                    progress.update(record)
-        finally:
+        for record in fetch(reader, options):
+            success = record.get("status") == "success"
+            successes += success
+            out.write(record)
             if progress:
-                progress.close()
-    console.skipped(reader)
-    console.info(f"{out.count} records, {successes} downloaded, {out.count - successes} failed or passed through")
+                progress.update(success, record.get("size") or 0, record.get("error_kind"))
+    return out.count, successes
 
+
+def _fetch_in_processes(reader, options, workers, progress) -> tuple[int, int]:
+    counts = [0, 0]
+
+    def on_counts(records: int, successes: int) -> None:
+        counts[:] = records, successes
+        if progress:
+            progress.update_to(records, successes)
+
+    sys.stdout.flush()
+    fetch_in_workers(reader.lines(), options, workers, on_counts)
+    return counts[0], counts[1]
+
+
+def _work_for_parent() -> None:
+    """A worker process: records from the parent on stdin, out to the shared stdout."""
+    from ..fetch import fetch
+
+    output, report = worker_streams()
+    records = successes = 0
+    reported = time.monotonic()
+    try:
+        with RecordWriter(stream=output) as out:
+            for record in fetch(RecordReader(["-"]), options_from_environment()):
+                out.write(record)
+                records += 1
+                successes += record.get("status") == "success"
+                if time.monotonic() - reported > 0.25:
+                    report.send(records, successes)
+                    reported = time.monotonic()
+    except KeyboardInterrupt:  # the parent says so on its own stderr
+        sys.exit(130)
+    report.send(records, successes)
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,17 @@
-"""a2d-fetch's library: download every record's URL; failures become records, never gaps."""
+"""a2d-fetch's library: download every record's URL; failures become records, never gaps.
 
-from .engine import FetchOptions, fetch, needs_fetch
-from .guards import DEFAULT_SCHEMES
-from .policy import DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_USER_AGENT, HASHES
+`fetch` and `needs_fetch` load the network engine (aiohttp) on first use."""
+
+from .options import (DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASH_NAMES,
+                      FetchOptions)
 
 __all__ = ["fetch", "FetchOptions", "needs_fetch", "DEFAULT_SCHEMES", "DEFAULT_DISALLOWED_DIRECTIVES",
-           "DEFAULT_USER_AGENT", "HASHES"]
+           "DEFAULT_USER_AGENT", "HASH_NAMES"]
+
+
+def __getattr__(name):
+    if name in ("fetch", "needs_fetch"):
+        from . import engine
+
+        return getattr(engine, name)
+    raise AttributeError(name)

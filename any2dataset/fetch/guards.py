@@ -11,7 +11,8 @@ from urllib.parse import urlsplit
 
 from aiohttp.abc import AbstractResolver
 
-DEFAULT_SCHEMES = frozenset({"http", "https", "data"})
+from .options import DEFAULT_SCHEMES
+
 # Link-local (which holds 169.254.169.254, the metadata address of most clouds) and the
 # metadata addresses that live elsewhere (AWS over IPv6, Alibaba Cloud).
 DENIED_NETWORKS = tuple(
@@ -28,8 +29,17 @@ class Guard:
     def __init__(self, allowed_schemes=DEFAULT_SCHEMES, allowed_networks=()):
         self.schemes = frozenset(s.lower() for s in allowed_schemes)
         self.allowed_networks = tuple(ipaddress.ip_network(n, strict=False) for n in allowed_networks)
+        self._verdicts: dict[str, bool] = {}  # per host: the same hosts come back again and again
 
     def address_allowed(self, address: str) -> bool:
+        verdict = self._verdicts.get(address)
+        if verdict is None:
+            if len(self._verdicts) > 100_000:
+                self._verdicts.clear()
+            verdict = self._verdicts[address] = self._check_address(address)
+        return verdict
+
+    def _check_address(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
         except ValueError:

@@ -14,14 +14,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import xxhash
 
-from .. import __version__
 from .guards import AddressDenied
 
-TOOL_TOKEN = "any2dataset"
-DEFAULT_USER_AGENT = f"{TOOL_TOKEN}/{__version__}"
-# Opt-outs addressed to img2dataset are honoured too: it is the tool sites know.
-ROBOTS_TOKENS = frozenset({TOOL_TOKEN, "img2dataset"})
-DEFAULT_DISALLOWED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 HASHES = {
     "md5": hashlib.md5,
     "sha256": hashlib.sha256,

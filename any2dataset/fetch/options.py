@@ -1,0 +1,49 @@
+"""a2d-fetch's options and defaults, kept apart from the engine so that a command can
+read them without importing aiohttp (a parent of worker processes never needs it)."""
+
+from dataclasses import dataclass, field
+
+from .. import __version__
+
+TOOL_TOKEN = "any2dataset"
+DEFAULT_USER_AGENT = f"{TOOL_TOKEN}/{__version__}"
+# Opt-outs addressed to img2dataset are honoured too: it is the tool sites know.
+ROBOTS_TOKENS = frozenset({TOOL_TOKEN, "img2dataset"})
+DEFAULT_DISALLOWED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
+DEFAULT_SCHEMES = frozenset({"http", "https", "data"})
+HASH_NAMES = ("md5", "sha256", "sha512", "xxh64")
+
+
+@dataclass
+class FetchOptions:
+    concurrency: int = 64
+    per_host: int | None = None  # requests in flight to one host
+    timeout: float = 10.0  # to connect, and between two reads
+    deadline: float = 60.0  # one attempt, body included
+    max_size: int = 100 * 1024 * 1024
+    max_redirects: int = 10
+    retries: int = 2
+    backoff: float = 1.0  # first backoff ceiling in seconds, doubled per retry
+    max_backoff: float = 30.0
+    max_retry_after: float = 60.0
+    user_agent: str = DEFAULT_USER_AGENT
+    user_agent_token: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    disallowed_directives: tuple[str, ...] = DEFAULT_DISALLOWED_DIRECTIVES
+    insecure: bool = False
+    hash: str | None = "sha256"
+    verify_hash: tuple[str, str] | None = None  # (column, algorithm)
+    allowed_schemes: frozenset[str] = DEFAULT_SCHEMES
+    allowed_networks: tuple[str, ...] = ()
+    retry_failed: bool = False
+    ordered: bool = False
+    buffer: int | None = None  # finished records waiting for the consumer; default: concurrency
+
+    def full_user_agent(self) -> str:
+        if self.user_agent_token:
+            return f"{self.user_agent} (compatible; {self.user_agent_token})"
+        return self.user_agent
+
+    def robots_tokens(self) -> frozenset[str]:
+        extra = {self.user_agent_token.lower()} if self.user_agent_token else set()
+        return ROBOTS_TOKENS | extra
