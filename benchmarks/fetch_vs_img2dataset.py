@@ -1,6 +1,6 @@
 """a2d-fetch against img2dataset on the same corpus, served by nginx on 127.0.0.1.
 
-    python benchmarks/fetch_vs_img2dataset.py [--files 10000] [--runs 3] [-j 256]
+    python benchmarks/fetch_vs_img2dataset.py [--files 20000] [--runs 3] [-j 256]
                                               [--img2dataset PATH] [--nginx /usr/sbin/nginx]
 
 Generates --files random files of web-image-like sizes (50-90 KB, mean ~69 KB),
@@ -104,7 +104,7 @@ def measure(command: list[str], cwd: str) -> tuple[float, float, float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--files", type=int, default=10_000)
+    parser.add_argument("--files", type=int, default=20_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("-j", "--concurrency", type=int, default=256)
     parser.add_argument("--img2dataset", default=shutil.which("img2dataset"))

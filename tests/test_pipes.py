@@ -5,6 +5,7 @@ import subprocess
 import time
 
 import orjson
+import pybase64
 import pyarrow.parquet as pq
 import webdataset as wds
 
@@ -110,3 +111,32 @@ def test_sigterm_flushes_what_was_fetched_and_exits_130(http_server, tmp_path):
     done = [orjson.loads(line) for line in stdout.splitlines()]
     assert sorted(r["url"] for r in done) == sorted(orjson.loads(line)["url"] for line in fast)
     assert all(r["status"] == "success" for r in done)
+
+
+def test_worker_processes_give_every_record_once_in_whole_lines(pipeline, http_server, tmp_path):
+    lines = []
+    for i in range(400):
+        faults = {"status": 404} if i % 9 == 0 else {"size": 20000 + 997 * (i % 50)}
+        lines.append(orjson.dumps({"url": http_server.url(f"workers/{i}.bin", **faults), "row": i}) + b"\n")
+    (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
+    result = pipeline("a2d-fetch -w 3 -j 24 in.jsonl > out.jsonl")
+    assert result.returncode == 0, result.stderr
+    assert b"a2d-fetch: 400 records, 355 downloaded" in result.stderr
+    out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
+    assert sorted(r["row"] for r in out) == list(range(400))
+    for record in out:
+        if record["row"] % 9:
+            i = record["row"]
+            [payload] = record["files"].values()
+            assert pybase64.b64decode(payload) == body_for(f"/workers/{i}.bin", 20000 + 997 * (i % 50))
+
+
+def test_worker_processes_report_bad_input_at_its_line(pipeline, tmp_path):
+    good = b'{"url": "ftp://127.0.0.1/x"}\n'
+    (tmp_path / "in.jsonl").write_bytes(good * 100 + b"{broken\n" + good * 5)
+    result = pipeline("a2d-fetch -w 2 in.jsonl > out.jsonl")
+    assert result.returncode == 3
+    assert result.stderr.decode().startswith("a2d-fetch: error: in.jsonl:101: not valid JSON")
+    assert len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 100  # what came before is kept
+    skipped = pipeline("a2d-fetch -w 2 --on-error skip in.jsonl > out.jsonl")
+    assert skipped.returncode == 0 and len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 105

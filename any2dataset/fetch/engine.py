@@ -186,7 +186,7 @@ class _Run:
         headers = {"User-Agent": options.full_user_agent(), **options.headers}
         try:
             async with aiohttp.ClientSession(
-                connector=connector, headers=headers, auto_decompress=True,
+                connector=connector, headers=headers, auto_decompress=True, read_bufsize=1 << 20,
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=options.timeout, sock_read=options.timeout),
             ) as self.session:
                 reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)

@@ -189,11 +189,12 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
                     raise reason
 
     chunks = _Chunks(deal)
+    interrupted = False
     try:
         for line in lines:
             chunks.add(line)
-        chunks.close()
     except KeyboardInterrupt:
+        interrupted = True
         for process in processes:  # Ctrl-C reached them too, but a SIGTERM to us did not
             try:
                 process.send_signal(signal.SIGTERM)
@@ -201,6 +202,11 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
                 pass
         raise
     finally:
+        if not interrupted:  # the lines read before an input error are fetched too
+            try:
+                chunks.close()
+            except BaseException:
+                pass  # the workers are gone; the error that ended the input is what to report
         chunks.stop()
         # No more input: each worker finishes what it has and writes it out.
         for _ in processes:
