@@ -98,7 +98,8 @@ def run_boundary(console: Console, work):
     except KeyboardInterrupt:
         if console.debug:
             raise
-        click.echo(f"{console.name}: interrupted", err=True)
+        if not console.quiet:
+            click.echo(f"{console.name}: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except A2DError as error:
         if console.debug:

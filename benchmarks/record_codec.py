@@ -14,7 +14,6 @@ import statistics
 import time
 
 import orjson
-import pybase64
 
 from any2dataset import record as rec
 

@@ -159,7 +159,7 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
         raise click.BadParameter(str(error), param_hint="--allow-address") from None
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
-    workers = 1 if ordered else (workers or min(4, len(os.sched_getaffinity(0))))
+    workers = 1 if ordered else (workers or min(4, _cores()))
     progress = _Progress(console) if console.progress else None
     try:
         if workers > 1 and output == "-" and _real_stdout():
@@ -171,6 +171,12 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
             progress.close()
     console.skipped(reader)
     console.info(f"{records} records, {successes} downloaded, {records - successes} failed or passed through")
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (containers, taskset)
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _real_stdout() -> bool:
@@ -217,7 +223,7 @@ def _work_for_parent() -> None:
     output, report = worker_streams()
     records = successes = 0
     reported = time.monotonic()
-    try:
+    try:  # an interruption ends quietly (--quiet): the parent says so on its own stderr
         with RecordWriter(stream=output) as out:
             for record in fetch(RecordReader(["-"]), options_from_environment()):
                 out.write(record)
@@ -226,9 +232,8 @@ def _work_for_parent() -> None:
                 if time.monotonic() - reported > 0.25:
                     report.send(records, successes)
                     reported = time.monotonic()
-    except KeyboardInterrupt:  # the parent says so on its own stderr
-        sys.exit(130)
-    report.send(records, successes)
+    finally:
+        report.send(records, successes)
 
 if __name__ == "__main__":
     main()

@@ -123,7 +123,7 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
     # Workers import this very package, installed or not (a checkout run through bin/).
     package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "any2dataset.fetch", "--worker"]
+    command = [sys.executable, "-m", "any2dataset.fetch", "--worker", "--quiet"]
     dealt: queue.Queue = queue.Queue(maxsize=workers * 16)  # short, so no worker hoards lines
     processes: list[subprocess.Popen] = []
     threads: list[threading.Thread] = []
