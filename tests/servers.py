@@ -40,6 +40,7 @@ def body_for(path: str, size: int) -> bytes:
 class FaultServer(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # the default of 5 drops connections when clients open many at once
 
     def __init__(self):
         super().__init__(("127.0.0.1", 0), _FaultHandler)

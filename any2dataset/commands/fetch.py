@@ -3,13 +3,12 @@
 import os
 import sys
 import time
-from collections import Counter
 
 import click
 
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..fetch import DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASH_NAMES, FetchOptions
-from ..fetch.processes import fetch_in_workers, options_from_environment, worker_streams
+from ..fetch.processes import Tally, fetch_in_workers, options_from_environment, worker_streams
 from ..streams import RecordReader, RecordWriter
 
 
@@ -50,36 +49,21 @@ class _Progress:
         self.bar = tqdm(desc=console.name, unit="rec", file=sys.stderr, dynamic_ncols=True)
         self.started = time.monotonic()
         self.shown = 0.0
-        self.bytes = 0
-        self.successes = 0
-        self.kinds = Counter()
 
-    def update_to(self, count: int, successes: int) -> None:
-        """Totals from worker processes, where only counts are known."""
-        self.bar.update(count - self.bar.n)
-        self.successes = successes
-        self._show()
-
-    def update(self, success: bool, size: int = 0, kind: str | None = None) -> None:
-        self.bar.update(1)
-        if success:
-            self.successes += 1
-            self.bytes += size
-        elif kind:
-            self.kinds[kind] += 1
-        self._show()
-
-    def _show(self) -> None:
+    def show(self, tally: Tally) -> None:
         now = time.monotonic()
-        if now - self.shown > 0.5:
-            self.shown = now
-            done = self.bar.n
-            top = " ".join(f"{kind}:{count}" for kind, count in self.kinds.most_common(3))
-            rate = f"{self.bytes / 1e6 / (now - self.started):.1f} MB/s, " if self.bytes else ""
-            self.bar.set_postfix_str(f"{rate}{100 * self.successes / max(done, 1):.0f}% ok {top}".rstrip(),
-                                     refresh=False)
+        if now - self.shown < 0.5 and tally.records - self.bar.n < 1000:
+            return
+        self.shown = now
+        self.bar.update(tally.records - self.bar.n)
+        top = " ".join(f"{kind}:{count}" for kind, count in tally.kinds.most_common(3))
+        self.bar.set_postfix_str(f"{tally.bytes / 1e6 / max(now - self.started, 1e-6):.1f} MB/s, "
+                                 f"{100 * tally.successes / max(tally.records, 1):.0f}% ok {top}".rstrip(),
+                                 refresh=False)
 
-    def close(self) -> None:
+    def close(self, tally: Tally) -> None:
+        self.shown = 0.0
+        self.show(tally)
         self.bar.close()
 
 
@@ -161,16 +145,19 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
     reader = RecordReader(inputs, on_error=on_error)
     workers = 1 if ordered else (workers or min(4, _cores()))
     progress = _Progress(console) if console.progress else None
+    tally = Tally()
     try:
         if workers > 1 and output == "-" and _real_stdout():
-            records, successes = _fetch_in_processes(reader, options, workers, progress)
+            tally = _fetch_in_processes(reader, options, workers, progress)
         else:
-            records, successes = _fetch_here(reader, options, output, progress)
+            _fetch_here(reader, options, output, progress, tally)
     finally:
         if progress:
-            progress.close()
+            progress.close(tally)
     console.skipped(reader)
-    console.info(f"{records} records, {successes} downloaded, {records - successes} failed or passed through")
+    kinds = ", ".join(f"{kind} {count}" for kind, count in tally.kinds.most_common())
+    console.info(f"{tally.records} records, {tally.successes} downloaded, "
+                 f"{tally.records - tally.successes} failed or passed through" + (f" ({kinds})" if kinds else ""))
 
 
 def _cores() -> int:
@@ -189,31 +176,28 @@ def _real_stdout() -> bool:
         return False
 
 
-def _fetch_here(reader, options, output, progress) -> tuple[int, int]:
+def _fetch_here(reader, options, output, progress, tally: Tally) -> None:
     from ..fetch import fetch
 
-    successes = 0
     with RecordWriter(output) as out:
         for record in fetch(reader, options):
-            success = record.get("status") == "success"
-            successes += success
             out.write(record)
+            tally.add(record)
             if progress:
-                progress.update(success, record.get("size") or 0, record.get("error_kind"))
-    return out.count, successes
+                progress.show(tally)
 
 
-def _fetch_in_processes(reader, options, workers, progress) -> tuple[int, int]:
-    counts = [0, 0]
+def _fetch_in_processes(reader, options, workers, progress) -> Tally:
+    latest = [Tally()]
 
-    def on_counts(records: int, successes: int) -> None:
-        counts[:] = records, successes
+    def on_tally(tally: Tally) -> None:
+        latest[0] = tally
         if progress:
-            progress.update_to(records, successes)
+            progress.show(tally)
 
     sys.stdout.flush()
-    fetch_in_workers(reader.lines(), options, workers, on_counts)
-    return counts[0], counts[1]
+    fetch_in_workers(reader.lines(), options, workers, on_tally)
+    return latest[0]
 
 
 def _work_for_parent() -> None:
@@ -221,19 +205,18 @@ def _work_for_parent() -> None:
     from ..fetch import fetch
 
     output, report = worker_streams()
-    records = successes = 0
+    tally = Tally()
     reported = time.monotonic()
     try:  # an interruption ends quietly (--quiet): the parent says so on its own stderr
         with RecordWriter(stream=output) as out:
             for record in fetch(RecordReader(["-"]), options_from_environment()):
                 out.write(record)
-                records += 1
-                successes += record.get("status") == "success"
+                tally.add(record)
                 if time.monotonic() - reported > 0.25:
-                    report.send(records, successes)
+                    report.send(tally)
                     reported = time.monotonic()
     finally:
-        report.send(records, successes)
+        report.send(tally)
 
 if __name__ == "__main__":
     main()

@@ -10,6 +10,7 @@ no line is split and no byte is copied through the parent. They report their
 counts on a pipe of their own. Benchmarks: benchmarks/README.md.
 """
 
+import collections
 import dataclasses
 import fcntl
 import json
@@ -97,14 +98,50 @@ class SharedOutput:
         self.flush()
 
 
+@dataclasses.dataclass
+class Tally:
+    """What a run of a2d-fetch did, for its progress line and closing summary."""
+
+    records: int = 0
+    successes: int = 0
+    bytes: int = 0
+    kinds: collections.Counter = dataclasses.field(default_factory=collections.Counter)
+
+    def add(self, record: dict) -> None:
+        self.records += 1
+        if record.get("status") == "success":
+            self.successes += 1
+            self.bytes += record.get("size") or 0
+        elif record.get("error_kind"):
+            self.kinds[record["error_kind"]] += 1
+
+    def to_line(self) -> bytes:
+        return json.dumps([self.records, self.successes, self.bytes, self.kinds]).encode() + b"\n"
+
+    @classmethod
+    def from_line(cls, line: bytes) -> "Tally":
+        records, successes, size, kinds = json.loads(line)
+        return cls(records, successes, size, collections.Counter(kinds))
+
+    @classmethod
+    def total(cls, tallies: Iterable["Tally"]) -> "Tally":
+        result = cls()
+        for tally in tallies:
+            result.records += tally.records
+            result.successes += tally.successes
+            result.bytes += tally.bytes
+            result.kinds.update(tally.kinds)
+        return result
+
+
 class Report:
-    """A worker's running counts, written as 'records successes' lines to its report pipe."""
+    """A worker's running Tally, written a line at a time to its report pipe."""
 
     def __init__(self, fd: int):
         self.fd = fd
 
-    def send(self, records: int, successes: int) -> None:
-        os.write(self.fd, b"%d %d\n" % (records, successes))
+    def send(self, tally: Tally) -> None:
+        os.write(self.fd, tally.to_line())
 
 
 def worker_streams() -> tuple[SharedOutput, Report]:
@@ -113,9 +150,9 @@ def worker_streams() -> tuple[SharedOutput, Report]:
 
 
 def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int,
-                     on_counts: Callable[[int, int], None]) -> None:
+                     on_tally: Callable[[Tally], None]) -> None:
     """Fetch the records of `lines` in `workers` processes writing to our stdout.
-    `on_counts(records, successes)` is told of the totals as they grow."""
+    `on_tally` is given the workers' total Tally as it grows."""
     per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)))
     lock_file = tempfile.TemporaryFile()
     environment = dict(os.environ, **{OPTIONS_VARIABLE: options_to_environment(per_worker),
@@ -127,7 +164,7 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
     dealt: queue.Queue = queue.Queue(maxsize=workers * 16)  # short, so no worker hoards lines
     processes: list[subprocess.Popen] = []
     threads: list[threading.Thread] = []
-    totals = {}  # process -> (records, successes)
+    totals: dict[int, Tally] = {}  # per worker process
     totals_lock = threading.Lock()
 
     def feed(process: subprocess.Popen) -> None:
@@ -148,10 +185,9 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
     def listen(process: subprocess.Popen, report_fd: int) -> None:
         with open(report_fd, "rb") as reports:
             for line in reports:
-                records, successes = map(int, line.split())
                 with totals_lock:
-                    totals[process.pid] = (records, successes)
-                    on_counts(sum(t[0] for t in totals.values()), sum(t[1] for t in totals.values()))
+                    totals[process.pid] = Tally.from_line(line)
+                    on_tally(Tally.total(totals.values()))
 
     def start_worker() -> None:
         report_read, report_write = os.pipe()
