@@ -227,23 +227,19 @@ def test_a_redirect_cannot_reach_a_metadata_address_or_another_scheme(http_serve
     assert [r["error_kind"] for r in records] == ["address_denied", "scheme_denied"]
 
 
-def test_host_names_resolving_to_metadata_addresses_are_refused():
-    import asyncio
-
-    from any2dataset.fetch.guards import AddressDenied, Guard, GuardedResolver
-
-    class FixedResolver:  # what DNS would answer for a hostile name
-        async def resolve(self, host, port=0, family=0):
-            return [{"hostname": host, "host": "169.254.169.254", "port": port, "family": family, "proto": 0,
-                     "flags": 0}]
-
-        async def close(self):
-            pass
-
-    with pytest.raises(AddressDenied):
-        asyncio.run(GuardedResolver(Guard(), FixedResolver()).resolve("metadata.attacker.example", 80))
-    allowed = GuardedResolver(Guard(allowed_networks=("169.254.169.254/32",)), FixedResolver())
-    assert asyncio.run(allowed.resolve("metadata.attacker.example", 80))[0]["host"] == "169.254.169.254"
+def test_host_names_resolving_to_metadata_addresses_are_refused(http_server):
+    # What DNS would answer for a hostile name, pinned the way curl --resolve does.
+    pinned = ("metadata.attacker.test:80:169.254.169.254",)
+    [record] = fetch_all(["http://metadata.attacker.test/latest/meta-data/"], resolve=pinned)
+    assert record["error_kind"] == "address_denied"
+    # The same through a redirect from an allowed host.
+    hop = http_server.url("redir/dns.bin", location="http://metadata.attacker.test/iam")
+    [record] = fetch_all([hop], resolve=pinned)
+    assert record["error_kind"] == "address_denied"
+    # And a harmless name pinned to this machine goes through.
+    port = http_server.server_address[1]
+    [record] = fetch_all([f"http://fine.test:{port}/dns/ok.bin"], resolve=(f"fine.test:{port}:127.0.0.1",))
+    assert record["status"] == "success"
 
 
 def test_allow_address_lets_a_metadata_address_through():

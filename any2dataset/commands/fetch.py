@@ -108,6 +108,8 @@ class _Progress:
               help=f"Also fetch this scheme (s3, gs, hf, file, ...; default only {', '.join(sorted(DEFAULT_SCHEMES))}).")
 @click.option("--allow-address", "networks", multiple=True, metavar="CIDR",
               help="Allow these link-local or cloud-metadata addresses, refused by default.")
+@click.option("--resolve", "pinned", multiple=True, metavar="HOST:PORT:ADDRESS",
+              help="Connect to ADDRESS for HOST:PORT instead of asking DNS (as curl --resolve).")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
 @click.option("--retry-failed", is_flag=True,
               help="Fetch again records that already failed to download (by default they pass through).")
@@ -122,7 +124,7 @@ class _Progress:
 @common_options
 def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max_retry_after, max_size, max_redirects,
          hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env, disallowed_header_directives,
-         schemes, networks, insecure, retry_failed, ordered, workers, worker, on_error, output, console):
+         schemes, networks, pinned, insecure, retry_failed, ordered, workers, worker, on_error, output, console):
     if worker:  # one of the processes of a parent a2d-fetch: options come from it
         return _work_for_parent()
     options = FetchOptions(
@@ -131,7 +133,7 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
         hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
         user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
         disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
-        allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks,
+        allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
         insecure=insecure, retry_failed=retry_failed, ordered=ordered,
     )
     try:

@@ -1,15 +1,12 @@
 """What a2d-fetch refuses to fetch: schemes not allowed, and cloud-metadata / link-local
 addresses, so a hostile URL list cannot pull instance credentials into a dataset.
 
-Host names are checked after DNS resolution (GuardedResolver), literal addresses
-and every redirect target before the request.
+Literal addresses are checked before the request; every address libcurl is about to
+connect to (after DNS, at every redirect) through its open-socket callback (curl.py).
 """
 
 import ipaddress
-import socket
 from urllib.parse import urlsplit
-
-from aiohttp.abc import AbstractResolver
 
 from .options import DEFAULT_SCHEMES
 
@@ -19,10 +16,6 @@ DENIED_NETWORKS = tuple(
     ipaddress.ip_network(net)
     for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
 )
-
-
-class AddressDenied(Exception):
-    """Raised by the resolver; deliberately not an OSError so aiohttp passes it through."""
 
 
 class Guard:
@@ -76,22 +69,3 @@ class Guard:
                 return "address_denied", f"address {host} is link-local or a cloud metadata address " \
                                          f"(see --allow-address)"
         return None
-
-
-class GuardedResolver(AbstractResolver):
-    """Resolves with aiohttp's default resolver, then drops denied addresses."""
-
-    def __init__(self, guard: Guard, inner: AbstractResolver):
-        self.guard = guard
-        self.inner = inner
-
-    async def resolve(self, host: str, port: int = 0, family: int = socket.AF_INET):
-        results = await self.inner.resolve(host, port, family)
-        allowed = [r for r in results if self.guard.address_allowed(r["host"])]
-        if not allowed:
-            raise AddressDenied(f"{host} resolves to {results[0]['host']}, a link-local or cloud metadata "
-                                f"address (see --allow-address)")
-        return allowed
-
-    async def close(self) -> None:
-        await self.inner.close()

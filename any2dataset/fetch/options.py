@@ -35,6 +35,7 @@ class FetchOptions:
     verify_hash: tuple[str, str] | None = None  # (column, algorithm)
     allowed_schemes: frozenset[str] = DEFAULT_SCHEMES
     allowed_networks: tuple[str, ...] = ()
+    resolve: tuple[str, ...] = ()  # HOST:PORT:ADDRESS, as curl's --resolve
     retry_failed: bool = False
     ordered: bool = False
     buffer: int | None = None  # finished records waiting for the consumer; default: concurrency

@@ -11,10 +11,8 @@ import re
 import time
 from urllib.parse import urlsplit
 
-import aiohttp
 import xxhash
 
-from .guards import AddressDenied
 
 HASHES = {
     "md5": hashlib.md5,
@@ -99,28 +97,12 @@ def robots_optout(values: list[str], tokens: frozenset[str], disallowed: frozens
 
 
 def exception_kind(error: BaseException) -> tuple[str, str]:
-    """(error_kind, message) for an exception raised while fetching."""
-    message = str(error) or type(error).__name__
-    # Order matters: aiohttp's classes inherit from each other and from OSError.
-    if isinstance(error, AddressDenied):
-        return "address_denied", message
-    if isinstance(error, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
-        return "timeout", "timed out" if not str(error) else f"timed out: {error}"
-    if isinstance(error, aiohttp.ClientConnectorDNSError):
-        return "dns", message
-    if isinstance(error, (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError)):
-        return "tls", message
-    if isinstance(error, (aiohttp.InvalidURL, ValueError)):
-        return "invalid_url", message
-    if isinstance(error, aiohttp.ClientPayloadError):
-        return "truncated", f"body ended early: {message}"
-    if isinstance(error, (aiohttp.ServerDisconnectedError, aiohttp.ClientConnectionResetError)):
-        return "reset", message
-    if isinstance(error, aiohttp.ClientConnectorError):
-        return "connect", message
+    """(error_kind, message) for an unexpected exception while fetching a record."""
+    if isinstance(error, asyncio.TimeoutError):
+        return "timeout", "timed out"
     if isinstance(error, OSError) and error.errno in (errno.ECONNRESET, errno.EPIPE):
-        return "reset", message
-    return "other", f"{type(error).__name__}: {message}"
+        return "reset", str(error)
+    return "other", f"{type(error).__name__}: {error}"
 
 
 def mime_of(content_type: str | None) -> str:

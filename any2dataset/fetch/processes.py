@@ -46,7 +46,7 @@ def options_to_environment(options: FetchOptions) -> str:
 def options_from_environment() -> FetchOptions:
     values = json.loads(os.environ[OPTIONS_VARIABLE])
     values["allowed_schemes"] = frozenset(values["allowed_schemes"])
-    for name in ("disallowed_directives", "allowed_networks", "verify_hash"):
+    for name in ("disallowed_directives", "allowed_networks", "verify_hash", "resolve"):
         if values[name] is not None:
             values[name] = tuple(values[name])
     return FetchOptions(**values)
