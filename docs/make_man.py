@@ -102,7 +102,7 @@ PROSE = {
     "fetch": {
         "details": [
             "Reads records (a2d\\-record(5)) and downloads each \\fBurl\\fR with up to \\fB\\-\\-concurrency\\fR "
-            "requests in flight on one event loop, reusing connections; \\fB\\-\\-per\\-host\\fR caps the requests "
+            "requests in flight, reusing connections; \\fB\\-\\-per\\-host\\fR caps the requests "
             "to one host. Every input record comes out exactly once: in the order downloads finish, or in input "
             "order with \\fB\\-\\-ordered\\fR. Records that already carry a payload pass through untouched, and so "
             "do rows that already failed (unless \\fB\\-\\-retry\\-failed\\fR) or were filtered, so re\\-processing "
@@ -142,7 +142,9 @@ PROSE = {
             "it to the workers, which write whole lines to the shared standard output under a lock. This "
             "needs a real standard output (not \\fB\\-o\\fR FILE) and is off with \\fB\\-\\-ordered\\fR. Use "
             "\\fB\\-\\-workers 1\\fR when GNU parallel or xargs already runs one pipeline per core.",
-            "HTTP/2 is not offered: aiohttp, which the speed of this command rests on, speaks HTTP/1.1 only.",
+            "HTTP goes through libcurl's multi interface (pycurl) on a uvloop event loop; HTTPS uses HTTP/2 "
+            "where the server offers it. \\fB\\-\\-resolve\\fR \\fIHOST:PORT:ADDRESS\\fR pins an address as "
+            "curl \\fB\\-\\-resolve\\fR does (the address guard still applies).",
         ],
         "examples": [
             "a2d-read urls.csv | a2d-fetch -j 256 --timeout 10 --deadline 60 | a2d-write out/",

@@ -347,3 +347,31 @@ def test_extension_from_magic_bytes_when_content_type_is_vague(http_server):
     assert list(record["files"]) == ["png"] and record["mime"] == "image/png"
     [by_url] = fetch_all([http_server.url("ext/photo.jpeg", ctype="application/octet-stream")])
     assert list(by_url["files"]) == ["jpg"]
+
+
+def test_tls_is_verified_unless_insecure(http_server, tmp_path):
+    import ssl
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    import trustme
+
+    from servers import _FaultHandler
+
+    authority = trustme.CA()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FaultHandler)
+    server.requests, server.hits, server.lock = [], __import__("collections").Counter(), threading.Lock()
+    server.stopping, server.active, server.max_active = threading.Event(), 0, 0
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"https://127.0.0.1:{server.server_address[1]}/tls/a.png"
+        [refused] = fetch_all([url])
+        assert refused["error_kind"] == "tls"
+        [accepted] = fetch_all([url], insecure=True)
+        assert accepted["status"] == "success" and accepted["files"]["png"] == body_for("/tls/a.png", 1000)
+    finally:
+        server.shutdown()
+        server.server_close()

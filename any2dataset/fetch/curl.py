@@ -22,6 +22,8 @@ import pycurl
 from . import policy
 
 _STATUS_LINE = b"HTTP/"
+_READS = frozenset({pycurl.POLL_IN, pycurl.POLL_INOUT})
+_WRITES = frozenset({pycurl.POLL_OUT, pycurl.POLL_INOUT})
 
 
 def _ca_file() -> str | None:
@@ -139,26 +141,33 @@ class CurlClient:
 
     def _on_socket(self, what: int, fd: int, multi, data) -> None:
         loop = self.loop
+        before = self.watched.get(fd, pycurl.POLL_REMOVE)
+        if what == before:
+            return  # libcurl repeats itself often: change nothing
         if what == pycurl.POLL_REMOVE:
-            if self.watched.pop(fd, None) is not None:
+            del self.watched[fd]
+        else:
+            self.watched[fd] = what
+        reads, read_before = what in _READS, before in _READS
+        if reads != read_before:
+            if reads:
+                loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
+            else:
                 loop.remove_reader(fd)
+        writes, wrote_before = what in _WRITES, before in _WRITES
+        if writes != wrote_before:
+            if writes:
+                loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
+            else:
                 loop.remove_writer(fd)
-            return
-        self.watched[fd] = what
-        if what in (pycurl.POLL_IN, pycurl.POLL_INOUT):
-            loop.add_reader(fd, self._act, fd, pycurl.CSELECT_IN)
-        else:
-            loop.remove_reader(fd)
-        if what in (pycurl.POLL_OUT, pycurl.POLL_INOUT):
-            loop.add_writer(fd, self._act, fd, pycurl.CSELECT_OUT)
-        else:
-            loop.remove_writer(fd)
 
     def _on_timer(self, milliseconds: int) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if milliseconds >= 0:  # libcurl forbids acting from inside this callback: schedule it
+        if milliseconds == 0:  # libcurl forbids acting from inside this callback: schedule it
+            self.timer = self.loop.call_soon(self._act, pycurl.SOCKET_TIMEOUT, 0)
+        elif milliseconds > 0:
             self.timer = self.loop.call_later(milliseconds / 1000, self._act, pycurl.SOCKET_TIMEOUT, 0)
 
     def _act(self, fd: int, event: int) -> None:
