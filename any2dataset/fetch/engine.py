@@ -18,7 +18,6 @@ import asyncio
 import collections
 import contextlib
 import queue
-import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -33,7 +32,6 @@ from .options import FetchOptions
 
 _DONE = object()
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-_timeout = asyncio.timeout if sys.version_info >= (3, 11) else None
 
 try:  # uvloop measured 20% more downloads/s than asyncio's own loop (benchmarks/README.md)
     import uvloop
@@ -299,14 +297,9 @@ class _Run:
                 del self.host_slots[host]
 
     async def _attempt(self, url: str) -> Outcome:
-        """One try, redirects included. libcurl enforces the deadline; this is a backstop."""
-        try:
-            if _timeout is not None:
-                async with _timeout(self.options.deadline + 1):
-                    return await self.curl.get(url)
-            return await asyncio.wait_for(self.curl.get(url), self.options.deadline + 1)
-        except asyncio.TimeoutError:
-            return Outcome(kind="timeout", message=f"deadline of {self.options.deadline:g}s exceeded")
+        """One try, redirects included: libcurl holds it to the deadline, the idle watchdog
+        (curl.py) to the read timeout."""
+        return await self.curl.get(url)
 
 
 def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: str, started: float,
