@@ -138,7 +138,7 @@ PROSE = {
             "exits with 130.",
             "Processes: with \\fB\\-\\-workers\\fR N > 1 (by default one per core, at most 4) a2d\\-fetch runs N "
             "worker processes, each with \\fB\\-\\-concurrency\\fR/N downloads in flight: one Python process tops out "
-            "near 3,000 downloads/s. The parent checks the input (errors keep their line numbers) and deals "
+            "near 3,000-4,000 downloads/s. The parent checks the input (errors keep their line numbers) and deals "
             "it to the workers, which write whole lines to the shared standard output under a lock. This "
             "needs a real standard output (not \\fB\\-o\\fR FILE) and is off with \\fB\\-\\-ordered\\fR. Use "
             "\\fB\\-\\-workers 1\\fR when GNU parallel or xargs already runs one pipeline per core.",

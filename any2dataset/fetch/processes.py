@@ -1,7 +1,7 @@
 """a2d-fetch over several worker processes on one machine.
 
-One Python process tops out around 3,000 downloads/s here: aiohttp's parsing,
-the event loop, hashing and JSON encoding share one interpreter lock. Worker
+One Python process tops out around 3,000-4,000 downloads/s here: the event loop,
+per-record work, hashing and JSON encoding share one interpreter lock. Worker
 processes (each an ordinary in-process a2d-fetch) take the work in parallel. This
 parent checks the input, so errors keep their positions, and deals the lines to
 whichever worker is ready. The workers write their output straight to the shared
