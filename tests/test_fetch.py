@@ -59,17 +59,17 @@ def test_redirects_are_followed_and_the_final_url_recorded(http_server):
 
 def test_a_stalled_body_ends_with_timeout_not_a_hang(http_server):
     started = time.monotonic()
-    [record] = fetch_all([http_server.url("stall.bin", stall=1, size=100000)], timeout=0.5, deadline=5)
-    assert record["error_kind"] == "timeout"
-    assert time.monotonic() - started < 3
+    [record] = fetch_all([http_server.url("stall.bin", stall=1, size=100000)], timeout=0.5, deadline=20)
+    assert record["error_kind"] == "timeout" and "no data for 0.5s" in record["error_message"]
+    assert time.monotonic() - started < 8  # the read timeout, not the 20 s deadline, ended it
 
 
 def test_a_drip_feed_is_cut_by_the_deadline(http_server):
     # Each byte arrives within the read timeout, so only the total deadline can stop it.
     started = time.monotonic()
-    [record] = fetch_all([http_server.url("drip.bin", drip=0.05, size=1000)], timeout=2, deadline=1)
+    [record] = fetch_all([http_server.url("drip.bin", drip=0.05, size=1000)], timeout=5, deadline=1)
     assert record["error_kind"] == "timeout" and "deadline" in record["error_message"]
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 8  # the drip alone would take 50 s
 
 
 def test_slow_first_byte_beyond_timeout(http_server):
@@ -202,8 +202,8 @@ def test_x_robots_tag_opt_outs(http_server, header, token, refused):
 
 def test_robots_opt_out_is_refused_before_the_body(http_server):
     # The body would stall forever: only refusing on the headers can answer quickly.
-    [record] = fetch_all([http_server.url("robots/stall.bin", robots="noai", stall=1, size=10**6)], timeout=5)
-    assert record["error_kind"] == "robots_optout" and record["fetch_seconds"] < 2
+    [record] = fetch_all([http_server.url("robots/stall.bin", robots="noai", stall=1, size=10**6)], timeout=20)
+    assert record["error_kind"] == "robots_optout" and record["fetch_seconds"] < 10
 
 
 def test_disallowed_directives_can_be_changed(http_server):
