@@ -18,6 +18,7 @@ Needs nginx (Debian: apt-get install nginx-light).
 """
 
 import argparse
+import contextlib
 import os
 import random
 import shutil
@@ -88,6 +89,24 @@ def start_nginx(nginx: str, folder: str, port: int) -> subprocess.Popen:
     sys.exit(f"nginx did not start; see {folder}/error.log")
 
 
+@contextlib.contextmanager
+def served_corpus(nginx: str, files: int, prefix: str):
+    """A temporary folder of `files` generated files served by nginx: (folder, port, bytes)."""
+    folder = tempfile.mkdtemp(prefix=prefix)
+    os.chmod(folder, 0o755)  # nginx's workers read it
+    server = None
+    try:
+        total_bytes = make_corpus(folder, files)
+        port = free_port()
+        server = start_nginx(nginx, folder, port)
+        yield folder, port, total_bytes
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def measure(command: list[str], cwd: str) -> tuple[float, float, float, str]:
     """(wall s, cpu s, peak RSS MiB, stderr) of one run of a command and its children."""
     with open(os.devnull, "wb") as devnull, tempfile.TemporaryFile() as err:
@@ -117,13 +136,7 @@ def main() -> None:
     a2d_read = shutil.which("a2d-read") or os.path.join(bin_dir, "a2d-read")
     a2d_fetch = shutil.which("a2d-fetch") or os.path.join(bin_dir, "a2d-fetch")
 
-    folder = tempfile.mkdtemp(prefix="a2d-fetch-bench-")
-    os.chmod(folder, 0o755)
-    server = None
-    try:
-        total_bytes = make_corpus(folder, args.files)
-        port = free_port()
-        server = start_nginx(args.nginx, folder, port)
+    with served_corpus(args.nginx, args.files, "a2d-fetch-bench-") as (folder, port, total_bytes):
         with open(os.path.join(folder, "urls.txt"), "w") as out:
             out.writelines(f"http://127.0.0.1:{port}/{i:06d}.jpg\n" for i in range(args.files))
         subprocess.run([a2d_read, "-q", "urls.txt", "-o", "urls.jsonl"], cwd=folder, check=True)
@@ -161,11 +174,6 @@ def main() -> None:
                   f"{statistics.median(r[1] for r in runs):>8.2f}{statistics.median(r[2] for r in runs):>10.0f}")
         if "img2dataset" in rates:
             print(f"a2d-fetch / img2dataset files/s: {rates['a2d-fetch'] / rates['img2dataset']:.1f}x")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,11 @@ library's own.
 import argparse
 import asyncio
 import io
-import os
 import shutil
 import statistics
-import tempfile
 import time
 
-from fetch_vs_img2dataset import free_port, make_corpus, start_nginx
+from fetch_vs_img2dataset import served_corpus
 
 
 def with_aiohttp(urls: list[str], concurrency: int) -> float:
@@ -83,13 +81,7 @@ def main() -> None:
         clients["pycurl multi"] = with_pycurl
     except ImportError:
         print("pycurl is not installed: measuring aiohttp alone")
-    folder = tempfile.mkdtemp(prefix="a2d-http-bench-")
-    os.chmod(folder, 0o755)
-    server = None
-    try:
-        make_corpus(folder, args.files)
-        port = free_port()
-        server = start_nginx(args.nginx, folder, port)
+    with served_corpus(args.nginx, args.files, "a2d-http-bench-") as (_folder, port, _bytes):
         urls = [f"http://127.0.0.1:{port}/{i:06d}.jpg" for i in range(args.files)]
         rates = {name: [] for name in clients}
         for _ in range(args.runs):
@@ -98,11 +90,6 @@ def main() -> None:
         print(f"{args.files} files, -j {args.concurrency}, median of {args.runs} runs")
         for name, values in rates.items():
             print(f"  {name:<14}{statistics.median(values):>8,.0f} files/s")
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

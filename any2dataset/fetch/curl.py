@@ -251,8 +251,7 @@ class CurlClient:
 
     def check_headers(self, transfer: _Transfer):
         """Called at the end of each response's headers: refuse the body before it comes."""
-        handle_status = transfer.headers
-        if any(key == "location" for key, _ in handle_status):
+        if transfer.header("location"):
             return None  # a redirect: the next response decides
         robots = transfer.header("x-robots-tag")
         if robots:

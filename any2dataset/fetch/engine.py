@@ -241,7 +241,8 @@ class _Run:
         problem = self.guard.problem(url)
         if problem is not None:
             return rec.failure(record, "failed_to_download", *problem)
-        scheme = urlsplit(url).scheme.lower() if not url.startswith("/") else "file"
+        # The guard has parsed the URL already: the scheme is what stands before the colon.
+        scheme = "file" if url.startswith("/") else url.partition(":")[0].lower()
         started = time.monotonic()
         if scheme in ("http", "https"):
             return await self._fetch_http(record, url, started)
