@@ -375,3 +375,11 @@ def test_tls_is_verified_unless_insecure(http_server, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_max_redirects(http_server):
+    url = http_server.url("redir/count.bin", redirect=2)
+    [too_many] = fetch_all([url], max_redirects=1)
+    assert too_many["error_kind"] == "too_many_redirects"
+    [followed] = fetch_all([url + "&again=1"], max_redirects=2)
+    assert followed["status"] == "success"

@@ -143,3 +143,20 @@ def test_metadata_schema_is_the_same_in_every_shard_and_misfits_are_kept(tmp_pat
     assert first.column("n").to_pylist() == [1, None]
     assert orjson.loads(first.column("extra_json")[1].as_py()) == {"n": "one"}
     assert orjson.loads(second.column("extra_json")[0].as_py()) == {"late": [1]}
+
+
+def test_too_many_open_shards_is_a_clear_error(tmp_path):
+    from any2dataset.errors import UsageProblem
+
+    records = [{"key": f"{s}", "shard": s, "shard_size": 2, "status": "success", "files": {"bin": b"x"}}
+               for s in range(3)]
+    with pytest.raises(UsageProblem, match="more than 2 shards are open at once"):
+        list(write(records, str(tmp_path), WriteOptions(max_open_shards=2)))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_start_shard_numbers_arrival_order_shards(tmp_path):
+    stats = list(write(sample_records(3), str(tmp_path), WriteOptions(number_sample_per_shard=10, start_shard=7)))
+    assert [s["shard"] for s in stats] == [7]
+    assert [s["__key__"] for s in wds.WebDataset(str(tmp_path / "00007.tar"), shardshuffle=False)] == \
+        ["000070", "000071"]  # shard 7, rows 0 and 1 (N=10: one sample digit)
