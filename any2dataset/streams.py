@@ -180,6 +180,7 @@ class RecordWriter:
 
     def close(self) -> None:
         self._closing.set()
+        self._flusher.join()  # no thread may still be flushing while the process ends
         self.stream.flush()
         if self.stream is not getattr(sys.stdout, "buffer", None):
             self.stream.close()  # never the interpreter's own stdout

@@ -53,7 +53,7 @@ def _metadata_beside(path: str) -> list[dict] | None:
     if not fs.exists(local):
         return None
     with fs.open(local, "rb") as stream:
-        return [unpack_row(row) for row in pq.read_table(stream).to_pylist()]
+        return [unpack_row(row) for row in pq.read_table(stream, use_threads=False).to_pylist()]
 
 
 def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dict:
@@ -171,7 +171,7 @@ def read_record_parquet(path: str) -> Iterator[dict]:
         payload_columns = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
         shard = _shard_number(path)
         shard_size = parquet.metadata.num_rows
-        for batch in parquet.iter_batches(batch_size=4096):
+        for batch in parquet.iter_batches(batch_size=4096, use_threads=False):
             for row in batch.to_pylist():
                 row = unpack_row(row)
                 files = {name: row.pop(name) for name in payload_columns if row.get(name) is not None}
