@@ -89,7 +89,7 @@ RESERVED = {
 
 # Extensions name tar members `{key}.{ext}`: letters and digits first (webdataset skips `_`).
 _EXTENSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$")
-_KEY = re.compile(r"^[^./\\\x00-\x1f]+$")
+_KEY = re.compile(r"^[^./\\\x00-\x1f\x7f]+$")
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "an array"}
 
 

@@ -10,9 +10,11 @@ from ..write import FORMATS, WriteOptions, write
 @command(
     "a2d-write",
     "write records into dataset shards",
-    "Write records into shards in OUTPUT_FOLDER: {shard}.tar (webdataset), plus for every shard "
-    "{shard}.parquet with the metadata of every row (failures included) and {shard}_stats.json, "
-    "written last. Shards are written under hidden names and renamed when whole.",
+    "Write records into shards in OUTPUT_FOLDER (a local folder or an fsspec URL such as s3://bucket/out): "
+    "{shard}.tar (webdataset), {shard}/ (files), {shard}.parquet (parquet, payloads as binary columns) or "
+    "{shard}.tfrecord, plus for every shard {shard}.parquet with the metadata of every row (failures "
+    "included) and {shard}_stats.json, written last. Shard files are written under hidden names and "
+    "renamed (or uploaded) when whole, so a shard is finished exactly when its _stats.json exists.",
     "a2d-read urls.csv | a2d-fetch | a2d-write --format webdataset out/",
 )
 @click.argument("output_folder")
@@ -27,17 +29,26 @@ from ..write import FORMATS, WriteOptions, write
               help="First shard number, for records that arrive without a shard.")
 @click.option("--max-open-shards", default=64, show_default=True, type=click.IntRange(1),
               help="Shards being filled at once before records out of order are an error.")
+@click.option("--keep-failed", is_flag=True,
+              help="Also write the .json of failed and filtered rows into tars, tfrecords and shard folders "
+                   "(their metadata is always in the shard's parquet).")
+@click.option("--payload-columns", metavar="EXT,...", default="",
+              help="parquet format: binary columns for these extensions in every shard (default: the "
+                   "extensions of the first rows written).")
+@click.option("--index", is_flag=True,
+              help="Also write shardindex.json, a wids shard index of every finished tar and its sample count.")
 @on_error_option
 @common_options
 def main(output_folder, inputs, output_format, number_sample_per_shard, oom_shard_count, start_shard,
-         max_open_shards, on_error, console):
+         max_open_shards, keep_failed, payload_columns, index, on_error, console):
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error, decode=True)
     options = WriteOptions(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
                            oom_shard_count=oom_shard_count, start_shard=start_shard,
-                           max_open_shards=max_open_shards)
+                           max_open_shards=max_open_shards, keep_failed=keep_failed, index=index,
+                           payload_columns=[ext.strip() for ext in payload_columns.split(",") if ext.strip()])
     shards = rows = successes = 0
-    for stats in console.track(write(reader, output_folder, options, on_bad_record=reader.bad), unit="shard"):
+    for stats in console.track(write(reader, output_folder, options, on_bad_record=reader.bad, on_note=console.warn), unit="shard"):
         shards += 1
         rows += stats["count"]
         successes += stats["successes"]

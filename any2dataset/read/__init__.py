@@ -35,12 +35,12 @@ LIST_FORMATS = {
     "arrow": ("rb", arrow.arrow_table),
 }
 # Dataset layouts and raw files, read as records rather than as lists of URLs.
-DATASET_FORMATS = ("webdataset", "files", "raw")
+DATASET_FORMATS = ("webdataset", "tfrecord", "files", "raw")
 FORMATS = [*LIST_FORMATS, *DATASET_FORMATS]
 
 _SUFFIXES = {"txt": "txt", "csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
              "parquet": "parquet", "arrow": "arrow", "feather": "arrow", "ipc": "arrow", "tar": "webdataset",
-             "tgz": "webdataset"}
+             "tgz": "webdataset", "tfrecord": "tfrecord"}
 COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 
 
@@ -119,9 +119,10 @@ def _folder(fs, folder: str, name, input_format: str | None) -> list[tuple[str, 
     if input_format == "raw":
         return [(name(f), "raw") for f in files]
     if input_format in ("files", None):
-        shard_dirs = sorted({posixpath.dirname(f) for f in files
-                             if posixpath.basename(posixpath.dirname(f)).isdigit()
-                             and fs.exists(posixpath.dirname(f) + ".parquet")})
+        # `{shard}/` beside `{shard}.parquet`; a shard without successes has an empty folder.
+        shard_dirs = sorted({f[: -len(".parquet")] for f in files
+                             if f.endswith(".parquet") and posixpath.basename(f)[: -len(".parquet")].isdigit()
+                             and fs.isdir(f[: -len(".parquet")])})
         if shard_dirs and (input_format == "files" or not any(f.endswith(".tar") for f in files)):
             return [(name(d), "files") for d in shard_dirs]
     is_dataset = any(f.endswith("_stats.json") for f in files)
@@ -135,9 +136,10 @@ def _folder(fs, folder: str, name, input_format: str | None) -> list[tuple[str, 
         if is_dataset and f.endswith("_stats.json"):
             continue
         found.append((name(f), input_format or fmt))
-    if is_dataset and any(fmt == "webdataset" for _, fmt in found):
-        # A dataset folder: the tars are the data, their parquet files are merged in.
-        found = [(f, fmt) for f, fmt in found if fmt == "webdataset"]
+    data_formats = {fmt for _, fmt in found} & {"webdataset", "tfrecord"}
+    if is_dataset and data_formats:
+        # A dataset folder: the tars (or tfrecords) are the data, their parquet files are merged in.
+        found = [(f, fmt) for f, fmt in found if fmt in data_formats]
     if not found:
         raise UsageProblem(f"{folder}: no input file of a known format in this folder")
     return found
@@ -242,6 +244,8 @@ def _records_of(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
         return dataset.read_webdataset(path)
     if fmt == "files":
         return dataset.read_files_layout(path)
+    if fmt == "tfrecord":
+        return dataset.read_tfrecord(path)
     if fmt == "raw":
         return raw.read_raw(path, options.inline)
     if fmt == "parquet" and path != STDIO:

@@ -44,7 +44,7 @@ def unpack_row(row: dict) -> dict:
 def _metadata_beside(path: str) -> list[dict] | None:
     """The rows of `{shard}.parquet` next to a shard's tar or folder, if there is one."""
     base = path.rstrip("/")
-    for suffix in (".tar.gz", ".tgz", ".tar"):
+    for suffix in (".tar.gz", ".tgz", ".tar", ".tfrecord"):
         if base.endswith(suffix):
             base = base[: -len(suffix)]
             break
@@ -53,7 +53,10 @@ def _metadata_beside(path: str) -> list[dict] | None:
     if not fs.exists(local):
         return None
     with fs.open(local, "rb") as stream:
-        return [unpack_row(row) for row in pq.read_table(stream, use_threads=False).to_pylist()]
+        # ParquetFile, not read_table: read_table scans through pyarrow.dataset, whose threads could abort
+        # the interpreter at exit ("terminate called without an active exception").
+        table = pq.ParquetFile(stream, pre_buffer=False).read(use_threads=False)
+        return [unpack_row(row) for row in table.to_pylist()]
 
 
 def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dict:
@@ -91,8 +94,10 @@ def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dic
     return record
 
 
-def _merge(path: str, samples: Iterator[tuple[str, dict[str, bytes]]]) -> Iterator[dict]:
-    rows = _metadata_beside(path)
+def _merge(path: str, samples: Iterator[tuple[str, dict[str, bytes]]], rows: list[dict] | None = None
+           ) -> Iterator[dict]:
+    if rows is None:
+        rows = _metadata_beside(path)
     by_key = {str(row.get("key")): row for row in rows} if rows is not None else {}
     shard = _shard_number(path)
     shard_size = len(rows) if rows is not None else None
@@ -144,6 +149,29 @@ def read_webdataset(path: str) -> Iterator[dict]:
                 raise BadInput(f"not a readable tar file ({error})") from None
 
     return _merge(path, _group(members()))
+
+
+def read_tfrecord(path: str) -> Iterator[dict]:
+    """a2d-write's tfrecord shards: CRCs checked; with the metadata parquet beside the shard,
+    bytes features that are not metadata columns are the payloads."""
+    from ..write.tfrecord import parse_example, read_frames
+
+    rows = _metadata_beside(path)
+    metadata_names = set(rec.RESERVED) | {name for row in rows or [] for name in row}
+
+    def samples():
+        with open_input(path, "rb") as stream:
+            try:
+                for data in read_frames(stream):
+                    features = parse_example(data)
+                    key = features.get("key", [b""])[0].decode("utf-8", "surrogateescape")
+                    yield key, {name: values[0] for name, values in features.items()
+                                if name not in metadata_names and len(values) == 1
+                                and isinstance(values[0], bytes)}
+            except ValueError as error:
+                raise BadInput(f"not a readable TFRecord file ({error})") from None
+
+    return _merge(path, samples(), rows)
 
 
 def read_files_layout(path: str) -> Iterator[dict]:

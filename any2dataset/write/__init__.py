@@ -1,25 +1,38 @@
 """a2d-write's library: records in, finished shards out.
 
-A shard's files are written under hidden temporary names and renamed when whole;
-`{shard}_stats.json` is renamed last, so a shard is finished exactly when its
+Formats: webdataset tars, the files layout, parquet, tfrecord, and dummy (metadata
+only); every shard also gets `{shard}.parquet` with the metadata of all its rows.
+A shard's files are written under hidden temporary names and put in place when
+whole (destination.py: renamed locally, uploaded to s3:// and other fsspec URLs);
+`{shard}_stats.json` goes last, so a shard is finished exactly when its
 stats file exists. Records may arrive out of order and interleaved across shards:
 each shard is finished as soon as it holds `shard_size` rows. Records without a
 shard are numbered in arrival order with img2dataset's key formula.
 """
 
-import glob
-import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import orjson
 
 from .. import record as rec
 from ..errors import BadInput, IncompleteOutput, UsageProblem
+from .destination import destination
+from .files import FilesSink
+from .layout import finished_shards
 from .metadata import MetadataSchema, ShardStats
-from .webdataset import DummySink, WebdatasetSink
+from .parquet import ParquetSink
+from .tfrecord import TFRecordSink
+from .webdataset import DummySink, WebdatasetSink, payload_bytes
 
-FORMATS = {"webdataset": WebdatasetSink, "dummy": DummySink}
+FORMATS = {
+    "webdataset": WebdatasetSink,
+    "files": FilesSink,
+    "parquet": ParquetSink,
+    "tfrecord": TFRecordSink,
+    "dummy": DummySink,
+}
+INDEX_NAME = "shardindex.json"
 
 
 @dataclass
@@ -29,77 +42,77 @@ class WriteOptions:
     oom_shard_count: int = 5
     start_shard: int = 0
     max_open_shards: int = 64
+    keep_failed: bool = False  # also write failed and filtered rows' .json into tars, tfrecords, folders
+    payload_columns: list[str] = field(default_factory=list)  # parquet format: binary columns declared up front
+    index: bool = False  # write a wids shard index of the finished tars
 
 
 class _OpenShard:
     """One shard being written: its temporary files, metadata rows and counts."""
 
-    def __init__(self, folder: str, shard: int, name: str, sink_class, size: int | None):
-        self.folder = folder
+    def __init__(self, writer: "ShardWriter", shard: int, name: str, size: int | None):
+        self.destination = writer.destination
         self.shard = shard
         self.name = name
         self.size = size  # None while numbering in arrival order
-        self.rows: list[dict] = []
+        self.keep_failed = writer.options.keep_failed
+        self.rows: list[dict] = []  # metadata rows; key and url only when the sink keeps the metadata
         self.keys: set[str] = set()
+        self.samples = 0
         self.stats = ShardStats()
-        self.data_name = f"{name}{sink_class.suffix}" if sink_class.suffix else None
-        self._remove_leftovers()
-        self.sink = sink_class(self._temp(self.data_name) if self.data_name else None)
-
-    def _remove_leftovers(self) -> None:
-        """Temporary files of this shard from a run that died (kill -9, power loss).
-        Only one writer ever writes a shard, so any other temporary file of it is stale."""
-        for leftover in glob.glob(os.path.join(glob.escape(self.folder), f".{self.name}[._]*.tmp*")):
-            try:
-                os.remove(leftover)
-            except FileNotFoundError:
-                pass
-
-    def _temp(self, final_name: str) -> str:
-        # Hidden and pid-tagged: readers skip it, and two writers never share one.
-        return os.path.join(self.folder, f".{final_name}.tmp{os.getpid()}")
+        sink_class = writer.sink_class
+        self.data_name = None if sink_class.suffix is None else f"{name}{sink_class.suffix}"
+        self.destination.remove_leftovers(name)
+        temp = self.destination.temp_path(self.data_name) if self.data_name is not None else None
+        self.sink = sink_class(temp, writer.schema, size or writer.options.number_sample_per_shard)
 
     def add(self, record: dict) -> None:
         key = record["key"]
         if key in self.keys:
             raise BadInput(f"duplicate key {key} in shard {self.name}")
+        success = bool(record.get(rec.FILES)) and record.get("status") in (None, "success")
+        if self.sink.holds_metadata:  # parquet format: every row, payloads null for failures
+            self.sink.add_row(record)
+            self.rows.append({"key": key, "url": record.get("url")})  # enough for the fingerprint
+            self.samples += success
+        else:
+            if success or self.keep_failed:
+                self.sink.add_sample(record)
+                self.samples += 1
+            self.rows.append(rec.metadata(record))
         self.keys.add(key)
-        written = 0
-        if record.get(rec.FILES) and record.get("status") in (None, "success"):
-            written = self.sink.add(record)
-        self.stats.add(record, written)
-        self.rows.append(rec.metadata(record))
+        self.stats.add(record, payload_bytes(record) if success else 0)
 
     def finish(self, schema: MetadataSchema, output_format: str) -> dict:
-        self.sink.close()
-        for row in self.rows:
-            row["shard_size"] = len(self.rows)
-        if self.data_name:
-            self._publish(self.data_name)
-        parquet_name = f"{self.name}.parquet"
-        schema.write(self.rows, self._temp(parquet_name))
-        self._publish(parquet_name)
-        summary = self.stats.summary(self.shard, output_format)
-        summary["fingerprint"] = rec.shard_fingerprint(self.rows)
+        count = len(self.rows)
+        if self.sink.holds_metadata:
+            self.sink.close(count)
+        else:
+            self.sink.close()
         stats_name = f"{self.name}_stats.json"
-        with open(self._temp(stats_name), "wb") as stats_file:
-            stats_file.write(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
-        self._publish(stats_name)  # last: its existence marks the shard finished
+        self.destination.unpublish(stats_name)  # a shard being redone is unfinished until its new stats land
+        if self.data_name is not None:
+            self.destination.publish(self.data_name)
+        if not self.sink.holds_metadata:
+            for row in self.rows:
+                row["shard_size"] = count
+            parquet_name = f"{self.name}.parquet"
+            schema.write(self.rows, self.destination.temp_path(parquet_name))
+            self.destination.publish(parquet_name)
+        summary = self.stats.summary(self.shard, output_format)
+        summary["samples"] = self.samples
+        summary["fingerprint"] = rec.shard_fingerprint(self.rows)
+        # Last: its existence marks the shard finished.
+        self.destination.write_bytes(stats_name, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         return summary
-
-    def _publish(self, final_name: str) -> None:
-        os.replace(self._temp(final_name), os.path.join(self.folder, final_name))
 
     def abandon(self) -> None:
         try:
-            self.sink.close()
+            getattr(self.sink, "abandon", self.sink.close)()
         finally:
             for final_name in (self.data_name, f"{self.name}.parquet", f"{self.name}_stats.json"):
-                if final_name:
-                    try:
-                        os.remove(self._temp(final_name))
-                    except FileNotFoundError:
-                        pass
+                if final_name is not None:
+                    self.destination.discard(final_name)
 
 
 class ShardWriter:
@@ -110,11 +123,16 @@ class ShardWriter:
             raise UsageProblem(f"unknown output format {options.output_format!r} (one of {', '.join(FORMATS)})")
         if options.number_sample_per_shard < 1:
             raise UsageProblem("--number-sample-per-shard must be at least 1")
-        os.makedirs(output_folder, exist_ok=True)
+        if options.index and options.output_format != "webdataset":
+            raise UsageProblem("--index describes tar shards: it needs --format webdataset")
+        for extension in options.payload_columns:
+            if not rec.valid_extension(extension):
+                raise UsageProblem(f"invalid payload column {extension!r}: it must be a file extension")
         self.folder = output_folder
+        self.destination = destination(output_folder)
         self.options = options
         self.sink_class = FORMATS[options.output_format]
-        self.schema = MetadataSchema()
+        self.schema = MetadataSchema(options.payload_columns, with_payloads=self.sink_class.holds_metadata)
         self.open: dict[int, _OpenShard] = {}
         self.finished: set[int] = set()
         self.arrivals = 0  # records numbered in arrival order so far
@@ -164,7 +182,7 @@ class ShardWriter:
 
     def _open(self, shard_id: int, size: int | None) -> _OpenShard:
         name = rec.shard_name(shard_id, self.options.oom_shard_count)
-        shard = _OpenShard(self.folder, shard_id, name, self.sink_class, size)
+        shard = _OpenShard(self, shard_id, name, size)
         self.open[shard_id] = shard
         return shard
 
@@ -193,15 +211,40 @@ class ShardWriter:
             shard.abandon()
         self.open.clear()
 
+    def notes(self) -> list[str]:
+        """What a user should know about the output that is not an error."""
+        unplaced = sorted(self.schema.unplaced_payloads)
+        if not unplaced:
+            return []
+        return [f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
+                f"first rows written: {', '.join(self.schema.payload_columns) or 'none'}); they were kept as "
+                f"base64 in extra_json. Declare every extension with --payload-columns to give each a column."]
+
+    def write_index(self) -> None:
+        """A wids shard index of every finished tar in the folder (not only this run's)."""
+        shards = finished_shards(self.folder)
+        shardlist = [
+            {"url": f"{rec.shard_name(number, self.options.oom_shard_count)}.tar",
+             "nsamples": stats.get("samples", stats.get("successes", 0))}
+            for number, stats in sorted(shards.items())
+        ]
+        index = {"__kind__": "wids-shard-index-v1", "wids_version": 1, "shardlist": shardlist}
+        self.destination.write_bytes(INDEX_NAME, orjson.dumps(index, option=orjson.OPT_INDENT_2))
+
+    def close(self) -> None:
+        getattr(self.destination, "close", lambda: None)()
+
 
 def write(records: Iterable[dict], output_folder: str, options: WriteOptions | None = None,
-          on_bad_record: Callable[[BadInput], None] | None = None) -> Iterator[dict]:
+          on_bad_record: Callable[[BadInput], None] | None = None,
+          on_note: Callable[[str], None] | None = None) -> Iterator[dict]:
     """Write records into shards; yield each shard's stats as it is finished.
 
     A record that cannot be placed (bad payload, bad shard fields) raises BadInput,
     or goes to `on_bad_record`, which may raise or count it and go on.
     """
-    writer = ShardWriter(output_folder, options or WriteOptions())
+    options = options or WriteOptions()
+    writer = ShardWriter(output_folder, options)
     try:
         for record in records:
             try:
@@ -214,7 +257,15 @@ def write(records: Iterable[dict], output_folder: str, options: WriteOptions | N
                 continue
             if finished is not None:
                 yield finished
-        yield from writer.end()
+        try:
+            yield from writer.end()
+        finally:
+            if options.index:
+                writer.write_index()  # finished shards are indexed even when some are short
+            for note in writer.notes():
+                (on_note or (lambda _: None))(note)
     except BaseException:
         writer.abandon()  # never leave a half-written file behind, even on Ctrl-C
         raise
+    finally:
+        writer.close()

@@ -43,41 +43,69 @@ def _fits(value, arrow_type: pa.DataType) -> bool:
 
 
 class MetadataSchema:
-    """One schema for every shard a writer makes: reserved fields typed, the input's own columns
-    typed by their first value, and a JSON text column for values that fit nowhere."""
+    """One schema for every shard a writer makes, so DuckDB and pyarrow.dataset read the
+    whole folder: reserved fields typed, the input's own columns typed by the first rows
+    written (a column with only nulls there is text), payload columns for the parquet
+    format, and a JSON text column for whatever fits nowhere.
 
-    def __init__(self):
-        self.extra_types: dict[str, pa.DataType] = {}
+    The schema is frozen by the first rows it sees: a column that appears later, or a
+    value of another type, goes to `extra_json` instead of changing the schema. In the
+    parquet format a payload whose extension has no column goes there too, as base64
+    under `files`, exactly as records carry it (a2d-read restores it).
+    """
 
-    def observe(self, rows: list[dict]) -> None:
+    def __init__(self, payload_columns: list[str] | None = None, with_payloads: bool = False):
+        self.with_payloads = with_payloads
+        self.payload_columns = list(payload_columns or [])
+        self.fields: list[pa.Field] | None = None
+        self.schema: pa.Schema | None = None
+        self.unplaced_payloads: set[str] = set()
+
+    def _freeze(self, rows: list[dict]) -> None:
+        extra_types: dict[str, pa.DataType | None] = {}
+        payloads = dict.fromkeys(self.payload_columns)
         for row in rows:
             for name, value in row.items():
-                if name in RESERVED_NAMES or value is None:
-                    continue
-                if name not in self.extra_types:
-                    self.extra_types[name] = _arrow_type_of(value)
+                if name == rec.FILES:
+                    if self.with_payloads and not self.payload_columns and value:
+                        payloads.update(dict.fromkeys(value))
+                elif name not in RESERVED_NAMES and name != EXTRA_COLUMN and extra_types.get(name) is None:
+                    extra_types[name] = None if value is None else _arrow_type_of(value)
+        extra_fields = [pa.field(n, t or pa.string()) for n, t in extra_types.items() if n not in payloads]
+        self.fields = RESERVED_FIELDS + extra_fields
+        self.payload_columns = list(payloads) if self.with_payloads else []
+        payload_fields = [pa.field(name, pa.binary()) for name in self.payload_columns]
+        self.schema = pa.schema(self.fields + payload_fields + [pa.field(EXTRA_COLUMN, pa.string())])
 
     def table(self, rows: list[dict]) -> pa.Table:
-        self.observe(rows)
-        fields = RESERVED_FIELDS + [pa.field(n, t) for n, t in self.extra_types.items()]
-        columns = {field.name: [] for field in fields}
+        if self.schema is None:
+            self._freeze(rows)
+        columns = {field.name: [] for field in self.fields}
+        payload_columns = {name: [] for name in self.payload_columns}
         leftovers = []
         for row in rows:
             misfits = {}
-            for field in fields:
+            for field in self.fields:
                 value = row.get(field.name)
                 if value is not None and not _fits(value, field.type):
                     misfits[field.name] = value
                     value = None
                 columns[field.name].append(value)
             for name, value in row.items():
-                if name not in columns and value is not None:
-                    misfits[name] = value  # a column first seen after its shard's schema was set
-            leftovers.append(orjson.dumps(misfits).decode() if misfits else None)
-        arrays = [pa.array(columns[field.name], type=field.type) for field in fields]
+                if name not in columns and name != rec.FILES and value is not None:
+                    misfits[name] = value  # a column first seen after the schema was set
+            files = row.get(rec.FILES) or {}
+            for name, values in payload_columns.items():
+                values.append(files.get(name))
+            unplaced = {ext: data for ext, data in files.items() if ext not in payload_columns}
+            if unplaced and self.with_payloads:
+                misfits[rec.FILES] = unplaced
+                self.unplaced_payloads.update(unplaced)
+            leftovers.append(orjson.dumps(misfits, default=rec.json_default).decode() if misfits else None)
+        arrays = [pa.array(columns[field.name], type=field.type) for field in self.fields]
+        arrays += [pa.array(values, type=pa.binary()) for values in payload_columns.values()]
         arrays.append(pa.array(leftovers, type=pa.string()))
-        schema = pa.schema(fields + [pa.field(EXTRA_COLUMN, pa.string())])
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def write(self, rows: list[dict], path: str) -> None:
         pq.write_table(self.table(rows), path, compression="zstd")
