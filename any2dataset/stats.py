@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 
 from . import record as rec
 from .errors import UsageProblem
-from .streams import STDIO, RecordReader, display_name, open_input
+from .streams import STDIO
 
 STATUS_NAMES = ("success", "failed_to_download", "failed_to_subsample", "filtered", "no_status")
 # Distinct error messages counted; later new ones only add to `untracked`. a2d-write keeps 100 per
@@ -315,19 +315,6 @@ def tally(records: Iterable[dict], stats: StreamStats) -> Iterator[dict]:
         stats.add(record)
         yield record
     stats.finish()
-
-
-class LineReader(RecordReader):
-    """A RecordReader that yields each checked input line with its record, so that
-    --tee can pass the exact bytes on and still count the record."""
-
-    def pairs(self) -> Iterator[tuple[bytes, dict]]:
-        for path in self.paths:
-            self.source = display_name(path)
-            self.line = 0
-            with open_input(path) as stream:
-                for line, record in self._checked(stream):
-                    yield (line if line.endswith(b"\n") else line + b"\n"), record
 
 
 def tee_lines(pairs: Iterable[tuple[bytes, dict]], stats: StreamStats) -> Iterator[bytes]:

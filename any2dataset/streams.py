@@ -96,12 +96,18 @@ class RecordReader:
 
     def lines(self) -> Iterator[bytes]:
         """The input's lines that hold valid records, each ending in a newline."""
+        for line, _record in self.pairs():
+            yield line
+
+    def pairs(self) -> Iterator[tuple[bytes, dict]]:
+        """Each valid input line (ending in a newline) with its record: for stages that
+        pass the exact bytes on and still look at the record."""
         for path in self.paths:
             self.source = display_name(path)
             self.line = 0
             with open_input(path) as stream:
-                for line, _record in self._checked(stream):
-                    yield line if line.endswith(b"\n") else line + b"\n"
+                for line, record in self._checked(stream):
+                    yield (line if line.endswith(b"\n") else line + b"\n"), record
 
     def _records(self, stream) -> Iterator[dict]:
         for _line, record in self._checked(stream):

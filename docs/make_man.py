@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from any2dataset import __version__  # noqa: E402
 
-COMMANDS = ["read", "shard", "fetch", "write"]
+COMMANDS = ["read", "shard", "fetch", "write", "stats"]
 
 EXIT_STATUS = [
     ("0", "Success. Also when a reader of the output went away (for example \\fB| head\\fR)."),
@@ -154,27 +154,74 @@ PROSE = {
     },
     "write": {
         "details": [
-            "Files for shard \\fIN\\fR (zero-padded to \\fB--oom-shard-count\\fR digits): \\fIN.tar\\fR "
-            "(webdataset: members \\fIkey.ext\\fR for each payload, \\fIkey.txt\\fR for the caption unless a "
-            "payload is named txt, \\fIkey.json\\fR with the metadata; plain ustar, fixed mtime, uid/gid 0, "
-            "so equal input gives byte-identical tars), \\fIN.parquet\\fR with the metadata of every row "
-            "including failures (one schema for every shard; values that fit no column are kept as JSON "
-            "text in \\fBextra_json\\fR), and \\fIN_stats.json\\fR with img2dataset's counts plus bytes and "
-            "error kinds. Failed rows are only in the parquet. The \\fIdummy\\fR format writes the parquet "
-            "and stats only.",
-            "Every file is written under a hidden temporary name and renamed when whole; the stats file "
-            "comes last, so a shard is finished exactly when \\fIN_stats.json\\fR exists. On error or "
-            "Ctrl-C the temporary files are removed; after kill -9 they remain as hidden files that "
-            "readers skip.",
+            "Files for shard \\fIN\\fR (zero-padded to \\fB--oom-shard-count\\fR digits), img2dataset's "
+            "layout. \\fIwebdataset\\fR: \\fIN.tar\\fR with members \\fIkey.ext\\fR for each payload, "
+            "\\fIkey.txt\\fR for the caption unless a payload is named txt, \\fIkey.json\\fR with the "
+            "metadata; members of a sample adjacent and sorted, plain ustar headers, mtime 0, uid/gid 0, so "
+            "equal input gives byte-identical tars. \\fIfiles\\fR: a folder \\fIN/\\fR with the same "
+            "files. \\fItfrecord\\fR: \\fIN.tfrecord\\fR of tf.train.Example records (\\fBkey\\fR, one bytes "
+            "feature per payload extension, \\fBtxt\\fR, and every metadata field: text as bytes, integers as "
+            "int64, numbers as float, lists as JSON), framed with masked CRC32C as TensorFlow reads it; needs "
+            "the \\fBtfrecord\\fR extra. \\fIparquet\\fR: \\fIN.parquet\\fR holds every row with its payloads "
+            "in binary columns named by extension (null for failures), written in row groups as rows arrive. "
+            "\\fIdummy\\fR writes only metadata and stats.",
+            "Every format also writes \\fIN.parquet\\fR with the metadata of every row including failures "
+            "(for the parquet format it is the data file itself) and \\fIN_stats.json\\fR with "
+            "img2dataset's counts (count, successes, failed_to_download, failed_to_subsample, duration, "
+            "start_time, end_time, status_dict) plus filtered, bytes, samples, error_kinds and the shard's "
+            "fingerprint. The parquet schema is the same in every shard: the reserved fields typed, the "
+            "input's columns typed by the first rows written, and \\fBextra_json\\fR holding, as JSON text, "
+            "whatever fits no column (a later new column, a value of another type, and in the parquet format "
+            "a payload whose extension has no column, as base64; \\fB--payload-columns\\fR declares them). "
+            "So DuckDB's \\fIread_parquet('out/*.parquet')\\fR and pyarrow.dataset (with "
+            "exclude_invalid_files) read the whole folder. Failed and filtered rows are only in the parquet "
+            "unless \\fB--keep-failed\\fR; a shard without successes still gets all its files.",
+            "Every file is written under a hidden temporary name and renamed when whole (for an fsspec "
+            "destination such as \\fIs3://bucket/out\\fR, written in a local scratch folder and uploaded "
+            "file by file); the stats file comes last, and is removed first when a shard is redone, so a "
+            "shard is finished exactly when \\fIN_stats.json\\fR exists. On error or Ctrl-C the temporary "
+            "files are removed; after kill -9 they remain as hidden files that readers skip, removed when "
+            "the shard is written again.",
             "Records with \\fBshard\\fR and \\fBshard_size\\fR (from a2d-shard) may arrive in any order and "
             "interleaved; a shard is finished as soon as it holds \\fBshard_size\\fR rows. If input ends "
             "first, the short shards are not written and the exit status is 4. Records without a shard are "
             "numbered in arrival order with img2dataset's key formula, \\fB--number-sample-per-shard\\fR "
             "rows a shard, the last one finished at the end of input.",
+            "\\fB--index\\fR writes \\fIshardindex.json\\fR, a wids shard index (\\fBshardlist\\fR of "
+            "\\fBurl\\fR and \\fBnsamples\\fR) of every finished tar in the folder. When several writers "
+            "share a folder, run \\fIa2d-write --index out/ < /dev/null\\fR after they finish to index them all.",
         ],
         "examples": [
             "a2d-read urls.csv | a2d-fetch | a2d-write --format webdataset out/",
-            "a2d-write --number-sample-per-shard 1000 out/ fetched.jsonl",
+            "a2d-write --format parquet --payload-columns jpg,png out/ fetched.jsonl",
+            "a2d-shard urls.jsonl | a2d-fetch | a2d-write --format tfrecord s3://bucket/out/",
+        ],
+    },
+    "stats": {
+        "details": [
+            "On a stream (INPUT files or standard input) a2d\\-stats counts records by \\fBstatus\\fR and "
+            "\\fBerror_kind\\fR, lists the commonest \\fBerror_message\\fRs, and measures bytes, payload sizes "
+            "(the \\fBsize\\fR field, else the length of the base64 payloads, measured without decoding them) "
+            "and records per second. Memory stays flat: sizes go into a histogram with four bins per power "
+            "of two, so p50, p90 and p99 are estimates within 25% (count, min, max and mean are exact), and "
+            "only the first 1000 distinct error messages are counted. With \\fB\\-\\-tee\\fR the input lines go "
+            "to standard output byte for byte and the report to standard error.",
+            "A single folder argument, local or an fsspec URL such as \\fIs3://bucket/out\\fR, is read as a "
+            "dataset written by a2d\\-write. A shard is complete exactly when \\fIN_stats.json\\fR exists; "
+            "incomplete when it has other files (\\fIN.tar\\fR, \\fIN.parquet\\fR, a folder, hidden "
+            "temporaries) but no stats; missing when a number between \\fB\\-\\-first\\-shard\\fR and the "
+            "highest shard has no file at all. Totals cover complete shards and come from their metadata "
+            "parquet (only the status, error_kind, error_message and size columns are read); a "
+            "\\fI_stats.json\\fR that disagrees with its parquet is reported as a warning.",
+            "\\fB\\-\\-json\\fR prints one JSON object whose keys are listed in the docstring of "
+            "\\fIany2dataset/stats.py\\fR; \\fB\\-\\-html\\fR writes one self\\-contained page with inline SVG "
+            "charts (statuses, error kinds, payload sizes, throughput) and no scripts or network resources.",
+        ],
+        "examples": [
+            "a2d-read urls.csv | a2d-fetch | a2d-stats --tee | a2d-write out/",
+            "a2d-stats out/",
+            "a2d-stats --json s3://bucket/out/ | jq .shards",
+            "a2d-stats --html report.html fetched.jsonl",
         ],
     },
 }

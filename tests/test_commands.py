@@ -11,6 +11,7 @@ from conftest import ROOT
 from any2dataset.commands import fetch as fetch_command
 from any2dataset.commands import read as read_command
 from any2dataset.commands import shard as shard_command
+from any2dataset.commands import stats as stats_command
 from any2dataset.commands import write as write_command
 
 COMMANDS = {
@@ -18,11 +19,14 @@ COMMANDS = {
     "a2d-shard": shard_command.main,
     "a2d-fetch": fetch_command.main,
     "a2d-write": write_command.main,
+    "a2d-stats": stats_command.main,
 }
-RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-write"]  # commands that read records
+RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-write", "a2d-stats"]  # commands that read records
 
 
 def args_for(name, tmp_path):
+    if name == "a2d-stats":
+        return ["--tee"]  # records out, the report on stderr, as the other filters
     return [str(tmp_path / "out")] if name == "a2d-write" else []
 
 

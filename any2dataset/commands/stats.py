@@ -7,7 +7,7 @@ import orjson
 from .. import stats as statistics
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..errors import UsageProblem
-from ..streams import RecordWriter, display_name
+from ..streams import RecordReader, RecordWriter, display_name
 
 
 @command(
@@ -40,7 +40,7 @@ def main(inputs, tee, as_json, html_path, top, first_shard, on_error, console):
         report = statistics.dataset_stats(inputs[0], top=top, first_shard=first_shard)
     else:
         console.waiting_on_terminal(inputs)
-        reader = statistics.LineReader(inputs, on_error=on_error)
+        reader = RecordReader(inputs, on_error=on_error)
         source = ", ".join(display_name(path) for path in reader.paths)
         stream_stats = statistics.StreamStats(source)
         if tee:

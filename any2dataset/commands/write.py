@@ -48,7 +48,8 @@ def main(output_folder, inputs, output_format, number_sample_per_shard, oom_shar
                            max_open_shards=max_open_shards, keep_failed=keep_failed, index=index,
                            payload_columns=[ext.strip() for ext in payload_columns.split(",") if ext.strip()])
     shards = rows = successes = 0
-    for stats in console.track(write(reader, output_folder, options, on_bad_record=reader.bad, on_note=console.warn), unit="shard"):
+    shards_written = write(reader, output_folder, options, on_bad_record=reader.bad, on_note=console.warn)
+    for stats in console.track(shards_written, unit="shard"):
         shards += 1
         rows += stats["count"]
         successes += stats["successes"]
