@@ -39,7 +39,19 @@ def _fits(value, arrow_type: pa.DataType) -> bool:
         return type(value) is str
     if arrow_type == pa.float64():
         return type(value) in (int, float)
+    if arrow_type == pa.int64():
+        return type(value) is int and -(1 << 63) <= value < (1 << 63)
     return _arrow_type_of(value) == arrow_type
+
+
+# Python types that always fit a column of this arrow type (checked first: it is the common case).
+_SURE_FIT = {pa.string(): (str,), pa.float64(): (int, float), pa.bool_(): (bool,)}
+
+
+def _misfit_positions(values: list, arrow_type: pa.DataType) -> list[int]:
+    sure = _SURE_FIT.get(arrow_type, ())
+    return [i for i, value in enumerate(values)
+            if value is not None and type(value) not in sure and not _fits(value, arrow_type)]
 
 
 class MetadataSchema:
@@ -80,30 +92,38 @@ class MetadataSchema:
     def table(self, rows: list[dict]) -> pa.Table:
         if self.schema is None:
             self._freeze(rows)
-        columns = {field.name: [] for field in self.fields}
-        payload_columns = {name: [] for name in self.payload_columns}
-        leftovers = []
-        for row in rows:
-            misfits = {}
-            for field in self.fields:
-                value = row.get(field.name)
-                if value is not None and not _fits(value, field.type):
-                    misfits[field.name] = value
-                    value = None
-                columns[field.name].append(value)
-            for name, value in row.items():
-                if name not in columns and name != rec.FILES and value is not None:
-                    misfits[name] = value  # a column first seen after the schema was set
-            files = row.get(rec.FILES) or {}
-            for name, values in payload_columns.items():
-                values.append(files.get(name))
-            unplaced = {ext: data for ext, data in files.items() if ext not in payload_columns}
-            if unplaced and self.with_payloads:
-                misfits[rec.FILES] = unplaced
-                self.unplaced_payloads.update(unplaced)
-            leftovers.append(orjson.dumps(misfits, default=rec.json_default).decode() if misfits else None)
-        arrays = [pa.array(columns[field.name], type=field.type) for field in self.fields]
-        arrays += [pa.array(values, type=pa.binary()) for values in payload_columns.values()]
+        # Column by column: a shard's metadata is built at ~1 us a value, not per row and field.
+        misfits: list[dict | None] = [None] * len(rows)
+
+        def keep(position: int, name: str, value) -> None:
+            if misfits[position] is None:
+                misfits[position] = {}
+            misfits[position][name] = value
+
+        arrays = []
+        for field in self.fields:
+            name = field.name
+            values = [row.get(name) for row in rows]
+            for position in _misfit_positions(values, field.type):
+                keep(position, name, values[position])
+                values[position] = None
+            arrays.append(pa.array(values, type=field.type))
+        known = {field.name for field in self.fields} | {rec.FILES}
+        for position, row in enumerate(rows):
+            for name in row.keys() - known:  # columns first seen after the schema was set
+                if row[name] is not None:
+                    keep(position, name, row[name])
+        files = [row.get(rec.FILES) or {} for row in rows]
+        for name in self.payload_columns:
+            arrays.append(pa.array([f.get(name) for f in files], type=pa.binary()))
+        if self.with_payloads:
+            placed = set(self.payload_columns)
+            for position, payloads in enumerate(files):
+                unplaced = {ext: data for ext, data in payloads.items() if ext not in placed}
+                if unplaced:  # kept as base64, as records carry payloads; a2d-read restores them
+                    keep(position, rec.FILES, unplaced)
+                    self.unplaced_payloads.update(unplaced)
+        leftovers = [orjson.dumps(m, default=rec.json_default).decode() if m else None for m in misfits]
         arrays.append(pa.array(leftovers, type=pa.string()))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 

@@ -15,7 +15,7 @@ from .. import record as rec
 from .metadata import MetadataSchema
 
 ROW_GROUP_ROWS = 2048
-ROW_GROUP_BYTES = 32 << 20
+ROW_GROUP_BYTES = 16 << 20
 
 
 class ParquetSink:

@@ -1,0 +1,89 @@
+"""Records/s, payload MB/s and peak memory of a2d-write, per output format.
+
+    python benchmarks/write_throughput.py [--records 20000] [--size 70000] [--runs 3]
+
+Prepares one JSONL stream of --records successful records with random payloads of
+--size bytes (base64 on the wire, like a2d-fetch's output, ~1.9 GB with the defaults)
+in a temporary folder, then runs `a2d-write -q --format F OUT < stream.jsonl` for each
+format, alternating formats run by run so drift on a shared machine hits all alike,
+and prints the median of --runs runs: records/s, payload MB/s (payload bytes, not
+base64), and peak RSS of the writer (from wait4). `cat stream.jsonl > /dev/null` is
+the floor: reading the stream itself.
+"""
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+FORMATS = ["webdataset", "files", "parquet", "tfrecord", "dummy"]
+
+
+def make_stream(path: str, records: int, size: int) -> None:
+    """Random payloads (incompressible, like media), in a child process so the parent stays small."""
+    code = f"""
+import os, sys
+sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r})
+from any2dataset import record as rec
+with open({path!r}, "wb", buffering=1 << 20) as out:
+    for i in range({records}):
+        out.write(rec.dumps({{"key": f"{{i:09d}}", "shard": i // 10000, "shard_size": min(10000, {records} - i // 10000 * 10000),
+                              "url": f"http://127.0.0.1/{{i}}.jpg", "caption": f"caption {{i}}", "status": "success",
+                              "mime": "image/jpeg", "size": {size}, "files": {{"jpg": os.urandom({size})}}}}))
+"""
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def run_once(command: list[str], stdin_path: str) -> tuple[float, float]:
+    """(wall seconds, peak RSS in MiB) of one run."""
+    with open(stdin_path, "rb") as stdin, open(os.devnull, "wb") as devnull:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, stdin=stdin, stdout=devnull)
+        _, status, usage = os.wait4(process.pid, 0)
+        elapsed = time.perf_counter() - started
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(command)} failed")
+    return elapsed, usage.ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=20000)
+    parser.add_argument("--size", type=int, default=70000, help="payload bytes per record")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--formats", default=",".join(FORMATS))
+    parser.add_argument("--dir", help="where the stream and outputs go (default: the temporary folder)")
+    args = parser.parse_args()
+    formats = args.formats.split(",")
+
+    folder = tempfile.mkdtemp(prefix="a2d-write-bench-", dir=args.dir)
+    try:
+        stream = os.path.join(folder, "stream.jsonl")
+        make_stream(stream, args.records, args.size)
+        payload_mb = args.records * args.size / 1e6
+        print(f"stream: {args.records} records, {args.size} B payloads, {os.path.getsize(stream) / 1e6:.0f} MB "
+              f"of JSONL ({payload_mb:.0f} MB payload); median of {args.runs} runs")
+        results = {name: [] for name in ["cat (floor)", *formats]}
+        for _ in range(args.runs):
+            results["cat (floor)"].append(run_once(["cat"], stream))
+            for name in formats:
+                out = os.path.join(folder, f"out-{name}")
+                shutil.rmtree(out, ignore_errors=True)
+                results[name].append(run_once([sys.executable, "-m", "any2dataset.write", "-q", "--format", name,
+                                               out], stream))
+                shutil.rmtree(out, ignore_errors=True)
+        print(f"{'format':<14}{'records/s':>11}{'payload MB/s':>14}{'peak RSS MiB':>14}")
+        for name, runs in results.items():
+            seconds = statistics.median(r[0] for r in runs)
+            peak = max(r[1] for r in runs)
+            print(f"{name:<14}{args.records / seconds:>11,.0f}{payload_mb / seconds:>14,.0f}{peak:>14,.0f}")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
