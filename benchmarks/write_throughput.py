@@ -7,8 +7,10 @@ Prepares one JSONL stream of --records successful records with random payloads o
 in a temporary folder, then runs `a2d-write -q --format F OUT < stream.jsonl` for each
 format, alternating formats run by run so drift on a shared machine hits all alike,
 and prints the median of --runs runs: records/s, payload MB/s (payload bytes, not
-base64), and peak RSS of the writer (from wait4). `cat stream.jsonl > /dev/null` is
-the floor: reading the stream itself.
+base64), CPU seconds (user+sys) and peak RSS of the writer (from wait4). Two floors:
+`cat stream.jsonl > /dev/null` reads the stream, `cat stream.jsonl > FILE` also writes
+its bytes (this VM pays heavily, in sys time, for memory pages it has not touched
+for a while, so writing 1.4 GB is itself far from free).
 """
 
 import argparse
@@ -38,16 +40,16 @@ with open({path!r}, "wb", buffering=1 << 20) as out:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def run_once(command: list[str], stdin_path: str) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one run."""
-    with open(stdin_path, "rb") as stdin, open(os.devnull, "wb") as devnull:
+def run_once(command: list[str], stdin_path: str, stdout_path: str = os.devnull) -> tuple[float, float, float]:
+    """(wall seconds, peak RSS in MiB, CPU seconds) of one run."""
+    with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
         started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=stdin, stdout=devnull)
+        process = subprocess.Popen(command, stdin=stdin, stdout=stdout)
         _, status, usage = os.wait4(process.pid, 0)
         elapsed = time.perf_counter() - started
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(command)} failed")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -67,20 +69,24 @@ def main() -> None:
         payload_mb = args.records * args.size / 1e6
         print(f"stream: {args.records} records, {args.size} B payloads, {os.path.getsize(stream) / 1e6:.0f} MB "
               f"of JSONL ({payload_mb:.0f} MB payload); median of {args.runs} runs")
-        results = {name: [] for name in ["cat (floor)", *formats]}
+        results = {name: [] for name in ["cat > /dev/null", "cat > file", *formats]}
+        copy = os.path.join(folder, "copy.jsonl")
         for _ in range(args.runs):
-            results["cat (floor)"].append(run_once(["cat"], stream))
+            results["cat > /dev/null"].append(run_once(["cat"], stream))
+            results["cat > file"].append(run_once(["cat"], stream, copy))
+            os.remove(copy)
             for name in formats:
                 out = os.path.join(folder, f"out-{name}")
                 shutil.rmtree(out, ignore_errors=True)
                 results[name].append(run_once([sys.executable, "-m", "any2dataset.write", "-q", "--format", name,
                                                out], stream))
                 shutil.rmtree(out, ignore_errors=True)
-        print(f"{'format':<14}{'records/s':>11}{'payload MB/s':>14}{'peak RSS MiB':>14}")
+        print(f"{'format':<16}{'records/s':>11}{'payload MB/s':>14}{'CPU s':>8}{'peak RSS MiB':>14}")
         for name, runs in results.items():
             seconds = statistics.median(r[0] for r in runs)
             peak = max(r[1] for r in runs)
-            print(f"{name:<14}{args.records / seconds:>11,.0f}{payload_mb / seconds:>14,.0f}{peak:>14,.0f}")
+            cpu = statistics.median(r[2] for r in runs)
+            print(f"{name:<16}{args.records / seconds:>11,.0f}{payload_mb / seconds:>14,.0f}{cpu:>8.1f}{peak:>14,.0f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -5,21 +5,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/out}
-work=$(mktemp -d)
-# Prefer installed commands; fall back to this checkout's launchers.
-command -v a2d-read >/dev/null || PATH="$here/../bin:$PATH"
-python=$(command -v python3 || command -v python)
-
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$python" -m http.server "$port" --bind 127.0.0.1 --directory "$here/data" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do  # wait until the server answers
-    "$python" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-    sleep 0.1
-done
-
-sed "s|@BASE@|http://127.0.0.1:$port|" "$here/urls.template.csv" >"$work/urls.csv"
+source "$here/serve.sh" "$here/data"
 rm -rf "$out"
 
 echo "== a2d-read urls.csv | a2d-fetch -j 16 | a2d-write --format webdataset $out"
@@ -38,3 +24,5 @@ for row in table.to_pylist():
     print(f"{row['key']}  {row['status']:<18} {row['error_kind'] or '':<14} {row['mime'] or '':<10} "
           f"{row['size'] or '':>5}  {row['caption']}")
 PY
+echo "== a2d-stats $out"
+a2d-stats "$out"

@@ -6,21 +6,10 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 out=${1:-$here/out-resume}
 work=$(mktemp -d)
-command -v a2d-read >/dev/null || PATH="$here/../bin:$PATH"
-python=$(command -v python3 || command -v python)
-
 # Serve a copy of examples/data with one file missing, so its row fails the first time.
 cp -r "$here/data" "$work/served"
 mv "$work/served/blue-gradient.png" "$work/blue-gradient.png"
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$python" -m http.server "$port" --bind 127.0.0.1 --directory "$work/served" >"$work/server.log" 2>&1 &
-server=$!
-trap 'kill "$server" 2>/dev/null; rm -rf "$work"' EXIT
-for _ in $(seq 100); do
-    "$python" -c "import socket; socket.create_connection(('127.0.0.1', $port), 1)" 2>/dev/null && break
-    sleep 0.1
-done
-sed "s|@BASE@|http://127.0.0.1:$port|" "$here/urls.template.csv" >"$work/urls.csv"
+source "$here/serve.sh" "$work/served"
 rm -rf "$out"
 pipeline() {  # the same command every time: a2d-shard --skip-done makes it resumable
     a2d-read "$work/urls.csv" | a2d-shard --number-sample-per-shard 5 --skip-done "$out" "$@" \

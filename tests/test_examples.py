@@ -43,3 +43,16 @@ def test_resume_and_retry_example(tmp_path):
         "http_4xx", "invalid_url", "scheme_denied"]
     blue = [r for r in rows if r["caption"] == "a blue gradient"]
     assert blue[0]["status"] == "success"  # failed the first time, fetched again at the end
+
+
+def test_formats_example_writes_the_same_samples_in_every_format(tmp_path):
+    out = tmp_path / "out"
+    result = run_pipeline(f"{ROOT / 'examples' / 'formats.sh'} {out}", tmp_path, timeout=180)
+    assert result.returncode == 0, result.stderr.decode()
+    digests = [line.split()[1] for line in result.stdout.decode().splitlines()
+               if line.split(":")[0] in ("webdataset", "files", "parquet", "tfrecord")]
+    assert len(digests) == 4 and len(set(digests)) == 1
+    assert b"records                     15" in result.stderr  # a2d-stats --tee's report
+    assert "<svg" in (out / "report.html").read_text()
+    assert sorted(p.name for p in (out / "files").iterdir()) == [
+        "00000", "00000.parquet", "00000_stats.json", "00001", "00001.parquet", "00001_stats.json"]
