@@ -369,3 +369,20 @@ def test_kill_9_then_resume_gives_the_same_dataset_as_a_clean_run(tmp_path, pipe
 
     assert contents("resumed.jsonl") == contents("clean.jsonl")
     assert len(contents("clean.jsonl")) == 12
+
+
+@pytest.mark.parametrize("name, size", [("000000001.jpg", 70000), ("a" * 100, 0), ("ключ.txt", 5),
+                                        ("x.json", 8**11 - 1)])
+def test_tar_headers_match_the_standard_tarfile_module(name, size):
+    from any2dataset.write.webdataset import _header
+
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode, info.uname, info.gname = size, 0, 0o644, "", ""
+    assert _header(name, size) == info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+
+
+def test_tar_member_names_too_long_for_ustar_are_bad_input(tmp_path):
+    record = {"key": "k" * 97, "status": "success", "files": {"jpg": b"x"}, "shard": 0, "shard_size": 1}
+    with pytest.raises(BadInput, match="too long for a plain ustar header"):
+        list(write([record], str(tmp_path), WriteOptions()))
+    assert list(tmp_path.iterdir()) == []
