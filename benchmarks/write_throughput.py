@@ -10,7 +10,9 @@ and prints the median of --runs runs: records/s, payload MB/s (payload bytes, no
 base64), CPU seconds (user+sys) and peak RSS of the writer (from wait4). Two floors:
 `cat stream.jsonl > /dev/null` reads the stream, `cat stream.jsonl > FILE` also writes
 its bytes (this VM pays heavily, in sys time, for memory pages it has not touched
-for a while, so writing 1.4 GB is itself far from free).
+for a while, so writing 1.4 GB is itself far from free). A third floor, `create files`,
+only creates the files the files format makes (3 per sample, same sizes) from Python
+with os.open/os.write, without reading anything: the cost of the file system alone.
 """
 
 import argparse
@@ -38,6 +40,19 @@ with open({path!r}, "wb", buffering=1 << 20) as out:
                               "mime": "image/jpeg", "size": {size}, "files": {{"jpg": os.urandom({size})}}}}))
 """
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+CREATE_FILES = """
+import os, sys
+folder, records, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+os.makedirs(folder)
+payload, meta, caption = os.urandom(size), b"x" * 400, b"caption"
+for i in range(records):
+    for ext, data in (("jpg", payload), ("json", meta), ("txt", caption)):
+        fd = os.open(os.path.join(folder, f"{i:09d}.{ext}"), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        os.write(fd, data)
+        os.close(fd)
+"""
 
 
 def run_once(command: list[str], stdin_path: str, stdout_path: str = os.devnull) -> tuple[float, float, float]:
@@ -69,12 +84,18 @@ def main() -> None:
         payload_mb = args.records * args.size / 1e6
         print(f"stream: {args.records} records, {args.size} B payloads, {os.path.getsize(stream) / 1e6:.0f} MB "
               f"of JSONL ({payload_mb:.0f} MB payload); median of {args.runs} runs")
-        results = {name: [] for name in ["cat > /dev/null", "cat > file", *formats]}
+        floors = ["cat > /dev/null", "cat > file"] + (["create files"] if "files" in formats else [])
+        results = {name: [] for name in [*floors, *formats]}
         copy = os.path.join(folder, "copy.jsonl")
         for _ in range(args.runs):
             results["cat > /dev/null"].append(run_once(["cat"], stream))
             results["cat > file"].append(run_once(["cat"], stream, copy))
             os.remove(copy)
+            if "files" in formats:
+                created = os.path.join(folder, "created")
+                results["create files"].append(run_once(
+                    [sys.executable, "-c", CREATE_FILES, created, str(args.records), str(args.size)], os.devnull))
+                shutil.rmtree(created)
             for name in formats:
                 out = os.path.join(folder, f"out-{name}")
                 shutil.rmtree(out, ignore_errors=True)
