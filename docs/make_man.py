@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from any2dataset import __version__  # noqa: E402
 
-COMMANDS = ["read", "shard", "fetch", "write", "stats"]
+COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats"]
 
 EXIT_STATUS = [
     ("0", "Success. Also when a reader of the output went away (for example \\fB| head\\fR)."),
@@ -195,6 +195,37 @@ PROSE = {
             "a2d-read urls.csv | a2d-fetch | a2d-write --format webdataset out/",
             "a2d-write --format parquet --payload-columns jpg,png out/ fetched.jsonl",
             "a2d-shard urls.jsonl | a2d-fetch | a2d-write --format tfrecord s3://bucket/out/",
+        ],
+    },
+    "subsample": {
+        "details": [
+            "Records pass three steps. Sampling first: \\fB\\-\\-fraction\\fR keeps a record when an xxh64 "
+            "hash of its key (its URL before a2d\\-shard) and \\fB\\-\\-seed\\fR falls below the fraction, so "
+            "every process and host keeps the same subset; \\fB\\-\\-max\\fR keeps the first N. Then the "
+            "transforms, in worker processes (\\fB\\-w\\fR, one per core by default, fed small batches so "
+            "memory stays bounded; output in input order unless \\fB\\-\\-unordered\\fR): the file type of "
+            "every single payload from its first bytes (extension and \\fBmime\\fR fixed), "
+            "\\fB\\-\\-max\\-bytes\\fR, then images. Last, \\fB\\-\\-where\\fR conditions on the "
+            "transformed record.",
+            "A record that is not kept is left out of the stream if it has no \\fBshard\\fR yet, and kept "
+            "without payload as \\fBstatus: filtered\\fR (with the reason in \\fBerror_message\\fR) if it "
+            "has one, so its shard's metadata still accounts for every row and the shard still reaches its "
+            "\\fBshard_size\\fR. Failed records keep their failure.",
+            "Images (the \\fBimage\\fR extra: Pillow) follow img2dataset's options and meanings: "
+            "\\fIborder\\fR resizes the longer side and pads to a white square, \\fIkeep_ratio\\fR resizes the "
+            "shorter side, \\fIkeep_ratio_largest\\fR the longer, \\fIcenter_crop\\fR the shorter side and "
+            "crops the centre square, \\fIno\\fR keeps the size. Transparency is composited on white. Records "
+            "get \\fBwidth\\fR, \\fBheight\\fR, \\fBoriginal_width\\fR, \\fBoriginal_height\\fR and "
+            "\\fBexif\\fR. Refused images (too small, too large an area or aspect ratio, over the "
+            "decompression\\-bomb limit, checked from the header before decoding) become "
+            "\\fBfailed_to_subsample\\fR with \\fBerror_kind: rejected\\fR; bytes that do not decode, "
+            "\\fBdecode_error\\fR. JPEGs are decoded at a reduced scale when the target is at most half "
+            "their size.",
+        ],
+        "examples": [
+            "a2d-fetch < urls.jsonl | a2d-subsample --image-size 256 --resize-mode border | a2d-write out/",
+            "a2d-read urls.parquet | a2d-subsample --fraction 0.01 --seed 1 | a2d-shard | a2d-fetch | a2d-write out/",
+            "a2d-read out/ | a2d-subsample --where 'width >= 512' --where 'mime ~ ^image/' | a2d-write big/",
         ],
     },
     "stats": {

@@ -12,6 +12,7 @@ from any2dataset.commands import fetch as fetch_command
 from any2dataset.commands import read as read_command
 from any2dataset.commands import shard as shard_command
 from any2dataset.commands import stats as stats_command
+from any2dataset.commands import subsample as subsample_command
 from any2dataset.commands import write as write_command
 
 COMMANDS = {
@@ -19,9 +20,10 @@ COMMANDS = {
     "a2d-shard": shard_command.main,
     "a2d-fetch": fetch_command.main,
     "a2d-write": write_command.main,
+    "a2d-subsample": subsample_command.main,
     "a2d-stats": stats_command.main,
 }
-RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-write", "a2d-stats"]  # commands that read records
+RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats"]  # commands that read records
 
 
 def args_for(name, tmp_path):

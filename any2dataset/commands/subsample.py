@@ -1,0 +1,99 @@
+"""a2d-subsample: transform payloads (images, audio, video, any file) and sample or filter records."""
+
+import click
+
+from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..streams import RecordReader, RecordWriter
+from ..subsample import SubsampleOptions, default_workers, subsample, subsample_lines
+from ..subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions
+from ..subsample.select import Condition, Selection
+
+# Image options default to None: giving any of them turns image processing on, with
+# img2dataset's defaults for the rest (256 px, border, jpg at 95).
+IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_interpolation",
+                 "downscale_interpolation", "encode_format", "encode_quality", "skip_reencode", "min_image_size",
+                 "max_image_area", "max_aspect_ratio", "extract_exif", "max_pixels"]
+
+
+@command(
+    "a2d-subsample",
+    "transform payloads and sample or filter records",
+    "Between a2d-fetch and a2d-write: sample records (--fraction, --max), transform their payloads "
+    "(images with img2dataset's resize options; every payload's type checked from its bytes) and filter "
+    "them (--where). Records not kept are left out if they have no shard yet, and kept as status filtered "
+    "without payload if they do, so every shard still accounts for all its rows. Image options turn "
+    "image processing on (it needs the image extra: Pillow).",
+    "a2d-fetch < urls.jsonl | a2d-subsample --image-size 256 --resize-mode border | a2d-write out/",
+)
+@input_paths_argument
+@click.option("--fraction", type=click.FloatRange(0, 1), help="Keep this fraction of records, chosen by a hash "
+              "of the key (or URL before a2d-shard) and --seed: the same subset in every process and host.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed of --fraction's hash.")
+@click.option("--max", "max_records", type=click.IntRange(0), help="Keep at most this many records (per process).")
+@click.option("--where", "conditions", multiple=True, metavar="'FIELD OP VALUE'",
+              help="Keep records for which this holds, after the transforms (repeat: all must hold). OP: == != < "
+                   "<= > >= (numbers or text), ~ !~ (regular expression), in, not in (comma-separated list). "
+                   "Example: --where 'width >= 256' --where 'mime ~ ^image/'.")
+@click.option("--image-size", type=click.IntRange(1), help="Image side in pixels. [default: 256]")
+@click.option("--resize-mode", type=click.Choice(RESIZE_MODES), help="How images are resized. [default: border]")
+@click.option("--resize-only-if-bigger", is_flag=True, default=None, help="Only ever make images smaller.")
+@click.option("--upscale-interpolation", type=click.Choice(INTERPOLATIONS), help="[default: lanczos]")
+@click.option("--downscale-interpolation", type=click.Choice(INTERPOLATIONS), help="[default: area]")
+@click.option("--encode-format", type=click.Choice(sorted(ENCODE_FORMATS)), help="Image output format. "
+              "[default: jpg]")
+@click.option("--encode-quality", type=click.IntRange(0, 100), help="jpg and webp quality (95), png compression "
+              "level (9).")
+@click.option("--skip-reencode", is_flag=True, default=None, help="Keep an image's original bytes when it "
+              "needs no resizing.")
+@click.option("--min-image-size", type=click.IntRange(0), help="Refuse images whose shorter side is smaller.")
+@click.option("--max-image-area", type=click.FloatRange(0), help="Refuse images of more pixels.")
+@click.option("--max-aspect-ratio", type=click.FloatRange(1), help="Refuse images longer than this ratio.")
+@click.option("--exif/--no-exif", "extract_exif", default=None, help="Put images' EXIF tags into `exif`. "
+              "[default: on]")
+@click.option("--max-image-pixels", "max_pixels", type=click.IntRange(1),
+              help="Decompression-bomb limit: refuse larger images before decoding them. [default: 89478485]")
+@click.option("--max-bytes", type=click.IntRange(0), help="Payloads larger than this are refused (or cut, with "
+              "--oversize truncate).")
+@click.option("--oversize", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
+              help="What --max-bytes does to a larger payload.")
+@click.option("--sniff/--no-sniff", default=True, show_default=True,
+              help="Set mime and fix the extension of single payloads from their first bytes.")
+@click.option("-w", "--workers", type=click.IntRange(0), default=0, show_default=True,
+              help="Worker processes for the transforms; 0 means one per core, 1 runs in this process.")
+@click.option("--ordered/--unordered", default=True, show_default=True,
+              help="Keep the input order on output, or write each batch as soon as it is done.")
+@on_error_option
+@common_options
+def main(inputs, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered, on_error,
+         console, **image_values):
+    console.waiting_on_terminal(inputs)
+    given = {name: value for name, value in image_values.items() if value is not None}
+    options = SubsampleOptions(
+        selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
+                            where=tuple(Condition.parse(text) for text in conditions)),
+        image=ImageOptions(**given) if given else None,
+        max_bytes=max_bytes, oversize=oversize, sniff=sniff,
+        workers=workers or default_workers(), ordered=ordered,
+    )
+    if options.image is not None:
+        from ..subsample.image import _pillow
+
+        _pillow()  # a missing extra is said now, not in a worker
+    # In one process the reader decodes payloads, so bad base64 is reported with its position.
+    reader = RecordReader(inputs, on_error=on_error, decode=options.workers == 1)
+    with RecordWriter() as out:
+        if options.workers == 1:
+            out.write_all(subsample(console.track(reader), options))
+        else:
+            write = out.stream.write
+            chunks = subsample_lines(console.track(reader.pairs()), options,
+                                     lambda: (reader.source, reader.line), reader.bad)
+            for chunk in chunks:
+                write(chunk)
+                out.count += 1  # lets the flusher pass finished records on
+    console.skipped(reader)
+    console.info(f"{reader.count} records read")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,134 @@
+"""a2d-subsample's library: transform payloads and sample or filter records.
+
+A transform maps one record (payloads decoded to bytes under `files`) to a list of
+records: usually one, several when a video is cut into clips, and a failure record
+(status failed_to_subsample, with error_kind and error_message) when it cannot work.
+"""
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+
+import orjson
+
+from .. import record as rec
+from ..errors import BadInput
+from .files import file_transform
+from .image import ImageOptions, image_transform
+from .select import Selection
+
+Transform = Callable[[dict], list[dict]]
+BATCH_RECORDS = 8  # images take milliseconds each: small batches keep every worker busy
+BATCHES_PER_WORKER = 4  # in flight, so memory is bounded by workers x 4 x 8 records
+
+
+@dataclass
+class SubsampleOptions:
+    selection: Selection = field(default_factory=Selection)
+    image: ImageOptions | None = None
+    video: object | None = None  # video.VideoOptions, imported only when used (it needs ffmpeg)
+    max_bytes: int | None = None
+    oversize: str = "reject"
+    sniff: bool = True
+    workers: int = 1
+    ordered: bool = True
+
+
+def build_transform(options: SubsampleOptions) -> Transform:
+    """The transforms in order: sniff the file type, then image, then audio/video, then --where."""
+    steps: list[Transform] = []
+    if options.sniff or options.max_bytes is not None:
+        steps.append(file_transform(options.max_bytes, options.oversize))
+    if options.image is not None:
+        steps.append(image_transform(options.image))
+    if options.video is not None:
+        from .video import video_transform
+
+        steps.append(video_transform(options.video))
+
+    def transform(record: dict) -> list[dict]:
+        records = [record]
+        for step in steps:
+            records = [out for one in records for out in step(one)]
+        return list(options.selection.filter(records))
+
+    return transform
+
+
+def subsample(records: Iterable[dict], options: SubsampleOptions) -> Iterator[dict]:
+    """In one process: records (payloads as base64 or bytes) in, transformed records out."""
+    transform = build_transform(options)
+    for record in options.selection.sample(records):
+        yield from transform(rec.decode_payloads(record))
+
+
+# Worker processes: the parent reads and checks lines, samples, and sends lines in small
+# batches; a worker decodes, transforms and encodes them, and sends back JSONL bytes.
+
+_worker_transform: Transform | None = None
+
+
+def _start_worker(options: SubsampleOptions) -> None:
+    global _worker_transform
+    _worker_transform = build_transform(options)
+
+
+def _work(lines: list[bytes]) -> tuple[bytes, list[tuple[int, str]]]:
+    out, errors = [], []
+    for index, line in enumerate(lines):
+        try:
+            record = rec.decode_payloads(orjson.loads(line))
+        except BadInput as error:
+            errors.append((index, error.what))
+            continue
+        out.extend(rec.dumps(result) for result in _worker_transform(record))
+    return b"".join(out), errors
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptions, position: Callable[[], tuple],
+                    on_bad_record: Callable[[BadInput], None]) -> Iterator[bytes]:
+    """Over worker processes: (line, record) pairs in, JSONL chunks out (in input order
+    if options.ordered). `position()` gives the reader's (source, line) as it reads."""
+    selection = options.selection
+
+    def batches():
+        batch, places = [], []
+        for line, record in pairs:
+            place = position()
+            for kept in selection.sample([record]):
+                batch.append(line if kept is record and kept.get("status") != "filtered" else rec.dumps(kept))
+                places.append(place)
+            if len(batch) >= BATCH_RECORDS:
+                yield batch, places
+                batch, places = [], []
+        if batch:
+            yield batch, places
+
+    def results(future, places) -> bytes:
+        blob, errors = future.result()
+        for index, what in errors:
+            on_bad_record(BadInput(what, *places[index]))
+        return blob
+
+    with ProcessPoolExecutor(options.workers, initializer=_start_worker, initargs=(options,)) as pool:
+        in_flight: deque = deque()
+        limit = options.workers * BATCHES_PER_WORKER
+        for batch, places in batches():
+            in_flight.append((pool.submit(_work, batch), places))
+            while len(in_flight) >= limit:
+                if options.ordered:
+                    future, places = in_flight.popleft()
+                    yield results(future, places)
+                else:
+                    done, _ = wait([f for f, _ in in_flight], return_when=FIRST_COMPLETED)
+                    for item in [item for item in in_flight if item[0] in done]:
+                        in_flight.remove(item)
+                        yield results(*item)
+        while in_flight:
+            yield results(*in_flight.popleft())
