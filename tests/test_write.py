@@ -160,3 +160,18 @@ def test_start_shard_numbers_arrival_order_shards(tmp_path):
     assert [s["shard"] for s in stats] == [7]
     assert [s["__key__"] for s in wds.WebDataset(str(tmp_path / "00007.tar"), shardshuffle=False)] == \
         ["000070", "000071"]  # shard 7, rows 0 and 1 (N=10: one sample digit)
+
+
+def test_clips_count_as_their_source_row_and_the_shard_waits_for_all_of_them(tmp_path):
+    def clip(source, index, count):
+        return {"key": f"{source}_{index:05d}", "source_key": source, "clip_index": index, "clip_count": count,
+                "shard": 0, "shard_size": 2, "status": "success", "files": {"mp4": b"clip"}}
+
+    records = [clip("0000", 0, 2), clip("0000", 1, 2), clip("0001", 0, 3), clip("0001", 1, 3)]
+    writer_output = write(iter(records + [clip("0001", 2, 3)]), str(tmp_path), WriteOptions())
+    stats = list(writer_output)
+    assert [s["count"] for s in stats] == [5]  # not finished after the second source's first clip
+    table = pq.read_table(tmp_path / "00000.parquet")
+    assert table.column("shard_size").to_pylist() == [2] * 5  # source rows, as a2d-shard gave them
+    with pytest.raises(IncompleteOutput):
+        list(write(iter(records), str(tmp_path / "short"), WriteOptions()))  # a clip missing: not published

@@ -59,6 +59,11 @@ def _metadata_beside(path: str) -> list[dict] | None:
         return [unpack_row(row) for row in table.to_pylist()]
 
 
+def source_rows(rows: list[dict]) -> int:
+    """A shard's size in source rows: clips cut from one row (same source_key) count once."""
+    return len({row.get("source_key") or row.get("key") for row in rows})
+
+
 def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dict:
     """One sample's members (extension -> bytes) and metadata row to a record.
 
@@ -100,7 +105,7 @@ def _merge(path: str, samples: Iterator[tuple[str, dict[str, bytes]]], rows: lis
         rows = _metadata_beside(path)
     by_key = {str(row.get("key")): row for row in rows} if rows is not None else {}
     shard = _shard_number(path)
-    shard_size = len(rows) if rows is not None else None
+    shard_size = source_rows(rows) if rows is not None else None
     for key, members in samples:
         record = _sample_record(key, members, by_key.pop(key, None))
         yield _placed(record, shard, shard_size)
@@ -199,6 +204,8 @@ def read_record_parquet(path: str) -> Iterator[dict]:
         payload_columns = [f.name for f in schema if pa.types.is_binary(f.type) or pa.types.is_large_binary(f.type)]
         shard = _shard_number(path)
         shard_size = parquet.metadata.num_rows
+        if "source_key" in schema.names:  # clips: count their source rows
+            shard_size = source_rows(parquet.read(columns=["key", "source_key"], use_threads=False).to_pylist())
         for batch in parquet.iter_batches(batch_size=4096, use_threads=False):
             for row in batch.to_pylist():
                 row = unpack_row(row)

@@ -58,6 +58,10 @@ class _OpenShard:
         self.keep_failed = writer.options.keep_failed
         self.rows: list[dict] = []  # metadata rows; key and url only when the sink keeps the metadata
         self.keys: set[str] = set()
+        # A shard counts source rows: the clips a2d-subsample cut from one row count once,
+        # and the shard waits for all `clip_count` of them.
+        self.source_rows: set[str] = set()
+        self.clips_awaited: dict[str, int] = {}
         self.samples = 0
         self.stats = ShardStats()
         sink_class = writer.sink_class
@@ -81,10 +85,23 @@ class _OpenShard:
                 self.samples += 1
             self.rows.append(rec.metadata(record))
         self.keys.add(key)
+        source = record.get("source_key")
+        if source is None:
+            self.source_rows.add(key)
+        else:
+            self.source_rows.add(source)
+            awaited = self.clips_awaited.get(source, record.get("clip_count") or 1) - 1
+            if awaited > 0:
+                self.clips_awaited[source] = awaited
+            else:
+                self.clips_awaited.pop(source, None)
         self.stats.add(record, payload_bytes(record) if success else 0)
 
+    def complete(self, size: int) -> bool:
+        return len(self.source_rows) == size and not self.clips_awaited
+
     def finish(self, schema: MetadataSchema, output_format: str) -> dict:
-        count = len(self.rows)
+        count = len(self.source_rows)  # shard_size counts source rows, as a2d-shard gave it
         if self.sink.holds_metadata:
             self.sink.close(count)
         else:
@@ -146,7 +163,7 @@ class ShardWriter:
             shard = self._shard_of(record, shard_id)
         shard.add(record)
         # An arrival-order shard (size None) is complete when it is full.
-        if len(shard.rows) == (shard.size or self.options.number_sample_per_shard):
+        if shard.complete(shard.size or self.options.number_sample_per_shard):
             return self._finish(shard)
         return None
 
