@@ -84,6 +84,11 @@ RESERVED = {
     "fetch_seconds": _NUM,
     "retries": _INT,
     "clips": _LIST,  # [[start, end], ...] in seconds, from --clip-col (video2dataset's clip_col)
+    "source_key": _STR,  # a clip's source record (a2d-subsample --clip-length, --use-clips)
+    "clip_start": _NUM,
+    "clip_end": _NUM,
+    "clip_count": _INT,  # how many clips the source gave: a2d-write waits for all of them
+    "duration": _NUM,  # seconds of audio or video (a2d-subsample --probe)
     FILES: (dict,),
 }
 

@@ -221,11 +221,27 @@ PROSE = {
             "\\fBfailed_to_subsample\\fR with \\fBerror_kind: rejected\\fR; bytes that do not decode, "
             "\\fBdecode_error\\fR. JPEGs are decoded at a reduced scale when the target is at most half "
             "their size.",
+            "Audio and video options run ffmpeg and ffprobe, which must be on PATH (apt\\-get install ffmpeg); "
+            "a2d\\-subsample stops at once if they are missing. Videos are re\\-encoded to H.264 in mp4: "
+            "\\fB\\-\\-video\\-size\\fR and \\fB\\-\\-video\\-resize\\-mode\\fR (scale, crop, pad) set the "
+            "picture size, \\fB\\-\\-video\\-fps\\fR the frame rate, and \\fB\\-\\-audio\\-format\\fR, "
+            "\\fB\\-\\-audio\\-rate\\fR and \\fB\\-\\-audio\\-channels\\fR re\\-encode the sound, turning a video "
+            "into its audio track unless a video option is also given. \\fB\\-\\-clip\\-length\\fR and "
+            "\\fB\\-\\-use\\-clips\\fR cut each record into one record per clip, keyed \\fIKEY_00000\\fR, "
+            "\\fIKEY_00001\\fR and so on, with \\fBsource_key\\fR, \\fBclip_start\\fR, \\fBclip_end\\fR and "
+            "\\fBclip_count\\fR; video clips are re\\-encoded so they are exact to the frame, lossy audio clips "
+            "are copied (exact to a packet). \\fB\\-\\-probe\\fR adds duration, width, height and "
+            "video_metadata, and \\fB\\-\\-thumbnails\\fR N adds N JPEG frames as jpg, 1.jpg and so on. Media "
+            "that ffmpeg cannot read become failed_to_subsample with error_kind decode_error, and calls slower "
+            "than \\fB\\-\\-ffmpeg\\-timeout\\fR fail with error_kind timeout. Video work is sent to the "
+            "workers one record at a time.",
         ],
         "examples": [
             "a2d-fetch < urls.jsonl | a2d-subsample --image-size 256 --resize-mode border | a2d-write out/",
             "a2d-read urls.parquet | a2d-subsample --fraction 0.01 --seed 1 | a2d-shard | a2d-fetch | a2d-write out/",
             "a2d-read out/ | a2d-subsample --where 'width >= 512' --where 'mime ~ ^image/' | a2d-write big/",
+            "a2d-read videos.csv | a2d-shard | a2d-fetch | a2d-subsample --clip-length 10 --video-size 360 "
+            "| a2d-write out/",
         ],
     },
     "stats": {

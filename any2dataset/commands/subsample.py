@@ -7,6 +7,7 @@ from ..streams import RecordReader, RecordWriter
 from ..subsample import SubsampleOptions, default_workers, subsample, subsample_lines
 from ..subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions
 from ..subsample.select import Condition, Selection
+from ..subsample.video import VideoOptions, video_transform
 
 # Image options default to None: giving any of them turns image processing on, with
 # img2dataset's defaults for the rest (256 px, border, jpg at 95).
@@ -22,7 +23,7 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
     "(images with img2dataset's resize options; every payload's type checked from its bytes) and filter "
     "them (--where). Records not kept are left out if they have no shard yet, and kept as status filtered "
     "without payload if they do, so every shard still accounts for all its rows. Image options turn "
-    "image processing on (it needs the image extra: Pillow).",
+    "image processing on (it needs the image extra: Pillow); audio and video options run ffmpeg.",
     "a2d-fetch < urls.jsonl | a2d-subsample --image-size 256 --resize-mode border | a2d-write out/",
 )
 @input_paths_argument
@@ -52,6 +53,30 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               "[default: on]")
 @click.option("--max-image-pixels", "max_pixels", type=click.IntRange(1),
               help="Decompression-bomb limit: refuse larger images before decoding them. [default: 89478485]")
+@click.option("--video-size", type=click.IntRange(min=2), help="Resize videos to this many pixels (see "
+              "--video-resize-mode); dimensions are rounded to even numbers. Audio and video options need ffmpeg.")
+@click.option("--video-resize-mode", type=click.Choice(["scale", "crop", "pad"]), default="scale", show_default=True,
+              help="scale: shorter side to --video-size; crop: then the centre square; pad: longer side to "
+                   "--video-size, padded with black to a square.")
+@click.option("--video-fps", type=click.FloatRange(min=0, min_open=True), help="Re-encode videos at this frame rate.")
+@click.option("--audio-format", type=click.Choice(["flac", "mp3", "wav", "ogg", "opus", "m4a", "aac"]),
+              help="Write audio in this format; a video becomes its audio track unless --video-size or "
+                   "--video-fps keeps the video too.")
+@click.option("--audio-rate", type=click.IntRange(min=1), help="Resample audio to this many Hz.")
+@click.option("--audio-channels", type=click.IntRange(min=1), help="Mix audio to this many channels.")
+@click.option("--probe", is_flag=True, help="Add duration, width, height and video_metadata (from ffprobe) to "
+              "audio and video records.")
+@click.option("--thumbnails", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Add N JPEG frames evenly spaced from the start: jpg, 1.jpg ... (N-1).jpg.")
+@click.option("--clip-length", type=click.FloatRange(min=0, min_open=True),
+              help="Cut audio and video into windows of this many seconds, one record per clip: KEY_00000, "
+                   "KEY_00001 ... with source_key, clip_start, clip_end and clip_count.")
+@click.option("--use-clips", is_flag=True, help="Cut audio and video at the record's clips field "
+              "([[start, end], ...], from a2d-read --clip-col).")
+@click.option("--min-clip-length", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Drop clips shorter than this many seconds.")
+@click.option("--ffmpeg-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Seconds allowed for each ffmpeg or ffprobe call; slower media fail with error_kind timeout.")
 @click.option("--max-bytes", type=click.IntRange(0), help="Payloads larger than this are refused (or cut, with "
               "--oversize truncate).")
 @click.option("--oversize", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
@@ -65,13 +90,19 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
 @on_error_option
 @common_options
 def main(inputs, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered, on_error,
-         console, **image_values):
+         console, video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
+         thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, **image_values):
     console.waiting_on_terminal(inputs)
     given = {name: value for name, value in image_values.items() if value is not None}
+    video = VideoOptions(video_size=video_size, video_resize_mode=video_resize_mode, video_fps=video_fps,
+                         audio_format=audio_format, audio_rate=audio_rate, audio_channels=audio_channels, probe=probe,
+                         thumbnails=thumbnails, clip_length=clip_length, use_clips=use_clips,
+                         min_clip_length=min_clip_length, timeout=ffmpeg_timeout)
     options = SubsampleOptions(
         selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
                             where=tuple(Condition.parse(text) for text in conditions)),
         image=ImageOptions(**given) if given else None,
+        video=video if video.enabled else None,
         max_bytes=max_bytes, oversize=oversize, sniff=sniff,
         workers=workers or default_workers(), ordered=ordered,
     )
@@ -79,6 +110,8 @@ def main(inputs, fraction, seed, max_records, conditions, max_bytes, oversize, s
         from ..subsample.image import _pillow
 
         _pillow()  # a missing extra is said now, not in a worker
+    if options.video is not None:
+        video_transform(options.video)  # likewise a missing ffmpeg
     # In one process the reader decodes payloads, so bad base64 is reported with its position.
     reader = RecordReader(inputs, on_error=on_error, decode=options.workers == 1)
     with RecordWriter() as out:

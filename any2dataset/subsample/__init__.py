@@ -104,7 +104,7 @@ def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptio
             for kept in selection.sample([record]):
                 batch.append(line if kept is record and kept.get("status") != "filtered" else rec.dumps(kept))
                 places.append(place)
-            if len(batch) >= BATCH_RECORDS:
+            if len(batch) >= (1 if options.video is not None else BATCH_RECORDS):  # a video takes seconds
                 yield batch, places
                 batch, places = [], []
         if batch:
