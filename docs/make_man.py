@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from any2dataset import __version__  # noqa: E402
 
-COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats"]
+COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats", "all_in_one"]
 
 EXIT_STATUS = [
     ("0", "Success. Also when a reader of the output went away (for example \\fB| head\\fR)."),
@@ -244,6 +244,29 @@ PROSE = {
             "| a2d-write out/",
         ],
     },
+    "all_in_one": {
+        "details": [
+            "any2dataset takes img2dataset's arguments with its defaults (and any2dataset's and "
+            "video2dataset's additions, such as \\fB\\-\\-clip_col\\fR), translates them into the options of "
+            "the stage commands and runs them as one pipeline of processes: a2d\\-read | a2d\\-shard | "
+            "a2d\\-fetch | a2d\\-subsample | a2d\\-write. The Python function any2dataset.download() takes the "
+            "same arguments and runs the same pipeline. \\fB\\-\\-processes_count\\fR is the number of worker "
+            "processes of a2d\\-fetch and of a2d\\-subsample, \\fB\\-\\-thread_count\\fR the downloads in "
+            "flight per fetch process. Without \\fB\\-\\-disable_all_reencoding\\fR images are resized as "
+            "img2dataset does (256 px, border, jpg 95).",
+            "\\fB\\-\\-incremental_mode\\fR incremental (the default) skips the shards already finished in "
+            "the output folder (a2d\\-shard \\-\\-skip\\-done), so running the same command again completes an "
+            "interrupted dataset; overwrite removes the folder first; extend numbers new shards after the last "
+            "one. Arguments that would do nothing here (enable_wandb, distributor other than multiprocessing, "
+            "subjob_size, max_shard_retry, save_metadata False) are refused with the reason. Boolean arguments "
+            "take True or False, or stand alone for True; list arguments take a,b or [a, b].",
+        ],
+        "examples": [
+            "any2dataset --url_list urls.txt --output_folder out --output_format webdataset --processes_count 2",
+            "any2dataset --url_list urls.parquet --input_format parquet --caption_col caption "
+            "--disable_all_reencoding True --output_folder s3://bucket/out",
+        ],
+    },
     "stats": {
         "details": [
             "On a stream (INPUT files or standard input) a2d\\-stats counts records by \\fBstatus\\fR and "
@@ -323,12 +346,16 @@ def page(module_name: str) -> str:
     return "\n".join(out)
 
 
+def command_name(module_name: str) -> str:
+    return importlib.import_module(f"any2dataset.commands.{module_name}").main.name
+
+
 def main(argv: list[str]) -> int:
     check = "--check" in argv
     stale = []
     for module_name in COMMANDS:
-        path = ROOT / "man" / f"a2d-{module_name}.1"
         text = page(module_name)
+        path = ROOT / "man" / f"{command_name(module_name)}.1"
         if check:
             if not path.exists() or path.read_text() != text:
                 stale.append(path.name)

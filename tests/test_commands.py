@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from conftest import ROOT
+from any2dataset.commands import all_in_one as all_in_one_command
 from any2dataset.commands import fetch as fetch_command
 from any2dataset.commands import read as read_command
 from any2dataset.commands import shard as shard_command
@@ -22,6 +23,7 @@ COMMANDS = {
     "a2d-write": write_command.main,
     "a2d-subsample": subsample_command.main,
     "a2d-stats": stats_command.main,
+    "any2dataset": all_in_one_command.main,
 }
 RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats"]  # commands that read records
 
@@ -159,8 +161,8 @@ def test_debug_shows_the_traceback(pipeline, tmp_path):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_python_dash_m_runs_the_command(pipeline, name):
-    module = name.removeprefix("a2d-")
-    result = pipeline(f"python -m any2dataset.{module} --help")
+    module = "any2dataset" if name == "any2dataset" else f"any2dataset.{name.removeprefix('a2d-')}"
+    result = pipeline(f"python -m {module} --help")
     assert result.returncode == 0 and b"Example:" in result.stdout
 
 

@@ -1,0 +1,225 @@
+"""`any2dataset.download()` and the `any2dataset` command: img2dataset's arguments, our stages.
+
+The arguments, their names and defaults are img2dataset's (any2dataset's and
+video2dataset's where they add some). They are translated into the options of the
+stage commands, and the stages run as one pipeline of processes connected by pipes:
+
+    a2d-read | a2d-shard | a2d-fetch -w P | [a2d-subsample -w P] | a2d-write
+
+exactly what a user would type, so there is no second implementation, the stages
+overlap, and fetch and subsample use `processes_count` worker processes each.
+Arguments that would change nothing here (wandb, Spark or Ray distributors) are
+refused with a message rather than silently ignored.
+"""
+
+import ast
+import math
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from .errors import A2DError, ExitCode, UsageProblem
+
+
+@dataclass(frozen=True)
+class Argument:
+    name: str
+    default: object
+    help: str
+    kind: type = str
+
+
+# The order is img2dataset's README order, with any2dataset/video2dataset additions after.
+ARGUMENTS = [
+    Argument("url_list", None, "A file, folder, glob or fsspec URL with the URLs to download (required)."),
+    Argument("image_size", 256, "Side in pixels to resize images to.", int),
+    Argument("output_folder", "images", "Output folder (local or fsspec URL such as s3://bucket/out)."),
+    Argument("processes_count", 1, "Processes for downloading and for resizing (each).", int),
+    Argument("thread_count", 256, "Downloads in flight per process.", int),
+    Argument("resize_mode", "border", "no, border, keep_ratio, keep_ratio_largest or center_crop."),
+    Argument("resize_only_if_bigger", False, "Only ever make images smaller.", bool),
+    Argument("upscale_interpolation", "lanczos", "Interpolation when enlarging."),
+    Argument("downscale_interpolation", "area", "Interpolation when shrinking."),
+    Argument("encode_quality", 95, "jpg/webp quality, png compression level.", int),
+    Argument("encode_format", "jpg", "jpg, png or webp."),
+    Argument("skip_reencode", False, "Keep original bytes of images that need no resizing.", bool),
+    Argument("output_format", "files", "files, webdataset, parquet, tfrecord or dummy."),
+    Argument("input_format", "txt", "txt, csv, tsv, tsv.gz, json, jsonl, parquet, ..."),
+    Argument("url_col", "url", "Column holding the URL."),
+    Argument("caption_col", None, "Column holding the caption."),
+    Argument("clip_col", None, "Column holding clips [[start, end], ...] (video2dataset)."),
+    Argument("save_additional_columns", None, "Other columns to keep in the metadata (default: none).", list),
+    Argument("number_sample_per_shard", 10000, "Samples per shard.", int),
+    Argument("oom_shard_count", 5, "Digits of shard numbers.", int),
+    Argument("timeout", 10.0, "Seconds to connect, and at most between two reads.", float),
+    Argument("retries", 0, "Further attempts after a retryable failure.", int),
+    Argument("compute_hash", "sha256", "md5, sha256, sha512, xxh64 or None."),
+    Argument("verify_hash", None, "[column, algorithm]: compare downloads with a hash column.", list),
+    Argument("min_image_size", 0, "Refuse images whose shorter side is smaller.", int),
+    Argument("max_image_area", math.inf, "Refuse images of more pixels.", float),
+    Argument("max_aspect_ratio", math.inf, "Refuse images longer than this ratio.", float),
+    Argument("extract_exif", True, "Put EXIF tags into `exif`.", bool),
+    Argument("disable_all_reencoding", False, "Keep downloaded files as they are: no resizing at all.", bool),
+    Argument("user_agent_token", None, "Add '(compatible; TOKEN)' to the User-Agent."),
+    Argument("disallowed_header_directives", ["noai", "noimageai", "noindex", "noimageindex"],
+             "X-Robots-Tag directives that opt a file out.", list),
+    Argument("incremental_mode", "incremental", "incremental (skip finished shards), overwrite or extend."),
+    Argument("save_metadata", True, "Metadata parquet and stats are always written (False is refused).", bool),
+    Argument("enable_wandb", False, "Not supported: use a2d-stats --html for a report.", bool),
+    Argument("wandb_project", "img2dataset", "Not supported (see enable_wandb)."),
+    Argument("distributor", "multiprocessing", "multiprocessing only; see the README's scale-out recipes."),
+    Argument("subjob_size", 1000, "Not used: fan out with a2d-shard --part or --split instead.", int),
+    Argument("max_shard_retry", 1, "Not used: rerun the command, finished shards are skipped.", int),
+]
+DEFAULTS = {argument.name: argument.default for argument in ARGUMENTS}
+INCREMENTAL_MODES = ("incremental", "overwrite", "extend")
+# Seed arguments we accept only at the value that changes nothing, with the reason.
+UNSUPPORTED = {
+    "enable_wandb": "wandb logging is not supported; `a2d-stats --html report.html OUTPUT` gives a report",
+    "wandb_project": "wandb logging is not supported",
+    "distributor": "only multiprocessing runs here; for Spark, Slurm, Make or GNU parallel see the README's "
+                   "scale-out recipes (examples/)",
+    "subjob_size": "there are no subjobs: fan out with `a2d-shard --part I/N` or `--split`",
+    "max_shard_retry": "shards are not retried within a run: run the same command again, finished shards "
+                       "are skipped and failed downloads can be retried with a2d-fetch --retry-failed",
+    "save_metadata": "metadata (a parquet per shard and _stats.json) is always written",
+}
+
+
+class StageFailed(A2DError):
+    def __init__(self, stage: str, status: int):
+        super().__init__(f"{stage} exited with status {status}")
+        self.exit_code = status if status in iter(ExitCode) else ExitCode.ERROR
+
+
+def as_list(value) -> list | None:
+    """A list argument as a Python list, from a list or from text: `a,b`, `[a, b]` or `['a','b']`."""
+    if value is None or isinstance(value, (list, tuple)):
+        return None if value is None else list(value)
+    text = str(value).strip()
+    if text in ("", "None"):
+        return None
+    if text.startswith("["):
+        try:
+            return [str(item) for item in ast.literal_eval(text)]
+        except (ValueError, SyntaxError):
+            text = text.strip("[]")
+    return [item.strip().strip("'\"") for item in text.split(",") if item.strip()]
+
+
+def _check(arguments: dict) -> None:
+    unknown = set(arguments) - set(DEFAULTS)
+    if unknown:
+        raise UsageProblem(f"unknown argument(s): {', '.join(sorted(unknown))}")
+    if not arguments.get("url_list"):
+        raise UsageProblem("url_list is required")
+    for name, reason in UNSUPPORTED.items():
+        if name in arguments and arguments[name] != DEFAULTS[name]:
+            raise UsageProblem(f"{name}={arguments[name]!r} is not supported: {reason}")
+    if arguments.get("incremental_mode", "incremental") not in INCREMENTAL_MODES:
+        raise UsageProblem(f"incremental_mode must be one of {', '.join(INCREMENTAL_MODES)}")
+
+
+def stage_commands(**arguments) -> list[list[str]]:
+    """The stage commands (argument lists after `python -m any2dataset.STAGE`) for these arguments."""
+    _check(arguments)
+    a = {**DEFAULTS, **arguments}
+    for name in ("save_additional_columns", "verify_hash", "disallowed_header_directives"):
+        a[name] = as_list(a[name])
+    out = a["output_folder"]
+    workers = str(max(1, int(a["processes_count"])))
+
+    input_format = str(a["input_format"]).split(".")[0]  # tsv.gz, csv.gz: the compression is in the name
+    read = ["read", "--input-format", input_format, "--url-col", a["url_col"]]
+    if a["caption_col"]:
+        read += ["--caption-col", a["caption_col"]]
+    if a["clip_col"]:
+        read += ["--clip-col", a["clip_col"]]
+    read += ["--save-additional-columns", ",".join(a["save_additional_columns"] or [])]
+    read.append(str(a["url_list"]))
+
+    sizes = ["--number-sample-per-shard", str(a["number_sample_per_shard"]),
+             "--oom-shard-count", str(a["oom_shard_count"])]
+    shard = ["shard", *sizes]
+    if a["incremental_mode"] == "incremental":
+        shard += ["--skip-done", out]
+    elif a["incremental_mode"] == "extend":
+        shard += ["--extend", out]
+
+    fetch = ["fetch", "-j", str(a["thread_count"]), "-w", workers, "--timeout", str(a["timeout"]),
+             "--retries", str(a["retries"]), "--hash", str(a["compute_hash"] or "none").lower(),
+             "--disallowed-header-directives", ",".join(a["disallowed_header_directives"] or [])]
+    if a["verify_hash"]:
+        if len(a["verify_hash"]) != 2:
+            raise UsageProblem("verify_hash must be [column, algorithm]")
+        fetch += ["--verify-hash", ":".join(a["verify_hash"])]
+    if a["user_agent_token"]:
+        fetch += ["--user-agent-token", a["user_agent_token"]]
+
+    stages = [read, shard, fetch]
+    if not a["disable_all_reencoding"]:
+        subsample = ["subsample", "-w", workers, "--image-size", str(a["image_size"]),
+                     "--resize-mode", a["resize_mode"], "--upscale-interpolation", a["upscale_interpolation"],
+                     "--downscale-interpolation", a["downscale_interpolation"],
+                     "--encode-format", a["encode_format"], "--encode-quality", str(a["encode_quality"]),
+                     "--min-image-size", str(a["min_image_size"]),
+                     "--exif" if a["extract_exif"] else "--no-exif"]
+        if math.isfinite(float(a["max_image_area"])):
+            subsample += ["--max-image-area", str(a["max_image_area"])]
+        if math.isfinite(float(a["max_aspect_ratio"])):
+            subsample += ["--max-aspect-ratio", str(a["max_aspect_ratio"])]
+        if a["resize_only_if_bigger"]:
+            subsample.append("--resize-only-if-bigger")
+        if a["skip_reencode"]:
+            subsample.append("--skip-reencode")
+        stages.append(subsample)
+    stages.append(["write", "--format", a["output_format"], *sizes, out])
+    return stages
+
+
+def _remove_output(folder: str) -> None:
+    import fsspec
+
+    fs, path = fsspec.core.url_to_fs(folder)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def download(progress: bool = False, quiet: bool = False, **arguments) -> dict:
+    """Download `url_list` into `output_folder` with img2dataset's arguments; returns the
+    a2d-stats report of the output folder. Raises A2DError subclasses on failure."""
+    stages = stage_commands(**arguments)
+    if arguments.get("incremental_mode") == "overwrite":
+        _remove_output(arguments.get("output_folder", DEFAULTS["output_folder"]))
+    run_stages(stages, progress=progress, quiet=quiet)
+    from .stats import dataset_stats
+
+    return dataset_stats(arguments.get("output_folder", DEFAULTS["output_folder"]))
+
+
+def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = False) -> None:
+    """Run the stages as one pipeline of processes; raise StageFailed for the first that failed."""
+    processes, previous = [], None
+    try:
+        for index, stage in enumerate(stages):
+            last = index == len(stages) - 1
+            command = [sys.executable, "-m", f"any2dataset.{stage[0]}", *stage[1:]]
+            if progress and stage[0] == "fetch":
+                command.append("--progress")
+            if quiet:
+                command.append("--quiet")
+            process = subprocess.Popen(command, stdin=previous, stdout=None if last else subprocess.PIPE)
+            if previous is not None:
+                previous.close()  # the next stage holds it now: a dead reader gives the writer SIGPIPE
+            previous = process.stdout
+            processes.append((stage[0], process))
+        statuses = [(name, process.wait()) for name, process in processes]
+    except BaseException:
+        for _, process in processes:
+            process.terminate()
+        for _, process in processes:
+            process.wait()
+        raise
+    for name, status in statuses:
+        if status != 0:
+            raise StageFailed(f"a2d-{name}", status)

@@ -1,0 +1,57 @@
+"""any2dataset: the whole pipeline in one command, with img2dataset's argument names."""
+
+import click
+import orjson
+
+from .. import all_in_one as api
+from ..cli import CONTEXT_SETTINGS, EXIT_CODES_HELP, common_options
+
+
+def _option(argument: api.Argument):
+    names = [f"--{argument.name}"]
+    if "_" in argument.name:
+        names.append(f"--{argument.name.replace('_', '-')}")
+    default = argument.default
+    shown = "" if default is None else f" [default: {default}]"
+    if argument.kind is bool:  # `--flag`, `--flag True` and `--flag False` all work, as with img2dataset
+        return click.option(*names, argument.name, type=click.BOOL, is_flag=False, flag_value=True, default=None,
+                            metavar="BOOL", help=argument.help + shown)
+    kind = {int: int, float: float}.get(argument.kind, str)
+    metavar = "A,B" if argument.kind is list else None
+    return click.option(*names, argument.name, type=kind, default=None, metavar=metavar, help=argument.help + shown)
+
+
+def _with_arguments(function):
+    for argument in reversed(api.ARGUMENTS):
+        function = _option(argument)(function)
+    return function
+
+
+@click.command(
+    "any2dataset",
+    short_help="download a URL list into a dataset, img2dataset-style",
+    help="Download the files of url_list into a dataset in output_folder: img2dataset's arguments and "
+         "defaults (--url_list, --output_folder, --processes_count, --thread_count, --output_format, ...), "
+         "run as the pipeline a2d-read | a2d-shard | a2d-fetch | a2d-subsample | a2d-write. Arguments take "
+         "underscores or dashes. Prints the a2d-stats summary of the output folder at the end.",
+    epilog=f"\b\nExample:\n  any2dataset --url_list urls.parquet --input_format parquet --url_col url "
+           f"--caption_col caption --output_format webdataset --output_folder out --processes_count 2\n\n"
+           f"{EXIT_CODES_HELP}",
+    context_settings=CONTEXT_SETTINGS,
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@_with_arguments
+@common_options
+def main(as_json, console, **values):
+    given = {name: value for name, value in values.items() if value is not None}
+    report = api.download(progress=console.progress, quiet=console.quiet, **given)
+    if as_json:
+        click.echo(orjson.dumps(report).decode())
+    elif not console.quiet:
+        from ..stats import render_text
+
+        click.echo(render_text(report), err=True, nl=False)
+
+
+if __name__ == "__main__":
+    main()
