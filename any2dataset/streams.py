@@ -17,7 +17,7 @@ import orjson
 from fsspec.utils import infer_compression
 
 from . import record as rec
-from .errors import BadInput
+from .errors import BadInput, UsageProblem
 
 STDIO = "-"
 STDIN_NAME = "<stdin>"
@@ -37,7 +37,17 @@ def enlarge_pipe(fd: int) -> None:
 
 
 def open_input(path: str, mode: str = "rb", **fsspec_options):
-    """A readable file for a local or fsspec path; `-` is stdin. Compression is inferred."""
+    """A readable file for a local or fsspec path; `-` is stdin. Compression is inferred.
+    A missing file is a usage problem (exit 2), as for every command."""
+    try:
+        return _open_input(path, mode, **fsspec_options)
+    except FileNotFoundError:
+        raise UsageProblem(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UsageProblem(f"{path}: is a folder, not a file of records") from None
+
+
+def _open_input(path: str, mode: str, **fsspec_options):
     if path == STDIO:
         binary = _std_stream(sys.stdin, "rb")
         if "b" in mode:

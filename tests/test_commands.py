@@ -174,3 +174,11 @@ def test_progress_goes_to_stderr_and_stdout_keeps_only_records(cli):
     assert [orjson.loads(line)["error_kind"] for line in result.stdout.splitlines()] == ["scheme_denied"] * 3
     quiet = cli(fetch_command.main, ["--quiet"], input=lines)
     assert quiet.stderr == "" and len(quiet.stdout.splitlines()) == 3
+
+
+@pytest.mark.parametrize("name", RECORD_COMMANDS)
+def test_a_missing_input_file_is_a_usage_error(cli, tmp_path, name):
+    missing = str(tmp_path / "nonexistent.jsonl")
+    result = cli(COMMANDS[name], [*args_for(name, tmp_path), missing])
+    assert result.exit_code == 2
+    assert result.stderr.strip().startswith(f"{name}: error: {missing}: no such file")
