@@ -19,18 +19,9 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-for command in a2d-read a2d-shard a2d-fetch a2d-write a2d-stats; do  # prefer installed commands
-    command -v "$command" >/dev/null || { PATH="$here/../bin:$PATH"; break; }
-done
+source "$here/recipe.sh" "${1:-}"
 out=${2:-$here/out-parts}
-if [ -n "${1:-}" ]; then
-    urls=$1
-else  # the example data, served on a new port: start from scratch
-    source "$here/serve.sh" "$here/data"
-    urls=$work/urls.csv
-    PER_SHARD=${PER_SHARD:-4}
-    rm -rf "$out"
-fi
+[ -z "$from_scratch" ] || rm -rf "$out"
 PER_SHARD=${PER_SHARD:-10000}
 PARTS=${PARTS:-$(getconf _NPROCESSORS_ONLN)}
 export FETCH_OPTS=${FETCH_OPTS:-} WRITE_OPTS=${WRITE_OPTS:-} urls out PER_SHARD PARTS
