@@ -146,7 +146,8 @@ def stage_commands(**arguments) -> list[list[str]]:
     elif a["incremental_mode"] == "extend":
         shard += ["--extend", out]
 
-    fetch = ["fetch", "-j", str(a["thread_count"]), "-w", workers, "--timeout", str(a["timeout"]),
+    # thread_count is per process, as in img2dataset; a2d-fetch's -j is shared by its workers.
+    fetch = ["fetch", "-j", str(int(a["thread_count"]) * int(workers)), "-w", workers, "--timeout", str(a["timeout"]),
              "--retries", str(a["retries"]), "--hash", str(a["compute_hash"] or "none").lower(),
              "--disallowed-header-directives", ",".join(a["disallowed_header_directives"] or [])]
     if a["verify_hash"]:

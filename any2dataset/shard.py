@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from . import record as rec
 from .errors import BadInput, UsageProblem
 from .streams import RecordWriter
-from .write.layout import finished_shards, last_shard
+from .layout import finished_shards, last_shard
 
 
 @dataclass

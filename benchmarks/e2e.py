@@ -2,6 +2,7 @@
 
     python benchmarks/e2e.py [--files 20000] [--runs 3] [--resize]
                              [--i2d-settings 2x64,2x128,4x64] [--img2dataset PATH] [--nginx PATH]
+                             [--wait-quiet 120] [--redo-busy 3]
 
 Serves --files files from nginx (one worker) on 127.0.0.1 and turns their URL list into a
 webdataset with each contender, alternating contenders run by run (the order rotates each
@@ -15,8 +16,13 @@ round), --runs counted rounds:
                   --disable_all_reencoding True            (skipped when bin/any2dataset is absent)
 
 P and T are chosen first: each of --i2d-settings (PxT) runs once and the fastest that
-downloaded everything is used (those runs also warm the caches). Then --warmup uncounted
-rounds of our two contenders.
+downloaded everything is used, or within 5% of it the one with the least memory (those runs
+also warm the caches). Then --warmup uncounted rounds of our two contenders.
+
+The machine is shared, so before each run the benchmark waits (up to --wait-quiet s) until
+the machine is idle, and a run during which other processes used more than 1 CPU second
+(or 5% of the contender's CPU) is done again, up to --redo-busy times; the CPU used by
+other processes during each run is printed with it.
 
 Without --resize the corpus is served_corpus's random files of 50-90 KB, and every output is
 checked against it: every URL's payload in the tars must have the served file's sha256.
@@ -33,7 +39,8 @@ process tree, from RUSAGE_CHILDREN around the run (this process is a child subre
 orphans are counted); peak RSS summed over all processes of the session, polled from /proc
 every --poll seconds (shared pages count once per process, as in `ps`); nginx's own CPU.
 Each stage of our pipeline runs under /usr/bin/time, which gives its own CPU (its worker
-processes included); its summed peak RSS comes from the same polling. Medians are printed.
+processes included); its summed peak RSS comes from the same polling. Medians are printed,
+with the processes alive at the moment of each contender's peak.
 """
 
 import argparse
@@ -64,8 +71,8 @@ from dataclasses import dataclass, field
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from fetch_vs_img2dataset import free_port, served_corpus, start_nginx  # noqa: E402
-from resize_vs_img2dataset import MAKE_IMAGES  # noqa: E402
+from fetch_vs_img2dataset import free_port, served_corpus, start_nginx
+from resize_vs_img2dataset import MAKE_IMAGES
 
 STAGES = ("a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write")
 TIME_FORMAT = "%U %S %e %M"
@@ -161,6 +168,7 @@ class Sampler(threading.Thread):
         self.peak = 0
         self.peak_by_label: collections.Counter = collections.Counter()
         self.most_processes = 0
+        self.at_peak: list[tuple[str, int]] = []  # (part, RSS) of each process when the sum peaked
         self.foreign = set(pids())  # there before the contender started, so not part of it
 
     def start_on(self, sid: int) -> None:
@@ -186,17 +194,41 @@ class Sampler(threading.Thread):
                 continue
             current[pid] = (int(fields[1]), read_argv(pid), int(fields[21]) * PAGE)
         by_label: collections.Counter = collections.Counter()
+        detail = []
         for pid, (_, argv, rss) in current.items():
             label, ancestor = label_of(argv), pid
             while label is None and ancestor in current:  # a worker belongs to its nearest labelled ancestor
                 ancestor = current[ancestor][0]
                 label = label_of(current[ancestor][1]) if ancestor in current else "other"
             by_label[label or "other"] += rss
+            detail.append((label or "other", pid, rss))
         total = sum(rss for label, rss in by_label.items() if label != "(time)")  # the wrappers are ours
-        self.peak = max(self.peak, total)
+        if total > self.peak:
+            self.peak = total
+            self.at_peak = sorted((label, rss) for label, _, rss in detail if label != "(time)")
         self.most_processes = max(self.most_processes, len(current))
         for label, rss in by_label.items():
             self.peak_by_label[label] = max(self.peak_by_label[label], rss)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all cores), from /proc/stat."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = values[:8]
+    return (user + nice + system + irq + softirq + steal) / TICK
+
+
+def wait_for_quiet(limit: float, threshold: float = 0.15, window: float = 3.0) -> float:
+    """Wait (at most `limit` s) for `window` s in which the machine is busy less than
+    `threshold` of one core; returns the busy fraction of the last window."""
+    deadline = time.monotonic() + limit
+    while True:
+        before = machine_busy()
+        time.sleep(window)
+        busy = (machine_busy() - before) / window
+        if busy < threshold or time.monotonic() > deadline:
+            return busy
 
 
 def nginx_cpu(folder: str) -> float:
@@ -220,7 +252,9 @@ class Run:
     cpu: float
     peak_mib: float
     nginx_cpu: float
-    stages: dict = field(default_factory=dict)  # stage -> (cpu s, summed peak MiB)
+    other_cpu: float = 0.0  # CPU used on the machine by anything but the contender, nginx and us
+    stages: dict = field(default_factory=dict)  # stage -> (user s, sys s, summed peak MiB)
+    at_peak: list = field(default_factory=list)
     processes: int = 0
     failed: int = 0
     note: str = ""
@@ -230,6 +264,7 @@ def measure(script: str, cwd: str, env: dict, corpus_folder: str, poll: float,
             timings: dict[str, str] | None = None) -> tuple[Run, str]:
     """Run `script` with bash in a new session; (Run, stderr)."""
     before, nginx_before = resource.getrusage(resource.RUSAGE_CHILDREN), nginx_cpu(corpus_folder)
+    self_before, busy_before = resource.getrusage(resource.RUSAGE_SELF), machine_busy()
     with tempfile.TemporaryFile() as err:
         sampler = Sampler(poll)
         started = time.perf_counter()
@@ -237,24 +272,32 @@ def measure(script: str, cwd: str, env: dict, corpus_folder: str, poll: float,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
                                    start_new_session=True)
         sampler.start_on(process.pid)
-        _, status, _ = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        reap_session(process.pid)
+        try:
+            _, status, _ = os.wait4(process.pid, 0)
+            process.returncode = os.waitstatus_to_exitcode(status)
+            reap_session(process.pid)
+        except BaseException:  # Ctrl-C: take the contender down with us
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            raise
         wall = time.perf_counter() - started
         sampler.stop.set()
         sampler.join()
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        after, busy_after = resource.getrusage(resource.RUSAGE_CHILDREN), machine_busy()
+        self_after = resource.getrusage(resource.RUSAGE_SELF)
         err.seek(0)
         stderr = err.read().decode(errors="replace")
     if process.returncode != 0:
         sys.exit(f"failed with status {process.returncode}: {script}\n{stderr[-3000:]}")
     cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
-    run = Run(wall, cpu, sampler.peak / 2**20, nginx_cpu(corpus_folder) - nginx_before,
-              processes=sampler.most_processes)
+    nginx = nginx_cpu(corpus_folder) - nginx_before
+    own = self_after.ru_utime - self_before.ru_utime + self_after.ru_stime - self_before.ru_stime
+    run = Run(wall, cpu, sampler.peak / 2**20, nginx, other_cpu=max(0.0, busy_after - busy_before - cpu - nginx - own),
+              processes=sampler.most_processes, at_peak=sampler.at_peak)
     for stage, path in (timings or {}).items():
         with open(path) as timing:
             user, system, _, _ = timing.read().split("\n")[-2].split()  # last line: ours (earlier: exit status)
-        run.stages[stage] = (float(user) + float(system), sampler.peak_by_label[stage] / 2**20)
+        run.stages[stage] = (float(user), float(system), sampler.peak_by_label[stage] / 2**20)
     return run, stderr
 
 
@@ -426,9 +469,9 @@ def versions(img2dataset: str | None, nginx: str) -> str:
     if img2dataset:
         python = os.path.join(os.path.dirname(img2dataset), "python")
         result = subprocess.run([python, "-c", "import importlib.metadata as m; print(m.version('img2dataset'))"],
-                                capture_output=True, text=True)
+                                capture_output=True, text=True, check=False)
         found.append(f"img2dataset {result.stdout.strip() or '?'}")
-    result = subprocess.run([nginx, "-v"], capture_output=True, text=True)
+    result = subprocess.run([nginx, "-v"], capture_output=True, text=True, check=False)
     found.append(result.stderr.strip().replace("nginx version: ", ""))
     with contextlib.suppress(ImportError):
         import pycurl
@@ -460,7 +503,8 @@ def print_report(args, results: dict[str, list[Run]], searched: dict[str, Run], 
     if searched:
         tried = ", ".join(f"{setting}: {args.files / run.wall:,.0f} files/s, {run.peak_mib:,.0f} MiB"
                           for setting, run in searched.items())
-        print(f"- img2dataset settings (processes x threads), one run each: {tried}; best: {best}")
+        print(f"- img2dataset settings (processes x threads), one run each: {tried}; used: {best} "
+              f"(the fastest; within 5% of it, the one with less memory)")
     for name, command in commands.items():
         print(f"- {name}: `{command}`")
     print()
@@ -488,22 +532,35 @@ def print_report(args, results: dict[str, list[Run]], searched: dict[str, Run], 
         print("Our pipeline by stage (each stage's own user+sys CPU, its workers included, from /usr/bin/time; "
               "summed peak RSS of its processes), medians:")
         print()
-        print("| stage | CPU s | CPU % of the pipeline | peak RSS MiB |")
+        print("| stage | CPU s (user + sys) | share of the pipeline's CPU | peak RSS MiB (sum of its processes) |")
         print("|---|---|---|---|")
         whole = median(r.cpu for r in pipeline_runs)
         for stage in pipeline_runs[0].stages:
-            cpu = median(r.stages[stage][0] for r in pipeline_runs)
-            print(f"| {stage} | {cpu:.1f} | {100 * cpu / whole:.0f}% | "
-                  f"{median(r.stages[stage][1] for r in pipeline_runs):,.0f} |")
+            user = median(r.stages[stage][0] for r in pipeline_runs)
+            system = median(r.stages[stage][1] for r in pipeline_runs)
+            cpu = median(sum(r.stages[stage][:2]) for r in pipeline_runs)
+            print(f"| {stage} | {cpu:.1f} ({user:.1f} + {system:.1f}) | {100 * cpu / whole:.0f}% | "
+                  f"{median(r.stages[stage][2] for r in pipeline_runs):,.0f} |")
+    print()
+    print("Processes alive when the summed RSS peaked (MiB each), in the run with the median peak:")
+    print()
+    for name, runs in results.items():
+        if runs:
+            run = sorted(runs, key=lambda r: r.peak_mib)[len(runs) // 2]
+            parts = collections.defaultdict(list)
+            for label, rss in run.at_peak:
+                parts[label].append(f"{rss / 2**20:.0f}")
+            shown = "; ".join(f"{label} {' + '.join(sizes)}" for label, sizes in parts.items())
+            print(f"- {name} ({run.peak_mib:,.0f} MiB): {shown}")
     print()
     print("Every run:")
     print()
-    print("| round | contender | files/s | wall s | CPU s | peak RSS MiB | processes | check |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| round | contender | files/s | wall s | CPU s | peak RSS MiB | nginx CPU s | other CPU s | processes | check |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         for index, run in enumerate(runs, 1):
             print(f"| {index} | {name} | {args.files / run.wall:,.0f} | {run.wall:.1f} | {run.cpu:.1f} | "
-                  f"{run.peak_mib:,.0f} | {run.processes} | {run.note} |")
+                  f"{run.peak_mib:,.0f} | {run.nginx_cpu:.1f} | {run.other_cpu:.1f} | {run.processes} | {run.note} |")
     sys.stdout.flush()
 
 
@@ -519,6 +576,11 @@ def main() -> None:
     parser.add_argument("--i2d-settings", default="2x64,2x128,4x64",
                         help="img2dataset processes x threads to try once each; one value skips the search")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds of our contenders first")
+    parser.add_argument("--wait-quiet", type=float, default=120,
+                        help="before each run, wait up to this many seconds for the machine to be idle (0: don't)")
+    parser.add_argument("--redo-busy", type=int, default=3,
+                        help="run again (up to this many times) when other processes used over 1 CPU s "
+                             "(or 5%% of the contender's) during a run")
     parser.add_argument("--poll", type=float, default=0.05, help="seconds between RSS samples")
     parser.add_argument("--decode", type=int, default=100, help="--resize: images decoded whole per output")
     default_i2d = "/work/i2d-venv/bin/img2dataset"
@@ -566,6 +628,22 @@ def main() -> None:
                         expected[url] = hashlib.sha256(served.read()).hexdigest()
 
         def one_run(name: str, script: str, timings: dict | None = None) -> Run:
+            for attempt in range(1 + args.redo_busy):
+                if args.wait_quiet:
+                    busy = wait_for_quiet(args.wait_quiet)
+                    if busy >= 0.15:
+                        print(f"  (the machine is busy: {busy:.0%} of a core before this run)", file=sys.stderr)
+                run = measure_and_check(name, script, timings)
+                if run.other_cpu <= max(1.0, 0.05 * run.cpu):
+                    break
+                if attempt < args.redo_busy:
+                    print(f"  {name}: other processes used {run.other_cpu:.1f} CPU s during the run: again",
+                          file=sys.stderr)
+                else:
+                    run.note += f"; other processes used {run.other_cpu:.1f} CPU s"
+            return run
+
+        def measure_and_check(name: str, script: str, timings: dict | None) -> Run:
             shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
             run, stderr = measure(script, work, env, folder, args.poll, timings)
             if args.resize:
@@ -573,7 +651,8 @@ def main() -> None:
             else:
                 run.failed, run.note = check_copies(os.path.join(work, "out"), expected)
             print(f"  {name}: {args.files / run.wall:,.0f} files/s, {run.wall:.1f} s, cpu {run.cpu:.1f} s, "
-                  f"peak {run.peak_mib:,.0f} MiB, {run.note}", file=sys.stderr)
+                  f"peak {run.peak_mib:,.0f} MiB, nginx {run.nginx_cpu:.1f} s, other {run.other_cpu:.1f} s, "
+                  f"{run.note}", file=sys.stderr)
             if run.failed:
                 print(f"  {name} stderr (end): {stderr[-1500:]}", file=sys.stderr)
             shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
@@ -586,7 +665,10 @@ def main() -> None:
             for setting in settings:
                 searched[setting] = one_run(f"img2dataset {setting}",
                                             img2dataset_script(args.img2dataset, setting, args.resize))
-            best = min(searched, key=lambda s: (searched[s].failed, searched[s].wall))
+            # The fastest of those that lost nothing; within 5% of it counts as a tie, won by less memory.
+            complete = [s for s in searched if not searched[s].failed] or list(searched)
+            fastest = min(searched[s].wall for s in complete)
+            best = min((s for s in complete if searched[s].wall <= fastest * 1.05), key=lambda s: searched[s].peak_mib)
         elif settings:
             best = settings[0]
 
@@ -604,9 +686,9 @@ def main() -> None:
 
         for round_ in range(args.warmup):
             print(f"warm-up round {round_ + 1}:", file=sys.stderr)
-            for name in contenders:
+            for name, contender in contenders.items():
                 if name != "img2dataset" or not searched:
-                    one_run(name, *contenders[name])
+                    one_run(name, *contender)
         results = {name: [] for name in contenders}
         names = list(contenders)
         for round_ in range(args.runs):

@@ -150,3 +150,9 @@ def test_simple_example_runs(tmp_path, pipeline):
     result = pipeline(f"python3 {ROOT / 'examples' / 'simple_example.py'} {tmp_path / 'out'}")
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().startswith("12 rows, 12 files in") and b"3 shards" in result.stdout
+
+
+def test_thread_count_is_per_process_as_in_img2dataset():
+    stages = dict((s[0], s[1:]) for s in all_in_one.stage_commands(url_list="u", processes_count=2, thread_count=16))
+    fetch = " ".join(stages["fetch"])
+    assert "-j 32" in fetch and "-w 2" in fetch  # a2d-fetch shares -j among its workers

@@ -19,7 +19,7 @@ from .. import record as rec
 from ..errors import BadInput, IncompleteOutput, UsageProblem
 from .destination import destination
 from .files import FilesSink
-from .layout import finished_shards
+from ..layout import finished_shards
 from .metadata import MetadataSchema, ShardStats
 from .parquet import ParquetSink
 from .tfrecord import TFRecordSink
