@@ -11,7 +11,11 @@ import fsspec
 import orjson
 
 _STATS = re.compile(r"^(\d+)_stats\.json$")
-_SHARD_FILE = re.compile(r"^(\d+)(?:_stats\.json|\.[A-Za-z0-9.]+)?$")
+# A shard's files: `N_stats.json`, `N.tar`, `N.parquet`, ..., the folder `N`.
+SHARD_FILE = re.compile(r"^(\d+)(_stats\.json|\.[A-Za-z0-9][A-Za-z0-9.]*)?$")
+# a2d-write's temporaries (write/destination.py): `.{final name}.tmp{pid}` (`.fix` after it while
+# a parquet is rewritten) and `.{folder}.old{pid}` while a shard's folder is replaced.
+TEMPORARY = re.compile(r"^\.(\d+)(?:[._][^/]*)?\.(?:tmp|old)\d+")
 
 
 def _listing(folder: str) -> tuple[object, list[str]]:
@@ -40,5 +44,5 @@ def finished_shards(folder: str, read_stats: bool = True) -> dict[int, dict]:
 def last_shard(folder: str) -> int | None:
     """The highest shard number with any file in the folder (finished or not)."""
     _, names = _listing(folder)
-    numbers = [int(m.group(1)) for m in map(_SHARD_FILE.match, names) if m]
+    numbers = [int(m.group(1)) for m in map(SHARD_FILE.match, names) if m]
     return max(numbers) if numbers else None

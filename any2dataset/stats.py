@@ -30,7 +30,6 @@ shards' `_stats.json` say was written.
 import math
 import os
 import posixpath
-import re
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -45,6 +44,7 @@ import pyarrow.parquet as pq
 
 from . import record as rec
 from .errors import UsageProblem
+from .layout import SHARD_FILE, TEMPORARY
 from .streams import STDIO
 
 STATUS_NAMES = ("success", "failed_to_download", "failed_to_subsample", "filtered", "no_status")
@@ -362,9 +362,6 @@ def _isdir(path: str) -> bool:
 
 # ---------------------------------------------------------------------------- datasets
 
-_SHARD_FILE = re.compile(r"^(\d+)(_stats\.json|\.[A-Za-z0-9][A-Za-z0-9.]*)?$")
-# a2d-write's temporaries: `.{final name}.tmp{pid}`, possibly with a further suffix (`.fix`).
-_TEMPORARY = re.compile(r"^\.(\d+)[._].*\.tmp")
 _COUNT_FIELDS = {"count": None, "successes": "success", "failed_to_download": "failed_to_download",
                  "failed_to_subsample": "failed_to_subsample", "filtered": "filtered"}
 
@@ -390,8 +387,8 @@ def _inventory(fs, root: str) -> dict[int, _Shard]:
     shards: dict[int, _Shard] = {}
     for path in fs.ls(root, detail=False):
         name = posixpath.basename(path.rstrip("/"))
-        match = _SHARD_FILE.match(name)
-        temporary = None if match else _TEMPORARY.match(name)
+        match = SHARD_FILE.match(name)
+        temporary = None if match else TEMPORARY.match(name)
         if not (match or temporary):
             continue
         digits = (match or temporary).group(1)

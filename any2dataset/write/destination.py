@@ -7,13 +7,14 @@ A shard's `_stats.json` goes last and is removed first when a shard is redone,
 so a shard is finished exactly when its stats file exists.
 """
 
-import glob
 import os
 import posixpath
 import shutil
 import tempfile
 
 import fsspec
+
+from ..layout import TEMPORARY
 
 
 def _remove(path: str) -> None:
@@ -40,10 +41,10 @@ class LocalDestination:
     def remove_leftovers(self, shard_name: str) -> None:
         """Temporary files of this shard from a run that died (kill -9, power loss).
         Only one writer ever writes a shard, so any other temporary file of it is stale."""
-        folder = glob.escape(self.folder)
-        for pattern in (f".{shard_name}.tmp*", f".{shard_name}[._]*.tmp*", f".{shard_name}.old*"):
-            for leftover in glob.glob(os.path.join(folder, pattern)):
-                _remove(leftover)
+        for name in os.listdir(self.folder):
+            match = TEMPORARY.match(name)
+            if match and match.group(1) == shard_name:
+                _remove(os.path.join(self.folder, name))
 
     def publish(self, final_name: str) -> None:
         temp, final = self.temp_path(final_name), os.path.join(self.folder, final_name)
