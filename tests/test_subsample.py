@@ -268,3 +268,11 @@ def test_subsample_between_fetch_and_write_keeps_every_row(pipeline, tmp_path):
     assert result.returncode == 0, result.stderr
     stats = orjson.loads((tmp_path / "out" / "00000_stats.json").read_bytes())
     assert stats["count"] == 6 and stats["successes"] + stats["filtered"] == 6 and stats["filtered"] > 0
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_max_holds_across_the_whole_stream_with_workers(pipeline, workers):
+    lines = jsonl([{"key": f"{i}", "url": f"u{i}", "status": "success", "files": {"bin": b"x"}} for i in range(20)])
+    result = pipeline(f"a2d-subsample -w {workers} --max 3", input=lines)
+    assert result.returncode == 0, result.stderr
+    assert [orjson.loads(line)["key"] for line in result.stdout.splitlines()] == ["0", "1", "2"]

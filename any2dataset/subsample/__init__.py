@@ -100,10 +100,13 @@ def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptio
     def batches():
         batch, places = [], []
         for line, record in pairs:
-            place = position()
-            for kept in selection.sample([record]):
-                batch.append(line if kept is record and kept.get("status") != "filtered" else rec.dumps(kept))
-                places.append(place)
+            status = record.get("status")
+            chosen = selection.choose(record)
+            if chosen is None:
+                continue
+            # Unchanged records go on as the very line read; a filtered one is written anew.
+            batch.append(line if chosen.get("status") == status else rec.dumps(chosen))
+            places.append(position())
             if len(batch) >= (1 if options.video is not None else BATCH_RECORDS):  # a video takes seconds
                 yield batch, places
                 batch, places = [], []

@@ -9,7 +9,7 @@ Only successful records become `filtered`; a failed one keeps its own failure.
 
 import operator
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import xxhash
@@ -75,8 +75,8 @@ class Condition:
 
     def holds(self, record: dict) -> bool:
         actual = record.get(self.field)
-        if actual is None:
-            return self.op in ("!=", "not in") and self.value is not None or (self.op == "==" and self.value is None)
+        if actual is None:  # missing: only `!= VALUE`, `not in` and `== null` hold
+            return (self.op in ("!=", "not in") and self.value is not None) or (self.op == "==" and self.value is None)
         if self.op == "~":
             return self.value.search(str(actual)) is not None
         if self.op == "!~":
@@ -113,19 +113,24 @@ class Selection:
     def __post_init__(self):
         if self.fraction is not None and not 0 <= self.fraction <= 1:
             raise UsageProblem("--fraction must be between 0 and 1")
+        self._kept = 0  # records kept so far, for --max
+
+    def choose(self, record: dict) -> dict | None:
+        """--fraction and --max for one record, in input order: the record, marked filtered
+        if it is not kept but belongs to a shard, or None to leave it out."""
+        if self.fraction is not None and not sampled(record, self.fraction, self.seed):
+            return not_kept(record, f"not sampled (--fraction {self.fraction} --seed {self.seed})")
+        if self.max_records is not None and self._kept >= self.max_records:
+            return not_kept(record, f"over --max {self.max_records}")
+        self._kept += 1
+        return record
 
     def sample(self, records: Iterable[dict]) -> Iterator[dict]:
         """--fraction and --max: before any transform, so dropped records cost nothing."""
-        kept = 0
         for record in records:
-            if self.fraction is not None and not sampled(record, self.fraction, self.seed):
-                record = not_kept(record, f"not sampled (--fraction {self.fraction} --seed {self.seed})")
-            elif self.max_records is not None and kept >= self.max_records:
-                record = not_kept(record, f"over --max {self.max_records}")
-            else:
-                kept += 1
-            if record is not None:
-                yield record
+            chosen = self.choose(record)
+            if chosen is not None:
+                yield chosen
 
     def filter(self, records: Iterable[dict]) -> Iterator[dict]:
         """--where: after the transforms, so conditions can use width, height, duration..."""
@@ -136,5 +141,3 @@ class Selection:
             if record is not None:
                 yield record
 
-
-Transform = Callable[[dict], list[dict]]
