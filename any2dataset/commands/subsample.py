@@ -5,7 +5,7 @@ import click
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..streams import RecordReader, RecordWriter
 from ..subsample import SubsampleOptions, default_workers, subsample, subsample_lines
-from ..subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions
+from ..subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions, require_pillow
 from ..subsample.select import Condition, Selection
 from ..subsample.video import VideoOptions, video_transform
 
@@ -107,9 +107,7 @@ def main(inputs, fraction, seed, max_records, conditions, max_bytes, oversize, s
         workers=workers or default_workers(), ordered=ordered,
     )
     if options.image is not None:
-        from ..subsample.image import _pillow
-
-        _pillow()  # a missing extra is said now, not in a worker
+        require_pillow()  # a missing extra is said now, not in a worker
     if options.video is not None:
         video_transform(options.video)  # likewise a missing ffmpeg
     # In one process the reader decodes payloads, so bad base64 is reported with its position.

@@ -62,7 +62,7 @@ class _Rejected(Exception):
     """An image the options refuse: failed_to_subsample with error_kind `rejected`."""
 
 
-def _pillow():
+def require_pillow():
     try:
         from PIL import Image
     except ImportError:
@@ -82,7 +82,7 @@ def image_payload(record: dict) -> str | None:
 
 
 def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
-    Image = _pillow()
+    Image = require_pillow()
     # Checked below from the header, before decoding; Pillow's own error stays as a second line.
     Image.MAX_IMAGE_PIXELS = options.max_pixels
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -156,9 +156,10 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
                 if options.extract_exif:
                     record["exif"] = exif_of(image)
                 target = target_size(width, height)
-                crop = options.resize_mode == "center_crop" and (target or (width, height)) != (size, size) \
-                    and min(*(target or (width, height))) >= size
-                pad = options.resize_mode == "border" and (target or (width, height)) != (size, size)
+                resized = target or (width, height)
+                square = resized == (size, size)
+                crop = options.resize_mode == "center_crop" and not square and min(resized) >= size
+                pad = options.resize_mode == "border" and not square
                 if options.skip_reencode and target is None and not crop and not pad:
                     record["width"], record["height"] = width, height
                     return [record]  # nothing to change: the original bytes stay

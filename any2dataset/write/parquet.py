@@ -42,14 +42,16 @@ class ParquetSink:
     def _flush(self) -> None:
         table = self.schema.table(self.rows)
         if self.writer is None:
-            # Payloads are mostly compressed media already: zstd only on the metadata columns.
-            payloads = set(self.schema.payload_columns)
-            compression = {name: ("none" if name in payloads else "zstd") for name in table.column_names}
-            self.writer = pq.ParquetWriter(self.path, table.schema, compression=compression)
+            self.writer = pq.ParquetWriter(self.path, table.schema, compression=self._compression(table.schema))
         self.writer.write_table(table)
         self.sizes_written.update(row.get("shard_size") for row in self.rows)
         self.rows = []
         self.buffered_bytes = 0
+
+    def _compression(self, schema: pa.Schema) -> dict[str, str]:
+        # Payloads are mostly compressed media already: zstd only on the metadata columns.
+        payloads = set(self.schema.payload_columns)
+        return {name: ("none" if name in payloads else "zstd") for name in schema.names}
 
     def close(self, shard_size: int | None = None) -> None:
         """Write what is left; `shard_size` is the shard's final row count."""
@@ -68,8 +70,7 @@ class ParquetSink:
         fixed_path = self.path + ".fix"
         source = pq.ParquetFile(self.path)
         with pq.ParquetWriter(fixed_path, source.schema_arrow,
-                              compression={name: ("none" if name in self.schema.payload_columns else "zstd")
-                                           for name in source.schema_arrow.names}) as writer:
+                              compression=self._compression(source.schema_arrow)) as writer:
             for index in range(source.num_row_groups):
                 group = source.read_row_group(index, use_threads=False)
                 column = group.schema.get_field_index("shard_size")
