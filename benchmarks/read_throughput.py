@@ -11,12 +11,11 @@ With --also-10m it repeats with 10x the rows, to show memory stays flat.
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
+from measure import medians, run_measured
 
 
 def make_lists(folder: str, rows: int) -> dict[str, str]:
@@ -48,18 +47,6 @@ def _make(folder: str, rows: int) -> None:
     writer.close()
 
 
-def run_once(command: list[str]) -> tuple[float, float]:
-    """(wall seconds, peak RSS in MiB) of one run, output to /dev/null."""
-    with open(os.devnull, "wb") as devnull:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdout=devnull)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(command)} failed")
-    return elapsed, usage.ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=int, default=1_000_000)
@@ -77,10 +64,9 @@ def main() -> None:
         print(f"{'input':<28}{'rows/s':>12}{'wall s':>10}{'peak MiB':>10}")
         for rows in sizes:
             for fmt, path in make_lists(folder, rows).items():
-                runs = [run_once([a2d_read, "-q", path]) for _ in range(args.runs)]
-                wall = statistics.median(r[0] for r in runs)
-                peak = statistics.median(r[1] for r in runs)
-                print(f"{fmt + f' ({rows:,} rows)':<28}{rows / wall:>12,.0f}{wall:>10.2f}{peak:>10.0f}")
+                median = medians([run_measured([a2d_read, "-q", path]) for _ in range(args.runs)])
+                print(f"{fmt + f' ({rows:,} rows)':<28}{rows / median.seconds:>12,.0f}{median.seconds:>10.2f}"
+                      f"{median.peak_mib:>10.0f}")
     finally:
         shutil.rmtree(folder)
 

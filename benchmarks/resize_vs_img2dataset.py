@@ -17,11 +17,11 @@ Prints the median images/s of each (one process, one core) and the peak RSS.
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from measure import Run, medians, run_measured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -67,25 +67,12 @@ print(elapsed, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 """
 
 
-def a2d_once(stream: str) -> tuple[float, float]:
-    with open(stream, "rb") as stdin, open(os.devnull, "wb") as devnull:
-        started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "any2dataset.subsample", "-q", "-w", "1",
-                                    "--image-size", "256", "--resize-mode", "border"],
-                                   stdin=stdin, stdout=devnull, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit("a2d-subsample failed")
-    return elapsed, usage.ru_maxrss / 1024
-
-
-def img2dataset_once(python: str, raw: str) -> tuple[float, float]:
+def img2dataset_once(python: str, raw: str) -> Run:
     env = dict(os.environ, NO_ALBUMENTATIONS_UPDATE="1", OMP_NUM_THREADS="1", OPENCV_FOR_THREADS_NUM="1")
     result = subprocess.run([python, "-W", "ignore", "-c", IMG2DATASET_LOOP, raw], capture_output=True, text=True,
                             env=env, check=True)
     elapsed, peak = result.stdout.split()
-    return float(elapsed), float(peak)
+    return Run(float(elapsed), float(peak), float(elapsed))  # one process looping on one core
 
 
 def main() -> None:
@@ -105,14 +92,16 @@ def main() -> None:
               f"median of {args.runs} runs, one process each")
         results = {"a2d-subsample -w 1": [], "img2dataset Resizer": []}
         for _ in range(args.runs):
-            results["a2d-subsample -w 1"].append(a2d_once(stream))
+            results["a2d-subsample -w 1"].append(run_measured(
+                [sys.executable, "-m", "any2dataset.subsample", "-q", "-w", "1", "--image-size", "256",
+                 "--resize-mode", "border"], stream, cwd=ROOT))
             if args.img2dataset_python:
                 results["img2dataset Resizer"].append(img2dataset_once(args.img2dataset_python, raw))
         print(f"{'':<22}{'images/s':>10}{'peak RSS MiB':>14}")
         for name, runs in results.items():
             if runs:
-                seconds = statistics.median(r[0] for r in runs)
-                print(f"{name:<22}{args.images / seconds:>10,.0f}{max(r[1] for r in runs):>14,.0f}")
+                median = medians(runs)
+                print(f"{name:<22}{args.images / median.seconds:>10,.0f}{median.peak_mib:>14,.0f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -12,13 +12,13 @@ import argparse
 import base64
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 import orjson
+
+from measure import medians, run_measured
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRANSFORMS = {
@@ -45,18 +45,6 @@ def make_stream(folder: str, videos: int, seconds: int) -> str:
     return stream
 
 
-def run_once(stream: str, options: list[str], workers: int) -> tuple[float, float]:
-    with open(stream, "rb") as stdin, open(os.devnull, "wb") as devnull:
-        started = time.perf_counter()
-        process = subprocess.Popen([sys.executable, "-m", "any2dataset.subsample", "-q", "-w", str(workers),
-                                    *options], stdin=stdin, stdout=devnull, cwd=ROOT)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"a2d-subsample {' '.join(options)} failed")
-    return elapsed, usage.ru_maxrss / 1024
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--videos", type=int, default=8)
@@ -75,11 +63,12 @@ def main() -> None:
         results = {name: [] for name in TRANSFORMS}
         for _ in range(args.runs):
             for name, options in TRANSFORMS.items():
-                results[name].append(run_once(stream, options, args.workers))
+                results[name].append(run_measured([sys.executable, "-m", "any2dataset.subsample", "-q", "-w",
+                                                   str(args.workers), *options], stream, cwd=ROOT))
         print(f"{'transform':<28}{'frames/s':>10}{'peak RSS MiB':>14}")
         for name, runs in results.items():
-            seconds = statistics.median(r[0] for r in runs)
-            print(f"{name:<28}{frames / seconds:>10,.0f}{max(r[1] for r in runs):>14,.0f}")
+            median = medians(runs)
+            print(f"{name:<28}{frames / median.seconds:>10,.0f}{median.peak_mib:>14,.0f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

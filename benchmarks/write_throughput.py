@@ -18,11 +18,11 @@ with os.open/os.write, without reading anything: the cost of the file system alo
 import argparse
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from measure import medians, run_measured
 
 FORMATS = ["webdataset", "files", "parquet", "tfrecord", "dummy"]
 
@@ -55,18 +55,6 @@ for i in range(records):
 """
 
 
-def run_once(command: list[str], stdin_path: str, stdout_path: str = os.devnull) -> tuple[float, float, float]:
-    """(wall seconds, peak RSS in MiB, CPU seconds) of one run."""
-    with open(stdin_path, "rb") as stdin, open(stdout_path, "wb") as stdout:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, stdin=stdin, stdout=stdout)
-        _, status, usage = os.wait4(process.pid, 0)
-        elapsed = time.perf_counter() - started
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"{' '.join(command)} failed")
-    return elapsed, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=20000)
@@ -88,26 +76,25 @@ def main() -> None:
         results = {name: [] for name in [*floors, *formats]}
         copy = os.path.join(folder, "copy.jsonl")
         for _ in range(args.runs):
-            results["cat > /dev/null"].append(run_once(["cat"], stream))
-            results["cat > file"].append(run_once(["cat"], stream, copy))
+            results["cat > /dev/null"].append(run_measured(["cat"], stream))
+            results["cat > file"].append(run_measured(["cat"], stream, copy))
             os.remove(copy)
             if "files" in formats:
                 created = os.path.join(folder, "created")
-                results["create files"].append(run_once(
+                results["create files"].append(run_measured(
                     [sys.executable, "-c", CREATE_FILES, created, str(args.records), str(args.size)], os.devnull))
                 shutil.rmtree(created)
             for name in formats:
                 out = os.path.join(folder, f"out-{name}")
                 shutil.rmtree(out, ignore_errors=True)
-                results[name].append(run_once([sys.executable, "-m", "any2dataset.write", "-q", "--format", name,
+                results[name].append(run_measured([sys.executable, "-m", "any2dataset.write", "-q", "--format", name,
                                                out], stream))
                 shutil.rmtree(out, ignore_errors=True)
         print(f"{'format':<16}{'records/s':>11}{'payload MB/s':>14}{'CPU s':>8}{'peak RSS MiB':>14}")
         for name, runs in results.items():
-            seconds = statistics.median(r[0] for r in runs)
-            peak = max(r[1] for r in runs)
-            cpu = statistics.median(r[2] for r in runs)
-            print(f"{name:<16}{args.records / seconds:>11,.0f}{payload_mb / seconds:>14,.0f}{cpu:>8.1f}{peak:>14,.0f}")
+            m = medians(runs)
+            print(f"{name:<16}{args.records / m.seconds:>11,.0f}{payload_mb / m.seconds:>14,.0f}{m.cpu:>8.1f}"
+                  f"{m.peak_mib:>14,.0f}")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 
