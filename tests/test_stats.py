@@ -426,3 +426,13 @@ def test_html_report_of_a_dataset(cli, dataset, tmp_path):
     page = (tmp_path / "d.html").read_text()
     assert_self_contained(page)
     assert page.count("<svg") == 4 and "<polyline" in page and "00004" in page
+
+
+def test_a_files_format_temporary_folder_marks_its_shard_incomplete(tmp_path):
+    from any2dataset.stats import dataset_stats
+    from any2dataset.write import WriteOptions, write
+
+    records = [{"url": f"u{i}", "status": "success", "files": {"jpg": b"x"}} for i in range(2)]
+    list(write(records, str(tmp_path), WriteOptions(output_format="files", number_sample_per_shard=1)))
+    (tmp_path / ".00002.tmp4242").mkdir()  # a killed writer's folder for shard 2
+    assert dataset_stats(str(tmp_path))["shards"]["incomplete"] == ["00002"]
