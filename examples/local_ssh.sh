@@ -15,4 +15,8 @@ while [ $# -gt 0 ]; do  # skip ssh's options, and the value of those that take o
 done
 shift  # the host name
 [ "${1:-}" = -- ] && shift
+# sshd starts the command with SHELL set to the login shell; parallel's remote worker runs the job
+# with $SHELL and, when it is unset, silently runs nothing (seen when CI ran without SHELL).
+SHELL=$(getent passwd "$(id -u)" | cut -d: -f7)
+export SHELL=${SHELL:-/bin/sh}
 exec bash -c "$*"  # as ssh does: the words joined by spaces, run by a shell
