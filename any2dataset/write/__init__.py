@@ -64,11 +64,13 @@ class _OpenShard:
         self.clips_awaited: dict[str, int] = {}
         self.samples = 0
         self.stats = ShardStats()
-        sink_class = writer.sink_class
-        self.data_name = None if sink_class.suffix is None else f"{name}{sink_class.suffix}"
-        self.destination.remove_leftovers(name)
+        self.data_name = None if writer.sink_class.suffix is None else f"{name}{writer.sink_class.suffix}"
+        self.sink = None  # opened by start(), once the writer knows this shard and can abandon it
+
+    def start(self, writer: "ShardWriter") -> None:
+        self.destination.remove_leftovers(self.name)
         temp = self.destination.temp_path(self.data_name) if self.data_name is not None else None
-        self.sink = sink_class(temp, writer.schema, size or writer.options.number_sample_per_shard)
+        self.sink = writer.sink_class(temp, writer.schema, self.size or writer.options.number_sample_per_shard)
 
     def add(self, record: dict) -> None:
         key = record["key"]
@@ -125,7 +127,8 @@ class _OpenShard:
 
     def abandon(self) -> None:
         try:
-            getattr(self.sink, "abandon", self.sink.close)()
+            if self.sink is not None:
+                getattr(self.sink, "abandon", self.sink.close)()
         finally:
             for final_name in (self.data_name, f"{self.name}.parquet", f"{self.name}_stats.json"):
                 if final_name is not None:
@@ -200,13 +203,17 @@ class ShardWriter:
     def _open(self, shard_id: int, size: int | None) -> _OpenShard:
         name = rec.shard_name(shard_id, self.options.oom_shard_count)
         shard = _OpenShard(self, shard_id, name, size)
+        # Known before its files exist, and until they are published: a Ctrl-C at any
+        # moment in between finds it in self.open and removes its temporary files.
         self.open[shard_id] = shard
+        shard.start(self)
         return shard
 
     def _finish(self, shard: _OpenShard) -> dict:
+        summary = shard.finish(self.schema, self.options.output_format)
         del self.open[shard.shard]
         self.finished.add(shard.shard)
-        return shard.finish(self.schema, self.options.output_format)
+        return summary
 
     def end(self) -> Iterator[dict]:
         """Input is over: finish the arrival-order shard; refuse to publish short shards."""
