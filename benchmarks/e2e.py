@@ -12,7 +12,7 @@ round), --runs counted rounds:
                   --disable_all_reencoding True --processes_count P --thread_count T
   a2d pipeline  a2d-read urls.txt | a2d-shard | a2d-fetch -j 256 | a2d-write --format webdataset out/
   any2dataset   any2dataset --url_list urls.txt --input_format txt --output_folder out
-                  --output_format webdataset --processes_count 2 --thread_count 256
+                  --output_format webdataset --processes_count 2 --thread_count 128
                   --disable_all_reencoding True            (skipped when bin/any2dataset is absent)
 
 P and T are chosen first: each of --i2d-settings (PxT) runs once and the fastest that
@@ -441,7 +441,7 @@ def shown_pipeline(resize: bool, concurrency: int) -> str:
 
 def any2dataset_script(resize: bool, concurrency: int) -> str:
     words = ["any2dataset", "--url_list", "urls.txt", "--input_format", "txt", "--output_folder", "out",
-             "--output_format", "webdataset", "--processes_count", "2", "--thread_count", str(concurrency)]
+             "--output_format", "webdataset", "--processes_count", "2", "--thread_count", str(concurrency // 2)]
     if not resize:
         words += ["--disable_all_reencoding", "True"]
     return shlex.join(words)
@@ -572,7 +572,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--resize", action="store_true", help="photo-like JPEGs resized to 256 px border mode")
     parser.add_argument("--distinct", type=int, default=500, help="--resize: different images generated")
-    parser.add_argument("-j", "--concurrency", type=int, default=256, help="a2d-fetch -j, any2dataset --thread_count")
+    parser.add_argument("-j", "--concurrency", type=int, default=256, help="downloads in flight: a2d-fetch -j; any2dataset gets --thread_count J/2 "
+                        "(per process, as in img2dataset: 2 processes x J/2 = J)")
     parser.add_argument("--i2d-settings", default="2x64,2x128,4x64",
                         help="img2dataset processes x threads to try once each; one value skips the search")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds of our contenders first")

@@ -1,6 +1,8 @@
 """a2d-read: txt, csv, tsv, compressed, globs, folders, columns, and s3:// through a real S3 server."""
 
 import gzip
+import subprocess
+import sys
 
 import orjson
 import pytest
@@ -218,3 +220,19 @@ def test_folder_of_lists_skips_other_files(tmp_path):
     (tmp_path / "b.txt").write_text("http://x/b\n")
     (tmp_path / "README").write_text("not a list\n")
     assert [r["url"] for r in read([str(tmp_path)])] == ["http://x/a", "http://x/b"]
+
+
+@pytest.mark.parametrize("stage", ["read", "shard", "fetch"])
+def test_stages_before_writing_do_not_import_pyarrow_for_a_text_list(stage, tmp_path):
+    # pyarrow costs ~45 MiB and a fifth of a second per process; a URL list or records don't need it.
+    (tmp_path / "urls.txt").write_text("http://127.0.0.1:9/a.jpg\n")
+    code = (f"import sys; from any2dataset.commands import {stage} as command; "
+            "sys.argv = ['a2d', '-q'] + sys.argv[1:]\n"
+            "try:\n    command.main()\nexcept SystemExit:\n    pass\n"
+            "print('pyarrow' in sys.modules)")
+    arguments = [str(tmp_path / "urls.txt")] if stage == "read" else []
+    stdin = b"" if stage == "read" else b'{"url": "data:,x"}\n'
+    result = subprocess.run([sys.executable, "-c", code, *arguments], input=stdin, capture_output=True,
+                            cwd=tmp_path, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.decode().splitlines()[-1] == "False", result.stdout

@@ -15,13 +15,10 @@ from collections.abc import Iterator
 
 import fsspec
 import orjson
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from .. import record as rec
 from ..errors import BadInput
 from ..streams import open_input
-from .arrow import seekable
 
 EXTRA_COLUMN = "extra_json"  # where a2d-write keeps values that fit no column
 
@@ -43,6 +40,8 @@ def unpack_row(row: dict) -> dict:
 
 def _metadata_beside(path: str) -> list[dict] | None:
     """The rows of `{shard}.parquet` next to a shard's tar or folder, if there is one."""
+    import pyarrow.parquet as pq  # here, not at import: reading a URL list needs no pyarrow
+
     base = path.rstrip("/")
     for suffix in (".tar.gz", ".tgz", ".tar", ".tfrecord"):
         if base.endswith(suffix):
@@ -196,6 +195,11 @@ def is_record_table(columns: list[str]) -> bool:
 
 
 def read_record_parquet(path: str) -> Iterator[dict]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .arrow import seekable
+
     """A parquet of records (a2d-write's parquet format, a metadata parquet): binary
     columns are payloads under their names."""
     with open_input(path, "rb") as stream:
