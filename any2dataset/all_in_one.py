@@ -1,24 +1,33 @@
 """`any2dataset.download()` and the `any2dataset` command: img2dataset's arguments, our stages.
 
 The arguments, their names and defaults are img2dataset's (any2dataset's and
-video2dataset's where they add some). They are translated into the options of the
-stage commands, and the stages run as one pipeline of processes connected by pipes:
+video2dataset's where they add some). They are translated into the arguments of the
+stage commands (`stage_commands`), which also gives the equivalent pipeline
 
     a2d-read | a2d-shard | a2d-fetch -w P | [a2d-subsample -w P] | a2d-write
 
-exactly what a user would type, so there is no second implementation, the stages
-overlap, and fetch and subsample use `processes_count` worker processes each.
+Those arguments are parsed by the stage commands themselves and their library
+functions run composed in one process per part (`processes_count` parts, each
+`a2d-shard --part I/P` of the shards, as the README's xargs recipe does): the same
+stages, but payloads go from download to shard file as bytes, never as base64 JSON
+through a pipe, which measured ~15% of the pipeline's CPU (benchmarks/README.md).
 Arguments that would change nothing here (wandb, Spark or Ray distributors) are
 refused with a message rather than silently ignored.
 """
 
 import ast
+import dataclasses
+import json
 import math
+import os
 import subprocess
 import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from .errors import A2DError, ExitCode, UsageProblem
+import orjson
+
+from .errors import A2DError, BadInput, ExitCode, UsageProblem
 
 
 @dataclass(frozen=True)
@@ -192,35 +201,150 @@ def download(progress: bool = False, quiet: bool = False, **arguments) -> dict:
     stages = stage_commands(**arguments)
     if arguments.get("incremental_mode") == "overwrite":
         _remove_output(arguments.get("output_folder", DEFAULTS["output_folder"]))
-    run_stages(stages, progress=progress, quiet=quiet)
+    parts = max(1, int(arguments.get("processes_count", DEFAULTS["processes_count"])))
+    if str(arguments["url_list"]) == "-":
+        parts = 1  # standard input can be read once
+    run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet)
     from .stats import dataset_stats
 
     return dataset_stats(arguments.get("output_folder", DEFAULTS["output_folder"]))
 
 
-def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = False) -> None:
-    """Run the stages as one pipeline of processes; raise StageFailed for the first that failed."""
-    processes, previous = [], None
+def _first_shard_settled(stages: list[list[str]]) -> list[list[str]]:
+    """`a2d-shard --extend OUT` as `--start-shard N`, N read once: parts that each looked at the
+    folder would see the shards the others have already finished."""
+    settled = []
+    for stage in stages:
+        if stage[0] == "shard" and "--extend" in stage:
+            from .shard import extend_after
+
+            at = stage.index("--extend")
+            stage = [*stage[:at], "--start-shard", str(extend_after(stage[at + 1])), *stage[at + 2:]]
+        settled.append(stage)
+    return settled
+
+
+PART_VARIABLE = "A2D_ALL_IN_ONE_PART"  # what a part process runs: JSON of stages, part, parts, progress
+
+
+def run_parts(stages: list[list[str]], parts: int, progress: bool = False, quiet: bool = False) -> None:
+    """Run the stages as `parts` processes, each on its share of the shards; raise StageFailed
+    for the first part that failed. (Each process is `python -m any2dataset.all_in_one`.)"""
+    processes = []
     try:
-        for index, stage in enumerate(stages):
-            last = index == len(stages) - 1
-            command = [sys.executable, "-m", f"any2dataset.{stage[0]}", *stage[1:]]
-            if progress and stage[0] == "fetch":
-                command.append("--progress")
-            if quiet:
-                command.append("--quiet")
-            process = subprocess.Popen(command, stdin=previous, stdout=None if last else subprocess.PIPE)
-            if previous is not None:
-                previous.close()  # the next stage holds it now: a dead reader gives the writer SIGPIPE
-            previous = process.stdout
-            processes.append((stage[0], process))
-        statuses = [(name, process.wait()) for name, process in processes]
+        for part in range(parts):
+            spec = {"stages": stages, "part": part, "parts": parts, "progress": progress, "quiet": quiet}
+            environment = dict(os.environ, **{PART_VARIABLE: json.dumps(spec)})
+            stdin = None if parts == 1 else subprocess.DEVNULL
+            processes.append(subprocess.Popen([sys.executable, "-m", "any2dataset.all_in_one"], env=environment,
+                                              stdin=stdin, stdout=subprocess.DEVNULL))
+        statuses = [process.wait() for process in processes]
     except BaseException:
-        for _, process in processes:
+        for process in processes:
             process.terminate()
-        for _, process in processes:
+        for process in processes:
             process.wait()
         raise
-    for name, status in statuses:
+    for part, status in enumerate(statuses):
         if status != 0:
-            raise StageFailed(f"a2d-{name}", status)
+            raise StageFailed(f"part {part}/{parts}" if parts > 1 else "the download", status)
+
+
+@dataclass
+class _Configured:
+    """Each stage's options, from its own command's parser and option builder."""
+
+    inputs: list
+    read: object
+    shard: object
+    fetch: object
+    subsample: object | None
+    output_folder: str
+    write: object
+
+
+def _configure(stages: list[list[str]], part: int, parts: int) -> _Configured:
+    import click
+
+    from .commands import fetch as fetch_command
+    from .commands import read as read_command
+    from .commands import shard as shard_command
+    from .commands import subsample as subsample_command
+    from .commands import write as write_command
+
+    commands = {"read": read_command, "shard": shard_command, "fetch": fetch_command,
+                "subsample": subsample_command, "write": write_command}
+    try:
+        params = {name: _parsed(commands[name].main, arguments) for name, *arguments in stages}
+        fetch_options = fetch_command.fetch_options(**params["fetch"])
+        subsample_options = None
+        if "subsample" in params:
+            subsample_options = subsample_command.subsample_options(**params["subsample"])
+        return _Configured(
+            inputs=params["read"]["inputs"],
+            read=read_command.read_options(**params["read"]),
+            shard=shard_command.shard_options(**dict(params["shard"], part=f"{part}/{parts}")),
+            # -j is the whole command's (thread_count x processes_count): each part has its share.
+            fetch=dataclasses.replace(fetch_options, concurrency=max(1, fetch_options.concurrency // parts)),
+            subsample=subsample_options and dataclasses.replace(subsample_options, workers=1),  # this process
+            output_folder=params["write"]["output_folder"],
+            write=write_command.write_options(**params["write"]),
+        )
+    except click.ClickException as error:  # an argument value the stage refuses (e.g. verify_hash)
+        raise UsageProblem(error.format_message()) from None
+
+
+def run_part(stages: list[list[str]], part: int, parts: int, console) -> int:
+    """One part: the stages' library functions composed. Returns the number of shards written."""
+    from .fetch import fetch
+    from .read import read
+    from .shard import shard
+    from .subsample import subsample
+    from .write import write
+
+    configured = _configure(stages, part, parts)
+    records = shard(_as_on_the_wire(read(configured.inputs, configured.read)), configured.shard)
+    records = fetch(records, configured.fetch)
+    if configured.subsample is not None:
+        records = subsample(records, configured.subsample)
+    records = console.track(records, unit="file", position=part)
+    written = write(records, configured.output_folder, configured.write, on_note=console.warn)
+    return sum(1 for _ in written)
+
+
+def _parsed(command, arguments: list[str]) -> dict:
+    """A stage's arguments parsed by its own click command: the parameters its main receives."""
+    return dict(command.make_context(command.name, list(arguments)).params)
+
+
+def _as_on_the_wire(records: Iterable[dict]) -> Iterator[dict]:
+    """Each list row as the next stage would read it from a pipe (decimals, bytes, dates become
+    JSON), so the dataset is the same as the pipeline's."""
+    from .record import dumps
+
+    for record in records:
+        yield orjson.loads(dumps(record))
+
+
+def _part_main() -> None:
+    from .cli import Console, run_boundary
+
+    spec = json.loads(os.environ.pop(PART_VARIABLE))
+    part, parts = spec["part"], spec["parts"]
+    name = f"any2dataset (part {part}/{parts})" if parts > 1 else "any2dataset"
+    console = Console(name, quiet=spec["quiet"], progress=spec["progress"])
+
+    def work():
+        try:
+            shards = run_part(spec["stages"], part, parts, console)
+        except (UsageProblem, BadInput) as error:
+            if part > 0:  # every part meets the same arguments and URL list: part 0 says it
+                sys.exit(error.exit_code)
+            raise
+        console.info(f"{shards} shard(s) written")
+
+    run_boundary(console, work)
+
+
+if __name__ == "__main__":
+    _part_main()

@@ -37,12 +37,15 @@ class Console:
     def warn(self, message: str) -> None:
         click.echo(f"{self.name}: warning: {message}", err=True)
 
-    def track(self, records: Iterable, unit: str = "rec", total: int | None = None) -> Iterator:
+    def track(self, records: Iterable, unit: str = "rec", total: int | None = None,
+              position: int | None = None) -> Iterator:
+        """`position`: the bar's line, for processes sharing one terminal."""
         if not self.progress:
             return iter(records)
         from tqdm import tqdm
 
-        return tqdm(records, desc=self.name, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True)
+        return tqdm(records, desc=self.name, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True,
+                    position=position)
 
     def skipped(self, reader) -> None:
         """Say how many bad input lines --on-error skip dropped."""

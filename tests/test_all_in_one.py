@@ -2,6 +2,10 @@
 
 import hashlib
 import io
+import os
+import signal
+import subprocess
+import time
 
 import orjson
 import pytest
@@ -10,7 +14,7 @@ import any2dataset
 from any2dataset import all_in_one
 from any2dataset.errors import UsageProblem
 
-from conftest import ROOT
+from conftest import ROOT, command_env
 
 
 @pytest.fixture
@@ -60,6 +64,16 @@ def test_command_api_and_pipes_make_the_same_dataset(url_list, tmp_path, pipelin
     assert len(expected) == 23 and sum(1 for row in expected.values() if row[1] == "success") == 20
     assert contents(pipeline, "cli") == expected
     assert contents(pipeline, "api") == expected
+    # The metadata too: same schema, same values but the download times.
+    assert metadata(tmp_path / "cli") == metadata(tmp_path / "api") == metadata(tmp_path / "pipes")
+
+
+def metadata(folder):
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).to_table()
+    rows = sorted(table.drop_columns(["fetch_seconds"]).to_pylist(), key=lambda row: row["key"])
+    return table.schema.remove(table.schema.get_field_index("fetch_seconds")), rows
 
 
 def test_incremental_overwrite_and_extend(url_list, tmp_path):
@@ -156,3 +170,36 @@ def test_thread_count_is_per_process_as_in_img2dataset():
     stages = dict((s[0], s[1:]) for s in all_in_one.stage_commands(url_list="u", processes_count=2, thread_count=16))
     fetch = " ".join(stages["fetch"])
     assert "-j 32" in fetch and "-w 2" in fetch  # a2d-fetch shares -j among its workers
+
+
+def test_a_bad_url_list_is_reported_once_not_by_every_part(tmp_path, pipeline):
+    result = pipeline(f"any2dataset --url_list {tmp_path}/missing.txt --output_folder out --processes_count 3")
+    assert result.returncode == 2
+    assert result.stderr.decode().count("missing.txt: no such file") == 1, result.stderr
+
+
+def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(f"{http_server.url(f'slow/{i}.bin', size=1000 + i, delay=0.3 * (i % 4))}\n"
+                            for i in range(40)))
+    out = tmp_path / "out"
+    arguments = ["any2dataset", "--url_list", str(urls), "--output_folder", str(out), "--output_format",
+                 "webdataset", "--number_sample_per_shard", "5", "--processes_count", "2", "--thread_count", "4",
+                 "--disable_all_reencoding", "True", "--quiet"]
+    process = subprocess.Popen(arguments, env=command_env(), stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not list(out.glob("*_stats.json")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(out.glob("*_stats.json")), process.stderr.read() if process.poll() is not None else "no shard yet"
+    os.killpg(process.pid, signal.SIGINT)  # Ctrl-C reaches every process of the terminal's group
+    _, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+    finished = len(list(out.glob("*_stats.json")))
+    assert finished < 8
+    rerun = subprocess.run(arguments, env=command_env(), capture_output=True, timeout=60)
+    assert rerun.returncode == 0, rerun.stderr
+    import tarfile
+
+    names = [m.name for shard in sorted(out.glob("*.tar")) for m in tarfile.open(shard) if m.name.endswith(".bin")]
+    assert len(names) == 40 and len(set(names)) == 40

@@ -7,8 +7,19 @@ import time
 import click
 
 from ..cli import command, common_options, input_paths_argument, on_error_option
-from ..fetch import DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASH_NAMES, FetchOptions
-from ..fetch.processes import Tally, fetch_in_workers, options_from_environment, worker_streams
+from ..fetch import (
+    DEFAULT_DISALLOWED_DIRECTIVES,
+    DEFAULT_SCHEMES,
+    DEFAULT_USER_AGENT,
+    HASH_NAMES,
+    FetchOptions,
+)
+from ..fetch.processes import (
+    Tally,
+    fetch_in_workers,
+    options_from_environment,
+    worker_streams,
+)
 from ..streams import RecordReader, RecordWriter
 
 
@@ -127,22 +138,13 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
          schemes, networks, pinned, insecure, retry_failed, ordered, workers, worker, on_error, output, console):
     if worker:  # one of the processes of a parent a2d-fetch: options come from it
         return _work_for_parent()
-    options = FetchOptions(
+    options = fetch_options(
         concurrency=concurrency, per_host=per_host, timeout=timeout, deadline=deadline, retries=retries,
         backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
-        hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
-        user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
-        disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
-        allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
-        insecure=insecure, retry_failed=retry_failed, ordered=ordered,
-    )
-    try:
-        import ipaddress
-
-        for network in networks:
-            ipaddress.ip_network(network, strict=False)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--allow-address") from None
+        hash_name=hash_name, verify_hash=verify_hash, user_agent=user_agent, user_agent_token=user_agent_token,
+        headers=headers, headers_env=headers_env, disallowed_header_directives=disallowed_header_directives,
+        schemes=schemes, networks=networks, pinned=pinned, insecure=insecure, retry_failed=retry_failed,
+        ordered=ordered)
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
     workers = 1 if ordered else (workers or min(4, _cores()))
@@ -160,6 +162,29 @@ def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max
     kinds = ", ".join(f"{kind} {count}" for kind, count in tally.kinds.most_common())
     console.info(f"{tally.records} records, {tally.successes} downloaded, "
                  f"{tally.records - tally.successes} failed or passed through" + (f" ({kinds})" if kinds else ""))
+
+
+def fetch_options(*, concurrency, per_host, timeout, deadline, retries, backoff, max_retry_after, max_size,
+                  max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
+                  disallowed_header_directives, schemes, networks, pinned, insecure, retry_failed, ordered,
+                  **_other) -> FetchOptions:
+    """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
+    try:
+        import ipaddress
+
+        for network in networks:
+            ipaddress.ip_network(network, strict=False)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--allow-address") from None
+    return FetchOptions(
+        concurrency=concurrency, per_host=per_host, timeout=timeout, deadline=deadline, retries=retries,
+        backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
+        hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
+        user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
+        disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
+        allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
+        insecure=insecure, retry_failed=retry_failed, ordered=ordered,
+    )
 
 
 def _cores() -> int:

@@ -32,14 +32,21 @@ def _column_list(text: str | None) -> list[str] | None:
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
 def main(inputs, input_format, url_col, caption_col, clip_col, save_additional_columns, inline, output, console):
-    options = reading.ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
-                                  clip_col=clip_col, save_additional_columns=_column_list(save_additional_columns),
-                                  inline=inline)
-    if inline and input_format != "raw":
-        raise click.UsageError("--inline goes with --input-format raw")
+    options = read_options(input_format=input_format, url_col=url_col, caption_col=caption_col, clip_col=clip_col,
+                           save_additional_columns=save_additional_columns, inline=inline)
     with RecordWriter(output) as out:
         count = out.write_all(console.track(reading.read(inputs or ["-"], options)))
     console.info(f"{count} records")
+
+
+def read_options(*, input_format, url_col, caption_col, clip_col, save_additional_columns, inline,
+                 **_other) -> reading.ReadOptions:
+    """The command's parameters (as click parsed them) as ReadOptions; the all-in-one uses it too."""
+    if inline and input_format != "raw":
+        raise click.UsageError("--inline goes with --input-format raw")
+    return reading.ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
+                               clip_col=clip_col, save_additional_columns=_column_list(save_additional_columns),
+                               inline=inline)
 
 
 if __name__ == "__main__":

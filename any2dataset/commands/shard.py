@@ -37,16 +37,9 @@ from ..streams import RecordReader, RecordWriter
 @common_options
 def main(inputs, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part, split_folder,
          shards_per_file, on_error, output, console):
-    if extend and start_shard:
-        raise click.UsageError("--extend and --start-shard both set the first shard; give one")
     console.waiting_on_terminal(inputs)
-    options = sharding.ShardOptions(
-        number_sample_per_shard=number_sample_per_shard,
-        oom_shard_count=oom_shard_count,
-        start_shard=sharding.extend_after(extend) if extend else start_shard,
-        part=sharding.parse_part(part) if part else None,
-        done=sharding.resume_from(skip_done) if skip_done else {},
-    )
+    options = shard_options(number_sample_per_shard=number_sample_per_shard, oom_shard_count=oom_shard_count,
+                            start_shard=start_shard, extend=extend, skip_done=skip_done, part=part)
     if options.done:
         console.info(f"{len(options.done)} finished shard(s) in {skip_done} will be skipped")
     reader = RecordReader(inputs, on_error=on_error)
@@ -60,6 +53,20 @@ def main(inputs, number_sample_per_shard, oom_shard_count, start_shard, extend, 
         out.write_all(records)
     console.skipped(reader)
     console.info(f"{reader.count} records read, {out.count} written")
+
+
+def shard_options(*, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part,
+                  **_other) -> sharding.ShardOptions:
+    """The command's parameters (as click parsed them) as ShardOptions; the all-in-one uses it too."""
+    if extend and start_shard:
+        raise click.UsageError("--extend and --start-shard both set the first shard; give one")
+    return sharding.ShardOptions(
+        number_sample_per_shard=number_sample_per_shard,
+        oom_shard_count=oom_shard_count,
+        start_shard=sharding.extend_after(extend) if extend else start_shard,
+        part=sharding.parse_part(part) if part else None,
+        done=sharding.resume_from(skip_done) if skip_done else {},
+    )
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ import click
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..streams import RecordReader, RecordWriter
 from ..subsample import SubsampleOptions, default_workers, subsample, subsample_lines
-from ..subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions, require_pillow
+from ..subsample.image import (
+    ENCODE_FORMATS,
+    INTERPOLATIONS,
+    RESIZE_MODES,
+    ImageOptions,
+    require_pillow,
+)
 from ..subsample.select import Condition, Selection
 from ..subsample.video import VideoOptions, video_transform
 
@@ -89,27 +95,9 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               help="Keep the input order on output, or write each batch as soon as it is done.")
 @on_error_option
 @common_options
-def main(inputs, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered, on_error,
-         console, video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
-         thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, **image_values):
+def main(inputs, on_error, console, **values):
     console.waiting_on_terminal(inputs)
-    given = {name: value for name, value in image_values.items() if value is not None}
-    video = VideoOptions(video_size=video_size, video_resize_mode=video_resize_mode, video_fps=video_fps,
-                         audio_format=audio_format, audio_rate=audio_rate, audio_channels=audio_channels, probe=probe,
-                         thumbnails=thumbnails, clip_length=clip_length, use_clips=use_clips,
-                         min_clip_length=min_clip_length, timeout=ffmpeg_timeout)
-    options = SubsampleOptions(
-        selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
-                            where=tuple(Condition.parse(text) for text in conditions)),
-        image=ImageOptions(**given) if given else None,
-        video=video if video.enabled else None,
-        max_bytes=max_bytes, oversize=oversize, sniff=sniff,
-        workers=workers or default_workers(), ordered=ordered,
-    )
-    if options.image is not None:
-        require_pillow()  # a missing extra is said now, not in a worker
-    if options.video is not None:
-        video_transform(options.video)  # likewise a missing ffmpeg
+    options = subsample_options(**values)
     # In one process the reader decodes payloads, so bad base64 is reported with its position.
     reader = RecordReader(inputs, on_error=on_error, decode=options.workers == 1)
     with RecordWriter() as out:
@@ -124,6 +112,31 @@ def main(inputs, fraction, seed, max_records, conditions, max_bytes, oversize, s
                 out.count += 1  # lets the flusher pass finished records on
     console.skipped(reader)
     console.info(f"{reader.count} records read")
+
+
+def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,
+                      video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
+                      thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, **other) -> SubsampleOptions:
+    """The command's parameters (as click parsed them) as SubsampleOptions, with the media tools they
+    need checked now (not in a worker); the all-in-one uses it too."""
+    given = {name: other[name] for name in IMAGE_OPTIONS if other.get(name) is not None}
+    video = VideoOptions(video_size=video_size, video_resize_mode=video_resize_mode, video_fps=video_fps,
+                         audio_format=audio_format, audio_rate=audio_rate, audio_channels=audio_channels, probe=probe,
+                         thumbnails=thumbnails, clip_length=clip_length, use_clips=use_clips,
+                         min_clip_length=min_clip_length, timeout=ffmpeg_timeout)
+    options = SubsampleOptions(
+        selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
+                            where=tuple(Condition.parse(text) for text in conditions)),
+        image=ImageOptions(**given) if given else None,
+        video=video if video.enabled else None,
+        max_bytes=max_bytes, oversize=oversize, sniff=sniff,
+        workers=workers or default_workers(), ordered=ordered,
+    )
+    if options.image is not None:
+        require_pillow()
+    if options.video is not None:
+        video_transform(options.video)
+    return options
 
 
 if __name__ == "__main__":

@@ -43,10 +43,10 @@ def main(output_folder, inputs, output_format, number_sample_per_shard, oom_shar
          max_open_shards, keep_failed, payload_columns, index, on_error, console):
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error, decode=True)
-    options = WriteOptions(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
-                           oom_shard_count=oom_shard_count, start_shard=start_shard,
-                           max_open_shards=max_open_shards, keep_failed=keep_failed, index=index,
-                           payload_columns=[ext.strip() for ext in payload_columns.split(",") if ext.strip()])
+    options = write_options(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
+                            oom_shard_count=oom_shard_count, start_shard=start_shard,
+                            max_open_shards=max_open_shards, keep_failed=keep_failed, index=index,
+                            payload_columns=payload_columns)
     shards = rows = successes = 0
     shards_written = write(reader, output_folder, options, on_bad_record=reader.bad, on_note=console.warn)
     for stats in console.track(shards_written, unit="shard"):
@@ -55,6 +55,15 @@ def main(output_folder, inputs, output_format, number_sample_per_shard, oom_shar
         successes += stats["successes"]
     console.skipped(reader)
     console.info(f"{shards} shards, {rows} rows, {successes} samples written to {output_folder}")
+
+
+def write_options(*, output_format, number_sample_per_shard, oom_shard_count, start_shard, max_open_shards,
+                  keep_failed, index, payload_columns, **_other) -> WriteOptions:
+    """The command's parameters (as click parsed them) as WriteOptions; the all-in-one uses it too."""
+    return WriteOptions(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
+                        oom_shard_count=oom_shard_count, start_shard=start_shard, max_open_shards=max_open_shards,
+                        keep_failed=keep_failed, index=index,
+                        payload_columns=[ext.strip() for ext in payload_columns.split(",") if ext.strip()])
 
 
 if __name__ == "__main__":
