@@ -9,12 +9,11 @@ import time
 
 import orjson
 import pytest
+from conftest import ROOT, command_env
 
 import any2dataset
 from any2dataset import all_in_one
 from any2dataset.errors import UsageProblem
-
-from conftest import ROOT, command_env
 
 
 @pytest.fixture
@@ -201,5 +200,8 @@ def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
     assert rerun.returncode == 0, rerun.stderr
     import tarfile
 
-    names = [m.name for shard in sorted(out.glob("*.tar")) for m in tarfile.open(shard) if m.name.endswith(".bin")]
+    names = []
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            names += [member.name for member in tar if member.name.endswith(".bin")]
     assert len(names) == 40 and len(set(names)) == 40
