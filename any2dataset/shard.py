@@ -6,6 +6,7 @@ is full or the input ends, since only then is its size known. Records that
 arrive with all three already (an existing dataset read back) keep them.
 """
 
+import collections
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -84,22 +85,24 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
     digits = rec.sample_digits(per_shard)
     width = options.oom_shard_count + digits
     shard_id = options.start_shard
-    held: list[dict] = []  # the current shard, until its size is known
+    held: collections.deque[dict] = collections.deque()  # the current shard, until its size is known
     passing: list[dict] = []  # rows of a finished shard being checked against its fingerprint
     index = 0
 
     def release(size: int) -> Iterator[dict]:
         if shard_id in options.done:
             _verify(shard_id, passing, options)
-        if _wanted(shard_id, options):
-            for record in held:
-                record["shard_size"] = size
-            yield from held
+        for record in held:  # only rows of wanted shards are held
+            record["shard_size"] = size
+        # Hand each record over for good: in one process the later stages add payloads to these
+        # very dicts, which a list would keep until the whole shard had gone through.
+        while held:
+            yield held.popleft()
 
     for record in _chain(first, records):
         if index == per_shard:
             yield from release(per_shard)
-            held, passing = [], []
+            passing = []
             shard_id += 1
             index = 0
         record["shard"] = shard_id

@@ -117,3 +117,19 @@ def test_part_must_be_well_formed(cli):
     for bad in ("3/3", "x", "1/0", "-1/2"):
         result = cli(shard_command.main, ["--part", bad], input="")
         assert result.exit_code == 2 and "--part" in result.stderr
+
+
+def test_records_handed_on_are_not_kept():
+    # In one process (the any2dataset command) later stages attach payloads to the very records
+    # shard() yields: it must not keep them until its shard is through (it kept 1,000 MB here).
+    import tracemalloc
+
+    rows = ({"url": f"http://127.0.0.1/{i}.jpg"} for i in range(1000))
+    tracemalloc.start()
+    try:
+        for record in shard(rows, ShardOptions(number_sample_per_shard=1000)):
+            record["files"] = {"jpg": bytes(1_000_000)}  # what a2d-fetch does, then the writer drops it
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 20_000_000, f"peak {peak / 1e6:.0f} MB"
