@@ -43,7 +43,7 @@ ARGUMENTS = [
     Argument("url_list", None, "A file, folder, glob or fsspec URL with the URLs to download (required)."),
     Argument("image_size", 256, "Side in pixels to resize images to.", int),
     Argument("output_folder", "images", "Output folder (local or fsspec URL such as s3://bucket/out)."),
-    Argument("processes_count", 1, "Processes for downloading and for resizing (each).", int),
+    Argument("processes_count", 1, "Processes, each downloading (and resizing) its part of the shards.", int),
     Argument("thread_count", 256, "Downloads in flight per process.", int),
     Argument("resize_mode", "border", "no, border, keep_ratio, keep_ratio_largest or center_crop."),
     Argument("resize_only_if_bigger", False, "Only ever make images smaller.", bool),
