@@ -1,7 +1,8 @@
 """End to end, a URL list to a webdataset: img2dataset, our pipeline and the any2dataset command.
 
     python benchmarks/e2e.py [--files 20000] [--runs 3] [--resize]
-                             [--i2d-settings 2x64,2x128,4x64] [--img2dataset PATH] [--nginx PATH]
+                             [--i2d-settings 2x64,2x128,4x64] [--a2d-settings 2x32,2x64,2x128]
+                             [--img2dataset PATH] [--nginx PATH]
                              [--wait-quiet 120] [--redo-busy 3]
 
 Serves --files files from nginx (one worker) on 127.0.0.1 and turns their URL list into a
@@ -12,12 +13,13 @@ round), --runs counted rounds:
                   --disable_all_reencoding True --processes_count P --thread_count T
   a2d pipeline  a2d-read urls.txt | a2d-shard | a2d-fetch -j 256 | a2d-write --format webdataset out/
   any2dataset   any2dataset --url_list urls.txt --input_format txt --output_folder out
-                  --output_format webdataset --processes_count 2 --thread_count 128
+                  --output_format webdataset --processes_count P --thread_count T
                   --disable_all_reencoding True            (skipped when bin/any2dataset is absent)
 
-P and T are chosen first: each of --i2d-settings (PxT) runs once and the fastest that
-downloaded everything is used, or within 5% of it the one with the least memory (those runs
-also warm the caches). Then --warmup uncounted rounds of our two contenders.
+Each command's P and T are chosen first, the same way: each of --i2d-settings (img2dataset)
+and --a2d-settings (any2dataset) runs once and the fastest that downloaded everything is
+used, or within 5% of it the one with the least memory (those runs also warm the caches).
+Then --warmup uncounted rounds of the pipeline.
 
 The machine is shared, so before each run the benchmark waits (up to --wait-quiet s) until
 the machine is idle, and a run during which other processes used more than 1 CPU second
@@ -439,9 +441,10 @@ def shown_pipeline(resize: bool, concurrency: int) -> str:
     return f"a2d-read urls.txt | a2d-shard | a2d-fetch -j {concurrency} | {subsample}a2d-write --format webdataset out/"
 
 
-def any2dataset_script(resize: bool, concurrency: int) -> str:
+def any2dataset_script(resize: bool, setting: str) -> str:
+    processes, threads = setting.split("x")
     words = ["any2dataset", "--url_list", "urls.txt", "--input_format", "txt", "--output_folder", "out",
-             "--output_format", "webdataset", "--processes_count", "2", "--thread_count", str(concurrency // 2)]
+             "--output_format", "webdataset", "--processes_count", processes, "--thread_count", threads]
     if not resize:
         words += ["--disable_all_reencoding", "True"]
     return shlex.join(words)
@@ -488,7 +491,7 @@ def median(values) -> float:
     return statistics.median(list(values))
 
 
-def print_report(args, results: dict[str, list[Run]], searched: dict[str, Run], best: str, corpus: str,
+def print_report(args, results: dict[str, list[Run]], searches: dict[str, tuple[dict[str, Run], str]], corpus: str,
                  total_bytes: int, commands: dict[str, str], img2dataset: str | None, nginx: str) -> None:
     mode = "download and resize to 256 px border, JPEG 95" if args.resize else "download only (no re-encoding)"
     print()
@@ -500,11 +503,12 @@ def print_report(args, results: dict[str, list[Run]], searched: dict[str, Run], 
     print(f"- median of {args.runs} counted runs, contenders alternating (order rotated each round), "
           f"after {args.warmup} uncounted round(s); CPU = user+sys of the whole process tree; peak RSS = "
           f"largest sum of RSS over the contender's processes, polled every {args.poll * 1000:.0f} ms")
-    if searched:
-        tried = ", ".join(f"{setting}: {args.files / run.wall:,.0f} files/s, {run.peak_mib:,.0f} MiB"
-                          for setting, run in searched.items())
-        print(f"- img2dataset settings (processes x threads), one run each: {tried}; used: {best} "
-              f"(the fastest; within 5% of it, the one with less memory)")
+    for name, (searched, best) in searches.items():
+        if searched:
+            tried = ", ".join(f"{setting}: {args.files / run.wall:,.0f} files/s, {run.peak_mib:,.0f} MiB"
+                              for setting, run in searched.items())
+            print(f"- {name} settings (processes x threads), one run each: {tried}; used: {best} "
+                  f"(the fastest; within 5% of it, the one with less memory)")
     for name, command in commands.items():
         print(f"- {name}: `{command}`")
     print()
@@ -576,8 +580,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--resize", action="store_true", help="photo-like JPEGs resized to 256 px border mode")
     parser.add_argument("--distinct", type=int, default=500, help="--resize: different images generated")
-    parser.add_argument("-j", "--concurrency", type=int, default=256, help="downloads in flight: a2d-fetch -j; any2dataset gets --thread_count J/2 "
-                        "(per process, as in img2dataset: 2 processes x J/2 = J)")
+    parser.add_argument("-j", "--concurrency", type=int, default=256, help="the pipeline's a2d-fetch -j")
+    parser.add_argument("--a2d-settings", default="2x32,2x64,2x128",
+                        help="any2dataset --processes_count x --thread_count to try; the best is used")
     parser.add_argument("--i2d-settings", default="2x64,2x128,4x64",
                         help="img2dataset processes x threads to try once each; one value skips the search")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted rounds of our contenders first")
@@ -663,19 +668,25 @@ def main() -> None:
             shutil.rmtree(os.path.join(work, "out"), ignore_errors=True)
             return run
 
+        def pick(label: str, settings: list[str], script_for) -> tuple[dict[str, Run], str]:
+            """Each PxT setting once; the fastest of those that lost nothing, within 5% of it a tie
+            won by less memory."""
+            if len(settings) == 1:
+                return {}, settings[0]
+            print(f"{label} settings, one run each:", file=sys.stderr)
+            tried = {setting: one_run(f"{label} {setting}", script_for(setting)) for setting in settings}
+            complete = [s for s in tried if not tried[s].failed] or list(tried)
+            fastest = min(tried[s].wall for s in complete)
+            return tried, min((s for s in complete if tried[s].wall <= fastest * 1.05), key=lambda s: tried[s].peak_mib)
+
         searched, best = {}, None
-        settings = [s.strip() for s in args.i2d_settings.split(",") if s.strip()]
-        if args.img2dataset and len(settings) > 1:
-            print("img2dataset settings, one run each:", file=sys.stderr)
-            for setting in settings:
-                searched[setting] = one_run(f"img2dataset {setting}",
-                                            img2dataset_script(args.img2dataset, setting, args.resize))
-            # The fastest of those that lost nothing; within 5% of it counts as a tie, won by less memory.
-            complete = [s for s in searched if not searched[s].failed] or list(searched)
-            fastest = min(searched[s].wall for s in complete)
-            best = min((s for s in complete if searched[s].wall <= fastest * 1.05), key=lambda s: searched[s].peak_mib)
-        elif settings:
-            best = settings[0]
+        if args.img2dataset:
+            searched, best = pick("img2dataset", [s.strip() for s in args.i2d_settings.split(",") if s.strip()],
+                                  lambda setting: img2dataset_script(args.img2dataset, setting, args.resize))
+        a2d_searched, a2d_best = {}, None
+        if have_any2dataset:
+            a2d_searched, a2d_best = pick("any2dataset", [s.strip() for s in args.a2d_settings.split(",") if s.strip()],
+                                          lambda setting: any2dataset_script(args.resize, setting))
 
         pipeline, timings = pipeline_script(work, args.resize, args.concurrency)
         contenders = {}
@@ -683,7 +694,7 @@ def main() -> None:
             contenders["img2dataset"] = (img2dataset_script(args.img2dataset, best, args.resize), None)
         contenders["a2d pipeline"] = (pipeline, timings)
         if have_any2dataset:
-            contenders["any2dataset"] = (any2dataset_script(args.resize, args.concurrency), None)
+            contenders["any2dataset"] = (any2dataset_script(args.resize, a2d_best), None)
         commands = {"img2dataset": img2dataset_script("img2dataset", best, args.resize) if args.img2dataset else None,
                     "a2d pipeline": shown_pipeline(args.resize, args.concurrency),
                     "any2dataset": contenders.get("any2dataset", ("",))[0]}
@@ -692,7 +703,7 @@ def main() -> None:
         for round_ in range(args.warmup):
             print(f"warm-up round {round_ + 1}:", file=sys.stderr)
             for name, contender in contenders.items():
-                if name != "img2dataset" or not searched:
+                if name == "a2d pipeline" or not (searched if name == "img2dataset" else a2d_searched):
                     one_run(name, *contender)
         results = {name: [] for name in contenders}
         names = list(contenders)
@@ -701,7 +712,8 @@ def main() -> None:
             shift = round_ % len(names)
             for name in names[shift:] + names[:shift]:
                 results[name].append(one_run(name, *contenders[name]))
-        print_report(args, results, searched, best, corpus, total_bytes, commands, args.img2dataset, args.nginx)
+        print_report(args, results, {"img2dataset": (searched, best), "any2dataset": (a2d_searched, a2d_best)},
+                     corpus, total_bytes, commands, args.img2dataset, args.nginx)
 
 
 if __name__ == "__main__":
