@@ -10,7 +10,7 @@ Those arguments are parsed by the stage commands themselves and their library
 functions run composed in one process per part (`processes_count` parts, each
 `a2d-shard --part I/P` of the shards, as the README's xargs recipe does): the same
 stages, but payloads go from download to shard file as bytes, never as base64 JSON
-through a pipe, which measured ~15% of the pipeline's CPU (benchmarks/README.md).
+through a pipe: a quarter of the pipeline's CPU (benchmarks/README.md).
 Arguments that would change nothing here (wandb, Spark or Ray distributors) are
 refused with a message rather than silently ignored.
 """
