@@ -6,11 +6,14 @@ stage commands (`stage_commands`), which also gives the equivalent pipeline
 
     a2d-read | a2d-shard | a2d-fetch -w P | [a2d-subsample -w P] | a2d-write
 
-Those arguments are parsed by the stage commands themselves and their library
-functions run composed in one process per part (`processes_count` parts, each
-`a2d-shard --part I/P` of the shards, as the README's xargs recipe does): the same
-stages, but payloads go from download to shard file as bytes, never as base64 JSON
-through a pipe: a quarter of the pipeline's CPU (benchmarks/README.md).
+Downloading only (disable_all_reencoding), those arguments are parsed by the stage
+commands themselves and their library functions run composed in one process per part
+(`processes_count` parts, each `a2d-shard --part I/P` of the shards, as the README's
+xargs recipe does): the same stages, but payloads go from download to shard file as
+bytes, never as base64 JSON through a pipe: a quarter of the pipeline's CPU. With
+resizing, the stages run as the pipeline of processes above, where a2d-subsample's
+worker processes keep the cores busy; in one process per part they measured 25% slower
+(benchmarks/README.md).
 Arguments that would change nothing here (wandb, Spark or Ray distributors) are
 refused with a message rather than silently ignored.
 """
@@ -43,7 +46,7 @@ ARGUMENTS = [
     Argument("url_list", None, "A file, folder, glob or fsspec URL with the URLs to download (required)."),
     Argument("image_size", 256, "Side in pixels to resize images to.", int),
     Argument("output_folder", "images", "Output folder (local or fsspec URL such as s3://bucket/out)."),
-    Argument("processes_count", 1, "Processes, each downloading (and resizing) its part of the shards.", int),
+    Argument("processes_count", 1, "Processes: workers for fetching and resizing, or parts of the shards.", int),
     Argument("thread_count", 256, "Downloads in flight per process.", int),
     Argument("resize_mode", "border", "no, border, keep_ratio, keep_ratio_largest or center_crop."),
     Argument("resize_only_if_bigger", False, "Only ever make images smaller.", bool),
@@ -201,10 +204,15 @@ def download(progress: bool = False, quiet: bool = False, **arguments) -> dict:
     stages = stage_commands(**arguments)
     if arguments.get("incremental_mode") == "overwrite":
         _remove_output(arguments.get("output_folder", DEFAULTS["output_folder"]))
-    parts = max(1, int(arguments.get("processes_count", DEFAULTS["processes_count"])))
-    if str(arguments["url_list"]) == "-":
-        parts = 1  # standard input can be read once
-    run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet)
+    if any(stage[0] == "subsample" for stage in stages):
+        # Resizing is most of the CPU: a2d-subsample's own worker processes keep every core busy,
+        # where one process per part left a third of them idle (benchmarks/README.md).
+        run_stages(stages, progress=progress, quiet=quiet)
+    else:
+        parts = max(1, int(arguments.get("processes_count", DEFAULTS["processes_count"])))
+        if str(arguments["url_list"]) == "-":
+            parts = 1  # standard input can be read once
+        run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet)
     from .stats import dataset_stats
 
     return dataset_stats(arguments.get("output_folder", DEFAULTS["output_folder"]))
@@ -224,6 +232,38 @@ def _first_shard_settled(stages: list[list[str]]) -> list[list[str]]:
     return settled
 
 
+def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = False) -> None:
+    """Run the stages as one pipeline of processes; raise StageFailed for the first that failed."""
+    processes, previous = [], None
+    try:
+        for index, stage in enumerate(stages):
+            last = index == len(stages) - 1
+            command = [sys.executable, "-m", f"any2dataset.{stage[0]}", *stage[1:]]
+            if progress and stage[0] == "fetch":
+                command.append("--progress")
+            if quiet:
+                command.append("--quiet")
+            process = subprocess.Popen(command, stdin=previous, stdout=None if last else subprocess.PIPE)
+            if previous is not None:
+                previous.close()  # the next stage holds it now: a dead reader gives the writer SIGPIPE
+            previous = process.stdout
+            processes.append((stage[0], process))
+        statuses = [(name, process.wait()) for name, process in processes]
+    except BaseException:
+        _stop([process for _, process in processes])
+        raise
+    for name, status in statuses:
+        if status != 0:
+            raise StageFailed(f"a2d-{name}", status)
+
+
+def _stop(processes: list) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.wait()
+
+
 PART_VARIABLE = "A2D_ALL_IN_ONE_PART"  # what a part process runs: JSON of stages, part, parts, progress
 
 
@@ -240,10 +280,7 @@ def run_parts(stages: list[list[str]], parts: int, progress: bool = False, quiet
                                               stdin=stdin, stdout=subprocess.DEVNULL))
         statuses = [process.wait() for process in processes]
     except BaseException:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            process.wait()
+        _stop(processes)
         raise
     for part, status in enumerate(statuses):
         if status != 0:

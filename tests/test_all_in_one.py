@@ -172,7 +172,8 @@ def test_thread_count_is_per_process_as_in_img2dataset():
 
 
 def test_a_bad_url_list_is_reported_once_not_by_every_part(tmp_path, pipeline):
-    result = pipeline(f"any2dataset --url_list {tmp_path}/missing.txt --output_folder out --processes_count 3")
+    result = pipeline(f"any2dataset --url_list {tmp_path}/missing.txt --output_folder out --processes_count 3 "
+                      "--disable_all_reencoding True")
     assert result.returncode == 2
     assert result.stderr.decode().count("missing.txt: no such file") == 1, result.stderr
 

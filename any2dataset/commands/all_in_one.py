@@ -32,9 +32,10 @@ def _with_arguments(function):
     short_help="download a URL list into a dataset, img2dataset-style",
     help="Download the files of url_list into a dataset in output_folder: img2dataset's arguments and "
          "defaults (--url_list, --output_folder, --processes_count, --thread_count, --output_format, ...), "
-         "made from the stages of a2d-read | a2d-shard | a2d-fetch | a2d-subsample | a2d-write, composed in "
-         "one process per part of the shards (processes_count parts, thread_count downloads in flight each), "
-         "so payloads are never turned into text. Arguments take underscores or dashes. Prints the a2d-stats "
+         "made from the stages of a2d-read | a2d-shard | a2d-fetch | a2d-subsample | a2d-write: with resizing "
+         "that pipeline of processes; with --disable_all_reencoding the stages composed in one process per "
+         "part of the shards (processes_count parts, thread_count downloads in flight each), so payloads "
+         "are never turned into text. Arguments take underscores or dashes. Prints the a2d-stats "
          "summary of the output folder at the end.",
     epilog=f"\b\nExample:\n  any2dataset --url_list urls.parquet --input_format parquet --url_col url "
            f"--caption_col caption --output_format webdataset --output_folder out --processes_count 2\n\n"
