@@ -295,7 +295,6 @@ class _Configured:
     read: object
     shard: object
     fetch: object
-    subsample: object | None
     output_folder: str
     write: object
 
@@ -306,24 +305,18 @@ def _configure(stages: list[list[str]], part: int, parts: int) -> _Configured:
     from .commands import fetch as fetch_command
     from .commands import read as read_command
     from .commands import shard as shard_command
-    from .commands import subsample as subsample_command
     from .commands import write as write_command
 
-    commands = {"read": read_command, "shard": shard_command, "fetch": fetch_command,
-                "subsample": subsample_command, "write": write_command}
+    commands = {"read": read_command, "shard": shard_command, "fetch": fetch_command, "write": write_command}
     try:
         params = {name: _parsed(commands[name].main, arguments) for name, *arguments in stages}
         fetch_options = fetch_command.fetch_options(**params["fetch"])
-        subsample_options = None
-        if "subsample" in params:
-            subsample_options = subsample_command.subsample_options(**params["subsample"])
         return _Configured(
             inputs=params["read"]["inputs"],
             read=read_command.read_options(**params["read"]),
             shard=shard_command.shard_options(**dict(params["shard"], part=f"{part}/{parts}")),
             # -j is the whole command's (thread_count x processes_count): each part has its share.
             fetch=dataclasses.replace(fetch_options, concurrency=max(1, fetch_options.concurrency // parts)),
-            subsample=subsample_options and dataclasses.replace(subsample_options, workers=1),  # this process
             output_folder=params["write"]["output_folder"],
             write=write_command.write_options(**params["write"]),
         )
@@ -332,18 +325,16 @@ def _configure(stages: list[list[str]], part: int, parts: int) -> _Configured:
 
 
 def run_part(stages: list[list[str]], part: int, parts: int, console) -> int:
-    """One part: the stages' library functions composed. Returns the number of shards written."""
+    """One part: read | shard | fetch | write composed in this process (no subsample: with
+    resizing, download() runs the pipeline of processes). Returns the number of shards written."""
     from .fetch import fetch
     from .read import read
     from .shard import shard
-    from .subsample import subsample
     from .write import write
 
     configured = _configure(stages, part, parts)
     records = shard(_as_on_the_wire(read(configured.inputs, configured.read)), configured.shard)
     records = fetch(records, configured.fetch)
-    if configured.subsample is not None:
-        records = subsample(records, configured.subsample)
     records = console.track(records, unit="file", position=part)
     written = write(records, configured.output_folder, configured.write, on_note=console.warn)
     return sum(1 for _ in written)

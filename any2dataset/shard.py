@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 from . import record as rec
 from .errors import BadInput, UsageProblem
-from .streams import RecordWriter
 from .layout import finished_shards, last_shard
+from .streams import RecordWriter
 
 
 @dataclass

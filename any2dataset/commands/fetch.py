@@ -133,21 +133,13 @@ class _Progress:
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, concurrency, per_host, timeout, deadline, retries, backoff, max_retry_after, max_size, max_redirects,
-         hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env, disallowed_header_directives,
-         schemes, networks, pinned, insecure, retry_failed, ordered, workers, worker, on_error, output, console):
+def main(inputs, workers, worker, on_error, output, console, **params):
     if worker:  # one of the processes of a parent a2d-fetch: options come from it
         return _work_for_parent()
-    options = fetch_options(
-        concurrency=concurrency, per_host=per_host, timeout=timeout, deadline=deadline, retries=retries,
-        backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
-        hash_name=hash_name, verify_hash=verify_hash, user_agent=user_agent, user_agent_token=user_agent_token,
-        headers=headers, headers_env=headers_env, disallowed_header_directives=disallowed_header_directives,
-        schemes=schemes, networks=networks, pinned=pinned, insecure=insecure, retry_failed=retry_failed,
-        ordered=ordered)
+    options = fetch_options(**params)
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
-    workers = 1 if ordered else (workers or min(4, _cores()))
+    workers = 1 if options.ordered else (workers or min(4, _cores()))
     progress = _Progress(console) if console.progress else None
     tally = Tally()
     try:

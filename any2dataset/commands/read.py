@@ -31,9 +31,8 @@ def _column_list(text: str | None) -> list[str] | None:
 @click.option("--inline", is_flag=True, help="With --input-format raw: put each file's bytes in its record.")
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, input_format, url_col, caption_col, clip_col, save_additional_columns, inline, output, console):
-    options = read_options(input_format=input_format, url_col=url_col, caption_col=caption_col, clip_col=clip_col,
-                           save_additional_columns=save_additional_columns, inline=inline)
+def main(inputs, output, console, **params):
+    options = read_options(**params)
     with RecordWriter(output) as out:
         count = out.write_all(console.track(reading.read(inputs or ["-"], options)))
     console.info(f"{count} records")

@@ -35,17 +35,15 @@ from ..streams import RecordReader, RecordWriter
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part, split_folder,
-         shards_per_file, on_error, output, console):
+def main(inputs, split_folder, shards_per_file, on_error, output, console, **params):
     console.waiting_on_terminal(inputs)
-    options = shard_options(number_sample_per_shard=number_sample_per_shard, oom_shard_count=oom_shard_count,
-                            start_shard=start_shard, extend=extend, skip_done=skip_done, part=part)
+    options = shard_options(**params)
     if options.done:
-        console.info(f"{len(options.done)} finished shard(s) in {skip_done} will be skipped")
+        console.info(f"{len(options.done)} finished shard(s) in {params['skip_done']} will be skipped")
     reader = RecordReader(inputs, on_error=on_error)
     records = console.track(sharding.shard(reader, options))
     if split_folder:
-        files = sharding.split(records, split_folder, shards_per_file, oom_shard_count)
+        files = sharding.split(records, split_folder, shards_per_file, options.oom_shard_count)
         console.skipped(reader)
         console.info(f"{len(files)} file(s) written to {split_folder}")
         return

@@ -39,14 +39,10 @@ from ..write import FORMATS, WriteOptions, write
               help="Also write shardindex.json, a wids shard index of every finished tar and its sample count.")
 @on_error_option
 @common_options
-def main(output_folder, inputs, output_format, number_sample_per_shard, oom_shard_count, start_shard,
-         max_open_shards, keep_failed, payload_columns, index, on_error, console):
+def main(output_folder, inputs, on_error, console, **params):
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error, decode=True)
-    options = write_options(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
-                            oom_shard_count=oom_shard_count, start_shard=start_shard,
-                            max_open_shards=max_open_shards, keep_failed=keep_failed, index=index,
-                            payload_columns=payload_columns)
+    options = write_options(**params)
     shards = rows = successes = 0
     shards_written = write(reader, output_folder, options, on_bad_record=reader.bad, on_note=console.warn)
     for stats in console.track(shards_written, unit="shard"):
