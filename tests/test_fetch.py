@@ -126,20 +126,23 @@ def test_user_agent_is_sent(http_server):
     assert request["headers"]["User-Agent"] == f"any2dataset/{__version__}"
 
 
-def test_a_slow_consumer_bounds_what_is_read_ahead(http_server):
-    """Backpressure: with 4 slots + 4 buffered, input is not read far ahead of the consumer."""
+@pytest.mark.parametrize("lookahead", [0, 20])
+def test_a_slow_consumer_bounds_what_is_read_ahead(http_server, lookahead):
+    """Backpressure: with 4 slots, 4 buffered and the lookahead for waiting hosts, input is
+    not read further ahead of the consumer."""
     pulled = []
 
     def source():
         for i in range(100):
             pulled.append(i)
-            yield {"url": http_server.url(f"bp/{i}.bin", size=10)}
+            yield {"url": http_server.url(f"bp/{lookahead}/{i}.bin", size=10)}
 
-    results = fetch(source(), FetchOptions(concurrency=4, buffer=4))
+    results = fetch(source(), FetchOptions(concurrency=4, buffer=4, lookahead=lookahead))
     next(results)
     time.sleep(0.5)
-    # 8 slots, plus the one the consumed record freed, plus one read and waiting for a slot.
-    assert len(pulled) <= 4 + 4 + 1 + 1
+    # 8 slots and the lookahead, plus the one the consumed record freed, plus one read and waiting.
+    assert len(pulled) <= 4 + 4 + lookahead + 1 + 1
+    assert len(pulled) >= 4 + 4 + lookahead
     assert len(list(results)) == 99
 
 

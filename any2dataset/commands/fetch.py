@@ -9,11 +9,14 @@ import click
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..fetch import (
     DEFAULT_DISALLOWED_DIRECTIVES,
+    DEFAULT_PER_HOST,
     DEFAULT_SCHEMES,
     DEFAULT_USER_AGENT,
     HASH_NAMES,
+    RAMP_START,
     FetchOptions,
 )
+from ..fetch.dns import parse_server
 from ..fetch.processes import (
     Tally,
     fetch_in_workers,
@@ -89,7 +92,18 @@ class _Progress:
 @input_paths_argument
 @click.option("-j", "--concurrency", default=64, show_default=True, type=click.IntRange(1),
               help="Downloads in flight at once.")
-@click.option("--per-host", type=click.IntRange(1), help="Downloads in flight to one host at once (default: no cap).")
+@click.option("--per-host", default=DEFAULT_PER_HOST, show_default=True, type=click.IntRange(0),
+              help="Downloads in flight to one host at most; 0: no cap and no ramp-up.")
+@click.option("--ramp-up/--no-ramp-up", default=True, show_default=True,
+              help=f"Start each host at {RAMP_START} downloads in flight, one more per answer up to --per-host.")
+@click.option("--lookahead", type=click.IntRange(0), metavar="N",
+              help="Records read ahead while their host waits its turn [default: 4 x -j, at least 1024].")
+@click.option("--dns-server", "dns_servers", multiple=True, metavar="ADDRESS[:PORT]",
+              help="Ask this name server (repeatable) [default: those of /etc/resolv.conf].")
+@click.option("--system-dns", is_flag=True,
+              help="Resolve through the system (getaddrinfo, a thread per lookup) instead of asking name servers.")
+@click.option("--dns-cache", default=100_000, show_default=True, type=click.IntRange(1), metavar="NAMES",
+              help="Host names remembered, found or not.")
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds to connect, and at most between two reads.")
 @click.option("--deadline", default=60.0, show_default=True, type=click.FloatRange(0, min_open=True),
@@ -156,8 +170,8 @@ def main(inputs, workers, worker, on_error, output, console, **params):
                  f"{tally.records - tally.successes} failed or passed through" + (f" ({kinds})" if kinds else ""))
 
 
-def fetch_options(*, concurrency, per_host, timeout, deadline, retries, backoff, max_retry_after, max_size,
-                  max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
+def fetch_options(*, concurrency, per_host, ramp_up, lookahead, dns_servers, system_dns, dns_cache, timeout,
+                  deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
                   disallowed_header_directives, schemes, networks, pinned, insecure, retry_failed, ordered,
                   **_other) -> FetchOptions:
     """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
@@ -168,8 +182,14 @@ def fetch_options(*, concurrency, per_host, timeout, deadline, retries, backoff,
             ipaddress.ip_network(network, strict=False)
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--allow-address") from None
+    for server in dns_servers:
+        try:
+            parse_server(server)
+        except ValueError:
+            raise click.BadParameter(f"{server!r} is not ADDRESS or ADDRESS:PORT", param_hint="--dns-server") from None
     return FetchOptions(
-        concurrency=concurrency, per_host=per_host, timeout=timeout, deadline=deadline, retries=retries,
+        concurrency=concurrency, per_host=per_host, ramp_up=ramp_up, lookahead=lookahead,
+        dns_servers=tuple(dns_servers), system_dns=system_dns, dns_cache=dns_cache, timeout=timeout, deadline=deadline, retries=retries,
         backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
         hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
         user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
@@ -215,7 +235,7 @@ def _fetch_in_processes(reader, options, workers, progress) -> Tally:
             progress.show(tally)
 
     sys.stdout.flush()
-    fetch_in_workers(reader.lines(), options, workers, on_tally)
+    fetch_in_workers(reader.pairs(), options, workers, on_tally)
     return latest[0]
 
 

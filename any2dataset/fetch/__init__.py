@@ -1,12 +1,12 @@
 """a2d-fetch's library: download every record's URL; failures become records, never gaps.
 
-`fetch` and `needs_fetch` load the network engine (aiohttp) on first use."""
+`fetch` and `needs_fetch` load the network engine (libcurl) on first use."""
 
-from .options import (DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_SCHEMES, DEFAULT_USER_AGENT, HASH_NAMES,
-                      FetchOptions)
+from .options import (DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_PER_HOST, DEFAULT_SCHEMES, DEFAULT_USER_AGENT,
+                      HASH_NAMES, RAMP_START, FetchOptions)
 
 __all__ = ["fetch", "FetchOptions", "needs_fetch", "DEFAULT_SCHEMES", "DEFAULT_DISALLOWED_DIRECTIVES",
-           "DEFAULT_USER_AGENT", "HASH_NAMES"]
+           "DEFAULT_PER_HOST", "DEFAULT_USER_AGENT", "HASH_NAMES", "RAMP_START"]
 
 
 def __getattr__(name):

@@ -4,11 +4,18 @@ libcurl parses, buffers and times requests in C: a bare download loop measured
 13,600 files/s against aiohttp's 4,700 on this machine (benchmarks/README.md).
 Its sockets are watched by the event loop (M_SOCKETFUNCTION / M_TIMERFUNCTION),
 so the rest of the engine (tasks, retries, per-host slots, other sources) stays
-asyncio. Each attempt is awaited as a future.
+asyncio. Each request is awaited as a future; redirects come back to the engine,
+which checks and schedules the next hop like any other request.
 
-Guards live in libcurl's own hooks: redirects only to http/https, and every
-connection, to a first host or a redirect target, after DNS, through an
-open-socket callback that refuses link-local and cloud metadata addresses.
+Timeouts: libcurl holds a request to `--timeout` while it connects and to the
+deadline it is given as a whole; between two reads, a watchdog of ours holds it to
+`--timeout` (libcurl's low-speed check averages over seconds). A request enters
+libcurl only once it has its slots, so time spent waiting for them never counts.
+
+One connection pool, TLS session cache and HTTP/2 multiplexing (PIPEWAIT: a burst to
+one host waits for the first connection and shares it) serve every request.
+Every connection, to a first host or a redirect target, passes an open-socket
+callback that refuses link-local and cloud metadata addresses.
 """
 
 import asyncio
@@ -24,6 +31,7 @@ from . import policy
 _STATUS_LINE = b"HTTP/"
 _READS = frozenset({pycurl.POLL_IN, pycurl.POLL_INOUT})
 _WRITES = frozenset({pycurl.POLL_OUT, pycurl.POLL_INOUT})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 
 
 def _ca_file() -> str | None:
@@ -60,39 +68,47 @@ _ERRORS = {
 
 
 class Outcome:
-    """What one attempt gave: a body, or an error kind and message (and the HTTP status)."""
+    """What one request gave: a body, a redirect (`location`), or an error kind and
+    message; its HTTP status, and the seconds it spent in libcurl."""
 
-    __slots__ = ("body", "status", "content_type", "final_url", "kind", "message", "retry_after")
+    __slots__ = ("body", "status", "content_type", "location", "kind", "message", "retry_after", "seconds",
+                 "final")
 
-    def __init__(self, body=None, status=None, content_type=None, final_url=None, kind=None, message=None,
-                 retry_after=None):
+    def __init__(self, body=None, status=None, content_type=None, location=None, kind=None, message=None,
+                 retry_after=None, seconds=0.0, final=False):
         self.body = body
         self.status = status
         self.content_type = content_type
-        self.final_url = final_url
+        self.location = location
         self.kind = kind
         self.message = message
         self.retry_after = retry_after
+        self.seconds = seconds
+        self.final = final  # a failure that another try would not change
 
 
 class _Transfer:
-    """One attempt's state, reachable from libcurl's callbacks."""
+    """One request's state, reachable from libcurl's callbacks."""
 
-    __slots__ = ("chunks", "size", "headers", "refused", "future", "client", "reason", "last")
+    __slots__ = ("chunks", "size", "headers", "refused", "future", "client", "reason", "last", "started",
+                 "answered", "deadline")
 
-    def __init__(self, client, future):
+    def __init__(self, client, future, deadline):
         self.client = client
         self.future = future
         self.chunks = []
         self.size = 0
-        self.headers = []  # of the latest response (a redirect starts a new list)
+        self.headers = []  # of the latest response (a 1xx starts a new list)
         self.refused = None  # (kind, message) when we stopped the transfer ourselves
         self.reason = None  # the latest status line's reason phrase
-        self.last = time.monotonic()  # when data last came: the read timeout counts from here
+        self.started = self.last = time.monotonic()  # data last came: the read timeout counts from here
+        self.answered = False  # a status line came
+        self.deadline = deadline
 
     def on_header(self, line: bytes):
         self.last = time.monotonic()
         if line.startswith(_STATUS_LINE):
+            self.answered = True
             self.headers = []
             parts = line.split(None, 2)
             self.reason = parts[2].strip().decode("latin-1") if len(parts) == 3 else None
@@ -125,17 +141,22 @@ class CurlClient:
         self.robots_tokens = robots_tokens
         self.disallowed = disallowed
         self.max_size = options.max_size
+        self.timeout = options.timeout
         self.headers = [f"{name}: {value}" for name, value in options.headers.items()]
+        self.pinned = list(options.resolve)
         self.multi = pycurl.CurlMulti()
         self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
         self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
         self.multi.setopt(pycurl.M_MAXCONNECTS, max(options.concurrency, 16))
+        self.share = pycurl.CurlShare()  # TLS sessions resumed by whichever handle connects next
+        self.share.setopt(pycurl.SH_SHARE, pycurl.LOCK_DATA_SSL_SESSION)
         self.idle: list[pycurl.Curl] = []
+        self.handles: list[pycurl.Curl] = []
         self.timer: asyncio.TimerHandle | None = None
         self.watched: dict[int, int] = {}
         self.active: dict[pycurl.Curl, _Transfer] = {}
-        # libcurl has no read timeout (its low-speed check averages over seconds): watch idleness here.
-        self.idle_check = loop.call_later(min(0.25, options.timeout / 2), self._check_idle)
+        self.period = min(0.25, self.timeout / 4)
+        self.idle_check = loop.call_later(self.period, self._check_idle)
 
     # --- the event loop side
 
@@ -185,65 +206,89 @@ class CurlClient:
                 break
 
     def _check_idle(self) -> None:
-        limit = time.monotonic() - self.options.timeout
+        """The read timeout, for every request in flight whether its connection is new or
+        reused; and the deadline again, should libcurl's timer ever be late."""
+        now = time.monotonic()
+        quiet_since = now - self.timeout
         for handle, transfer in list(self.active.items()):
-            if transfer.last < limit and handle.getinfo(pycurl.CONNECT_TIME) > 0:
-                self._release(handle)
-                if not transfer.future.done():
-                    transfer.future.set_result(Outcome(
-                        kind="timeout", message=f"no data for {self.options.timeout:g}s (--timeout)"))
-        self.idle_check = self.loop.call_later(min(0.25, self.options.timeout / 2), self._check_idle)
+            if transfer.last < quiet_since:
+                self._end(handle, transfer, *self._silence(handle, transfer))
+            elif now - transfer.started > transfer.deadline + 1:
+                self._end(handle, transfer, "timeout", f"deadline of {transfer.deadline:g}s exceeded")
+        self.idle_check = self.loop.call_later(self.period, self._check_idle)
 
-    # --- one attempt
+    def _silence(self, handle: pycurl.Curl, transfer: _Transfer) -> tuple[str, str]:
+        if not self._connected(handle):
+            return "connect", f"no connection within {self.timeout:g}s (--timeout)"
+        if not transfer.answered:
+            return "timeout", f"no answer within {self.timeout:g}s of the request (--timeout)"
+        return "timeout", f"no data for {self.timeout:g}s (--timeout)"
 
-    async def get(self, url: str) -> Outcome:
-        handle = self.idle.pop() if self.idle else pycurl.Curl()
-        transfer = _Transfer(self, self.loop.create_future())
-        self._configure(handle, url, transfer)
+    @staticmethod
+    def _connected(handle: pycurl.Curl) -> bool:
+        """Whether the request has a connection (new or reused): libcurl reaches "pretransfer"
+        only then. (CONNECT_TIME is 0 on a reused connection.)"""
+        return handle.getinfo(pycurl.PRETRANSFER_TIME_T) > 0
+
+    def _end(self, handle: pycurl.Curl, transfer: _Transfer, kind: str, message: str) -> None:
+        self._release(handle)
+        if not transfer.future.done():
+            transfer.future.set_result(Outcome(kind=kind, message=message,
+                                               seconds=time.monotonic() - transfer.started))
+
+    # --- one request
+
+    async def get(self, url: str, resolve: list[str] | None, deadline: float) -> Outcome:
+        """GET `url` (no redirect followed), within `deadline` seconds; `resolve` pins
+        addresses as curl's --resolve does."""
+        handle = self.idle.pop() if self.idle else self._new_handle()
+        transfer = _Transfer(self, self.loop.create_future(), deadline)
+        handle.setopt(pycurl.URL, url)
+        handle.setopt(pycurl.TIMEOUT_MS, max(1, int(deadline * 1000)))
+        handle.setopt(pycurl.RESOLVE, self.pinned + resolve if resolve else self.pinned)
+        handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
+        handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
         handle.transfer = transfer
-        handle.url = url
         self.active[handle] = transfer
-        transfer.last = time.monotonic()
         self.multi.add_handle(handle)
         try:
             return await transfer.future
         finally:
-            if not transfer.future.done():  # cancelled (deadline, Ctrl-C): take it out of libcurl
+            if not transfer.future.done():  # cancelled (Ctrl-C, a closed output): take it out of libcurl
                 self._release(handle)
 
-    def _configure(self, handle: pycurl.Curl, url: str, transfer: _Transfer) -> None:
+    def _new_handle(self) -> pycurl.Curl:
+        """A handle with the options every request shares (libcurl keeps them across requests)."""
         options = self.options
-        handle.setopt(pycurl.URL, url)
+        handle = pycurl.Curl()
         handle.setopt(pycurl.NOSIGNAL, 1)
         handle.setopt(pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        handle.setopt(pycurl.REDIR_PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS)
-        handle.setopt(pycurl.FOLLOWLOCATION, 1 if options.max_redirects else 0)
-        handle.setopt(pycurl.MAXREDIRS, options.max_redirects)
+        handle.setopt(pycurl.FOLLOWLOCATION, 0)  # the engine follows, through its checks and slots
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, int(options.timeout * 1000))
-        handle.setopt(pycurl.TIMEOUT_MS, int(options.deadline * 1000))
         handle.setopt(pycurl.MAXFILESIZE_LARGE, options.max_size)
         handle.setopt(pycurl.BUFFERSIZE, 512 * 1024)
         handle.setopt(pycurl.USERAGENT, options.full_user_agent())
         handle.setopt(pycurl.HTTPHEADER, self.headers)
-        handle.setopt(pycurl.RESOLVE, list(options.resolve))
         handle.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode; bodies arrive decoded
         handle.setopt(pycurl.SSL_VERIFYPEER, 0 if options.insecure else 1)
         handle.setopt(pycurl.SSL_VERIFYHOST, 0 if options.insecure else 2)
         if CA_FILE:
             handle.setopt(pycurl.CAINFO, CA_FILE)
-        handle.setopt(pycurl.HEADERFUNCTION, transfer.on_header)
-        handle.setopt(pycurl.WRITEFUNCTION, transfer.on_body)
-        handle.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket(transfer))
+        handle.setopt(pycurl.SHARE, self.share)
+        handle.setopt(pycurl.PIPEWAIT, 1)
+        handle.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket(handle))
+        self.handles.append(handle)
+        return handle
 
-    def _open_socket(self, transfer: _Transfer):
+    def _open_socket(self, handle: pycurl.Curl):
         guard = self.guard
 
         def open_socket(purpose, address):
             family, socktype, protocol, where = address
             host = where[0]
             if not guard.address_allowed(host):
-                transfer.refused = ("address_denied", f"address {host} is link-local or a cloud metadata "
-                                                      f"address (see --allow-address)")
+                handle.transfer.refused = ("address_denied", f"address {host} is link-local or a cloud metadata "
+                                                             f"address (see --allow-address)")
                 return pycurl.SOCKET_BAD
             return socket.socket(family, socktype, protocol)
 
@@ -265,33 +310,33 @@ class CurlClient:
         transfer = handle.transfer
         status = handle.getinfo(pycurl.RESPONSE_CODE) or None
         content_type = handle.getinfo(pycurl.CONTENT_TYPE)
-        final_url = handle.getinfo(pycurl.EFFECTIVE_URL) if handle.getinfo(pycurl.REDIRECT_COUNT) else \
-            handle.url
+        connected = self._connected(handle)
         self._release(handle)
         if transfer.future.done():
             return
+        seconds = time.monotonic() - transfer.started
         if transfer.refused is not None:
             kind, text = transfer.refused
             outcome = Outcome(kind=kind, message=text, status=status if kind == "robots_optout" else None)
         elif code is not None:
             kind = _ERRORS.get(code, "other")
-            outcome = Outcome(kind=kind, message=self._message(code, message))
+            text = message or f"libcurl error {code}"
+            if code == pycurl.E_OPERATION_TIMEDOUT:
+                if not connected:
+                    kind, text = "connect", f"no connection within {min(self.timeout, transfer.deadline):g}s: {text}"
+                else:
+                    text = f"deadline of {transfer.deadline:g}s exceeded: {text}"
+            outcome = Outcome(kind=kind, message=text)
+        elif status in REDIRECT_STATUSES and transfer.header("location"):
+            outcome = Outcome(status=status, location=transfer.header("location")[0])
         elif status is not None and status >= 400:
             kind, text = policy.http_error(status, transfer.reason)
             outcome = Outcome(kind=kind, message=text, status=status,
                               retry_after=policy.retry_after_seconds(next(iter(transfer.header("retry-after")), None)))
         else:
-            outcome = Outcome(body=b"".join(transfer.chunks), status=status, content_type=content_type,
-                              final_url=final_url)
+            outcome = Outcome(body=b"".join(transfer.chunks), status=status, content_type=content_type)
+        outcome.seconds = seconds
         transfer.future.set_result(outcome)
-
-    def _message(self, code: int, message: str | None) -> str:
-        if code == pycurl.E_OPERATION_TIMEDOUT and message:
-            if "too slow" in message:
-                return f"no data for {self.options.timeout:g}s (--timeout): {message}"
-            if "onnect" not in message:
-                return f"deadline of {self.options.deadline:g}s exceeded: {message}"
-        return message or f"libcurl error {code}"
 
     def _release(self, handle: pycurl.Curl) -> None:
         if self.active.pop(handle, None) is None:
@@ -301,7 +346,7 @@ class CurlClient:
         except pycurl.error:
             pass
         handle.transfer = None
-        # Callbacks hold the transfer; unset them so nothing outlives the attempt.
+        # Callbacks hold the transfer; unset them so nothing outlives the request.
         handle.setopt(pycurl.HEADERFUNCTION, _ignore)
         handle.setopt(pycurl.WRITEFUNCTION, _ignore)
         self.idle.append(handle)
@@ -314,9 +359,12 @@ class CurlClient:
             self.loop.remove_reader(fd)
             self.loop.remove_writer(fd)
         self.watched.clear()
-        for handle in self.idle:
+        for handle in list(self.active):
+            self._release(handle)
+        for handle in self.handles:
             handle.close()
         self.multi.close()
+        self.share.close()
 
 
 def _ignore(data):

@@ -16,22 +16,22 @@ per-record hand-offs cost more than the downloads (benchmarks/README.md).
 
 import asyncio
 import collections
-import contextlib
+import ipaddress
 import queue
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 from .. import record as rec
-from . import policy, sources
+from . import dns, policy, sources
 from .curl import CurlClient, Outcome
 from .guards import Guard
-from .options import FetchOptions
+from .hosts import HostDown, HostLimits
+from .options import RAMP_START, FetchOptions
 
 _DONE = object()
-_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 try:  # uvloop measured 20% more downloads/s than asyncio's own loop (benchmarks/README.md)
     import uvloop
@@ -55,7 +55,7 @@ def fetch(records: Iterable[dict], options: FetchOptions | None = None) -> Itera
     """Download each record's `url`. Every record comes out once: in completion order,
     or in input order with `ordered`."""
     options = options or FetchOptions()
-    credits = _Credits(options.concurrency + (options.buffer or options.concurrency))
+    credits = _Credits(options.concurrency + (options.buffer or options.concurrency) + options.lookahead_default())
     results: queue.SimpleQueue = queue.SimpleQueue()
     run = _Run(iter(records), options, credits, results)
     thread = threading.Thread(target=run.loop_thread, name="a2d-fetch-loop", daemon=True)
@@ -149,7 +149,9 @@ class _Run:
         self.guard = Guard(options.allowed_schemes, options.allowed_networks)
         self.robots_tokens = options.robots_tokens()
         self.disallowed = frozenset(d.lower() for d in options.disallowed_directives)
-        self.host_slots: dict[str, list] = {}
+        self.hosts = HostLimits(options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
+                                max_pause=options.max_retry_after)
+        self.pinned = {entry.rsplit(":", 1)[0].lower() for entry in options.resolve}  # HOST:PORT given by --resolve
 
     def loop_thread(self) -> None:
         try:
@@ -175,10 +177,14 @@ class _Run:
         self.loop = asyncio.get_running_loop()
         self.main = asyncio.current_task()
         options = self.options
+        _allow_open_files(options.concurrency)
         self.in_flight = asyncio.Semaphore(options.concurrency)
         self.pending: set[asyncio.Task] = set()
         self.input_done = asyncio.Event()
         self.files = ThreadPoolExecutor(max_workers=min(options.concurrency, 32), thread_name_prefix="a2d-files")
+        self.resolver = None if options.system_dns or dns.proxy_in_environment() else \
+            dns.Resolver.from_system(list(options.dns_servers), cache_size=options.dns_cache,
+                                     timeout=min(options.timeout, 5.0))
         self.curl = CurlClient(self.loop, options, self.guard, self.robots_tokens, self.disallowed)
         try:
             reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
@@ -243,9 +249,9 @@ class _Run:
             return rec.failure(record, "failed_to_download", *problem)
         # The guard has parsed the URL already: the scheme is what stands before the colon.
         scheme = "file" if url.startswith("/") else url.partition(":")[0].lower()
-        started = time.monotonic()
         if scheme in ("http", "https"):
-            return await self._fetch_http(record, url, started)
+            return await self._fetch_http(record, url)
+        started = time.monotonic()
         try:
             if scheme == "data":
                 body, mime = sources.read_data_url(url, self.options.max_size)
@@ -253,57 +259,113 @@ class _Run:
                 body = await self.loop.run_in_executor(self.files, sources.read_fsspec, url, self.options.max_size)
                 mime = None
         except sources.SourceError as error:
-            return _failed(record, error.kind, str(error), started, 0)
-        return _succeeded(record, body, mime, url if scheme != "data" else "data:", started, 0)
+            return _failed(record, error.kind, str(error), time.monotonic() - started, 0)
+        return _succeeded(record, body, mime, url if scheme != "data" else "data:", time.monotonic() - started, 0)
 
-    async def _fetch_http(self, record: dict, url: str, started: float) -> dict:
+    async def _fetch_http(self, record: dict, url: str) -> dict:
         options = self.options
         attempt = 0
+        seconds = 0.0  # in requests only: waiting for a slot, DNS or a retry does not count
         while True:
-            if options.per_host:
-                async with self._host_slot(url), self.in_flight:
-                    outcome = await self._attempt(url)
-            else:
-                async with self.in_flight:
-                    outcome = await self._attempt(url)
+            outcome, final_url = await self._follow(url)
+            seconds += outcome.seconds
             if outcome.kind is None:
                 record["http_status"] = outcome.status
-                result = _succeeded(record, outcome.body, outcome.content_type, outcome.final_url, started, attempt)
-                result["final_url"] = outcome.final_url if outcome.final_url != url else None
+                result = _succeeded(record, outcome.body, outcome.content_type, final_url, seconds, attempt)
+                result["final_url"] = final_url if final_url != url else None
                 return result
-            if attempt >= options.retries or not policy.retryable(outcome.kind, outcome.status):
+            if outcome.final or attempt >= options.retries or not policy.retryable(outcome.kind, outcome.status):
                 if outcome.status is not None:
                     record["http_status"] = outcome.status
-                return _failed(record, outcome.kind, outcome.message, started, attempt)
+                return _failed(record, outcome.kind, outcome.message, seconds, attempt)
             wait = policy.backoff(attempt, options.backoff, options.max_backoff)
             if outcome.retry_after is not None:  # the server said when: believe it, within reason
                 wait = min(outcome.retry_after, options.max_retry_after)
             await asyncio.sleep(wait)  # holding no slot meanwhile
             attempt += 1
 
-    @contextlib.asynccontextmanager
-    async def _host_slot(self, url: str):
-        """--per-host: at most that many requests in flight to one host."""
-        host = urlsplit(url).hostname or ""
-        entry = self.host_slots.get(host)
-        if entry is None:
-            entry = self.host_slots[host] = [asyncio.Semaphore(self.options.per_host), 0]
-        entry[1] += 1
+    async def _follow(self, url: str) -> tuple[Outcome, str]:
+        """One attempt: the request and its redirects, each hop checked by the guard and
+        given its own host's turn; the deadline covers the hops' time in libcurl."""
+        options = self.options
+        spent = 0.0
+        for hop in range(options.max_redirects + 1):
+            outcome = await self._request(url, options.deadline - spent)
+            spent += outcome.seconds
+            outcome.seconds = spent
+            if outcome.location is None:
+                return outcome, url
+            if hop == options.max_redirects:
+                break
+            url = urljoin(url, outcome.location)
+            problem = self.guard.problem(url, redirected=True)
+            if problem is not None:
+                return Outcome(kind=problem[0], message=problem[1], seconds=spent, final=True), url
+            if spent >= options.deadline:
+                return Outcome(kind="timeout", message=f"deadline of {options.deadline:g}s exceeded in redirects",
+                               seconds=spent), url
+        return Outcome(kind="too_many_redirects", message=f"more than {options.max_redirects} redirects (--max-redirects)",
+                       seconds=spent, final=True), url
+
+    async def _request(self, url: str, deadline: float) -> Outcome:
+        """One request: its host's name looked up, its host's turn, one of the run's slots."""
         try:
-            async with entry[0]:
-                yield
+            parts = urlsplit(url)
+            name, port = (parts.hostname or ""), parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        except ValueError as error:
+            return Outcome(kind="invalid_url", message=f"invalid URL: {error}", final=True)
+        key = f"{name}:{port}"
+        resolve = None
+        if self.resolver is not None and key not in self.pinned and not _is_address(name):
+            try:
+                addresses = self.resolver.cached(name) or await self.resolver.resolve(name)
+            except dns.DnsError as error:
+                return Outcome(kind="dns", message=str(error), final=error.permanent)
+            resolve = [f"+{name}:{port}:{','.join(f'[{a}]' if ':' in a else a for a in addresses)}"]
+        try:
+            await self.hosts.enter(key)
+        except HostDown as down:
+            return Outcome(kind="host_down", message=str(down), final=True)
+        outcome = None
+        try:
+            async with self.in_flight:
+                outcome = await self.curl.get(url, resolve, deadline)
         finally:
-            entry[1] -= 1
-            if entry[1] == 0:
-                del self.host_slots[host]
-
-    async def _attempt(self, url: str) -> Outcome:
-        """One try, redirects included: libcurl holds it to the deadline, the idle watchdog
-        (curl.py) to the read timeout."""
-        return await self.curl.get(url)
+            if outcome is None:
+                self.hosts.leave(key, None)
+            else:
+                self.hosts.leave(key, outcome.kind, outcome.status, outcome.retry_after, outcome.message)
+        return outcome
 
 
-def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: str, started: float,
+def _is_address(name: str) -> bool:
+    if not name:
+        return True  # nothing to look up; libcurl will say what is wrong
+    if name[-1].isdigit() or ":" in name:
+        try:
+            ipaddress.ip_address(name)
+            return True
+        except ValueError:
+            return False
+    return False
+
+
+def _allow_open_files(concurrency: int) -> None:
+    """Each download in flight holds a socket, and idle connections are kept for reuse:
+    raise the soft limit on open files towards the hard one, as far as -j needs."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        wanted = 2 * concurrency + 256
+        if soft != resource.RLIM_INFINITY and soft < wanted:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else
+                                                        min(hard, wanted), hard))
+    except (ImportError, ValueError, OSError):
+        pass
+
+
+def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: str, seconds: float,
                retries: int) -> dict:
     extension, mime = policy.extension_and_mime(final_url, content_type, body)
     record[rec.FILES] = {extension: body}
@@ -313,12 +375,12 @@ def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: s
     record["error_message"] = None
     record["mime"] = mime
     record["size"] = len(body)
-    record["fetch_seconds"] = round(time.monotonic() - started, 4)
+    record["fetch_seconds"] = round(seconds, 4)
     record["retries"] = retries
     return record
 
 
-def _failed(record: dict, kind: str, message: str, started: float, retries: int) -> dict:
-    record["fetch_seconds"] = round(time.monotonic() - started, 4)
+def _failed(record: dict, kind: str, message: str, seconds: float, retries: int) -> dict:
+    record["fetch_seconds"] = round(seconds, 4)
     record["retries"] = retries
     return rec.failure(record, "failed_to_download", kind, message)

@@ -1,5 +1,5 @@
 """a2d-fetch's options and defaults, kept apart from the engine so that a command can
-read them without importing aiohttp (a parent of worker processes never needs it)."""
+read them without importing the network engine (a parent of worker processes never needs it)."""
 
 from dataclasses import dataclass, field
 
@@ -12,12 +12,21 @@ ROBOTS_TOKENS = frozenset({TOOL_TOKEN, "img2dataset"})
 DEFAULT_DISALLOWED_DIRECTIVES = ("noai", "noimageai", "noindex", "noimageindex")
 DEFAULT_SCHEMES = frozenset({"http", "https", "data"})
 HASH_NAMES = ("md5", "sha256", "sha512", "xxh64")
+# Politeness: at most 16 requests in flight to one host (browsers open 6 connections per
+# host over HTTP/1.1; HTTP/2 multiplexes), reached from 2 by one more per answer.
+DEFAULT_PER_HOST = 16
+RAMP_START = 2
 
 
 @dataclass
 class FetchOptions:
     concurrency: int = 64
-    per_host: int | None = None  # requests in flight to one host
+    per_host: int = DEFAULT_PER_HOST  # requests in flight to one host; 0: no cap (and no ramp-up)
+    ramp_up: bool = True  # a host starts at RAMP_START requests in flight, one more per answer
+    lookahead: int | None = None  # records read ahead for hosts that must wait; default: lookahead_default()
+    dns_servers: tuple[str, ...] = ()  # ADDRESS[:PORT]; default: /etc/resolv.conf's
+    system_dns: bool = False  # let libcurl resolve through the system (getaddrinfo, a thread per lookup)
+    dns_cache: int = 100_000  # host names remembered, positive and negative
     timeout: float = 10.0  # to connect, and between two reads
     deadline: float = 60.0  # one attempt, body included
     max_size: int = 100 * 1024 * 1024
@@ -39,6 +48,11 @@ class FetchOptions:
     retry_failed: bool = False
     ordered: bool = False
     buffer: int | None = None  # finished records waiting for the consumer; default: concurrency
+
+    def lookahead_default(self) -> int:
+        """Records that may wait for their host (or DNS) beyond those in flight: enough that
+        a few capped hosts do not starve the others."""
+        return self.lookahead if self.lookahead is not None else max(1024, 4 * self.concurrency)
 
     def full_user_agent(self) -> str:
         if self.user_agent_token:

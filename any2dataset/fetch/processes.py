@@ -3,8 +3,8 @@
 One Python process tops out around 3,000-4,000 downloads/s here: the event loop,
 per-record work, hashing and JSON encoding share one interpreter lock. Worker
 processes (each an ordinary in-process a2d-fetch) take the work in parallel. This
-parent checks the input, so errors keep their positions, and deals the lines to
-whichever worker is ready. The workers write their output straight to the shared
+parent checks the input, so errors keep their positions, and deals each line to the
+worker that owns its host, so politeness and DNS are per host for the whole command. The workers write their output straight to the shared
 standard output, whole lines at a time under a lock (lockf on a shared file), so
 no line is split and no byte is copied through the parent. They report their
 counts on a pipe of their own. Benchmarks: benchmarks/README.md.
@@ -23,6 +23,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
+
+import xxhash
 
 from ..errors import A2DError
 from .options import FetchOptions
@@ -46,7 +48,7 @@ def options_to_environment(options: FetchOptions) -> str:
 def options_from_environment() -> FetchOptions:
     values = json.loads(os.environ[OPTIONS_VARIABLE])
     values["allowed_schemes"] = frozenset(values["allowed_schemes"])
-    for name in ("disallowed_directives", "allowed_networks", "verify_hash", "resolve"):
+    for name in ("disallowed_directives", "allowed_networks", "verify_hash", "resolve", "dns_servers"):
         if values[name] is not None:
             values[name] = tuple(values[name])
     return FetchOptions(**values)
@@ -149,25 +151,83 @@ def worker_streams() -> tuple[SharedOutput, Report]:
             Report(int(os.environ[REPORT_VARIABLE])))
 
 
-def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int,
+def fetch_in_workers(pairs: Iterable[tuple[bytes, dict]], options: FetchOptions, workers: int,
                      on_tally: Callable[[Tally], None]) -> None:
-    """Fetch the records of `lines` in `workers` processes writing to our stdout.
-    `on_tally` is given the workers' total Tally as it grows."""
-    per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)))
-    lock_file = tempfile.TemporaryFile()
-    environment = dict(os.environ, **{OPTIONS_VARIABLE: options_to_environment(per_worker),
-                                      LOCK_VARIABLE: str(lock_file.fileno())})
-    # Workers import this very package, installed or not (a checkout run through bin/).
-    package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    command = [sys.executable, "-m", "any2dataset.fetch", "--worker", "--quiet"]
-    dealt: queue.Queue = queue.Queue(maxsize=workers * 16)  # short, so no worker hoards lines
-    processes: list[subprocess.Popen] = []
-    threads: list[threading.Thread] = []
-    totals: dict[int, Tally] = {}  # per worker process
-    totals_lock = threading.Lock()
+    """Fetch the records of `pairs` (line, record) in `workers` processes writing to our
+    stdout. Each host belongs to one worker (by a hash of its name), so its --per-host
+    cap, its pauses and its DNS answers are the whole command's, and no name is looked
+    up twice. `on_tally` is given the workers' total Tally as it grows."""
+    pool = _Workers(options, workers, on_tally)
+    chunks = _Chunks(pool.deal, workers)
+    interrupted = False
+    try:
+        for line, record in pairs:
+            chunks.add(_worker_of(record.get("url"), workers), line)
+    except KeyboardInterrupt:
+        interrupted = True
+        pool.terminate()  # Ctrl-C reached them too, but a SIGTERM to us did not
+        raise
+    finally:
+        if not interrupted:  # the lines read before an input error are fetched too
+            try:
+                chunks.close()
+            except BaseException:
+                pass  # the workers are gone; the error that ended the input is what to report
+        chunks.stop()
+        pool.finish()
+    pool.check()
 
-    def feed(process: subprocess.Popen) -> None:
+
+def _worker_of(url, workers: int) -> int:
+    """The worker that owns this URL's host: the text between '//' and the path, without
+    user info, in lower case (no full parse: this runs for every input line)."""
+    if workers == 1 or not isinstance(url, str):
+        return 0
+    rest = url.partition("//")[2]
+    for stop in "/?#":
+        rest = rest.partition(stop)[0]
+    return xxhash.xxh64_intdigest(rest.rpartition("@")[2].lower().encode("utf-8", "replace")) % workers
+
+
+class _Workers:
+    """The worker processes, each fed by a thread from its own queue."""
+
+    def __init__(self, options: FetchOptions, workers: int, on_tally: Callable[[Tally], None]):
+        self.count = workers
+        self.on_tally = on_tally
+        # -j is shared by the workers; hosts are not (each host is one worker's).
+        per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)))
+        self.lock_file = tempfile.TemporaryFile()
+        self.environment = dict(os.environ, **{OPTIONS_VARIABLE: options_to_environment(per_worker),
+                                               LOCK_VARIABLE: str(self.lock_file.fileno())})
+        # Workers import this very package, installed or not (a checkout run through bin/).
+        package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        self.environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
+        self.processes: list[subprocess.Popen] = []
+        self.queues: list[queue.Queue] = []
+        self.threads: list[threading.Thread] = []
+        self.totals: dict[int, Tally] = {}  # per worker process
+        self.totals_lock = threading.Lock()
+
+    def _start(self) -> None:
+        command = [sys.executable, "-m", "any2dataset.fetch", "--worker", "--quiet"]
+        for _ in range(self.count):
+            report_read, report_write = os.pipe()
+            process = subprocess.Popen(
+                command, stdin=subprocess.PIPE, bufsize=0,
+                env=dict(self.environment, **{REPORT_VARIABLE: str(report_write)}),
+                pass_fds=(self.lock_file.fileno(), report_write),
+            )
+            os.close(report_write)
+            dealt = queue.Queue(maxsize=16)  # short, so the parent's memory stays small
+            self.processes.append(process)
+            self.queues.append(dealt)
+            for target, args in ((self._feed, (process, dealt)), (self._listen, (process, report_read))):
+                thread = threading.Thread(target=target, args=args, daemon=True)
+                thread.start()
+                self.threads.append(thread)
+
+    def _feed(self, process: subprocess.Popen, dealt: queue.Queue) -> None:
         fd = process.stdin.fileno()
         try:
             while (chunk := dealt.get()) is not _END:
@@ -182,28 +242,15 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
             except OSError:
                 pass
 
-    def listen(process: subprocess.Popen, report_fd: int) -> None:
+    def _listen(self, process: subprocess.Popen, report_fd: int) -> None:
         with open(report_fd, "rb") as reports:
             for line in reports:
-                with totals_lock:
-                    totals[process.pid] = Tally.from_line(line)
-                    on_tally(Tally.total(totals.values()))
+                with self.totals_lock:
+                    self.totals[process.pid] = Tally.from_line(line)
+                    self.on_tally(Tally.total(self.totals.values()))
 
-    def start_worker() -> None:
-        report_read, report_write = os.pipe()
-        process = subprocess.Popen(
-            command, stdin=subprocess.PIPE, bufsize=0, env=dict(environment, **{REPORT_VARIABLE: str(report_write)}),
-            pass_fds=(lock_file.fileno(), report_write),
-        )
-        os.close(report_write)
-        processes.append(process)
-        for target, args in ((feed, (process,)), (listen, (process, report_read))):
-            thread = threading.Thread(target=target, args=args, daemon=True)
-            thread.start()
-            threads.append(thread)
-
-    def stop_reason() -> BaseException | None:
-        ended = [p.poll() for p in processes]
+    def _stop_reason(self) -> BaseException | None:
+        ended = [p.poll() for p in self.processes]
         failed = [code for code in ended if code not in (None, 0)]
         if failed:
             return WorkerFailed(f"a fetch worker process ended with status {failed[0]}")
@@ -211,108 +258,101 @@ def fetch_in_workers(lines: Iterable[bytes], options: FetchOptions, workers: int
             return BrokenPipeError("every worker has ended: the output was closed")
         return None
 
-    def deal(chunk: bytes) -> None:
-        if not processes:  # spawn lazily: empty input starts nothing
-            for _ in range(workers):
-                start_worker()
+    def deal(self, worker: int, chunk: bytes) -> None:
+        if not self.processes:  # start lazily: empty input starts nothing
+            self._start()
         while True:
             try:
-                dealt.put(chunk, timeout=0.5)
+                self.queues[worker].put(chunk, timeout=0.5)
                 return
             except queue.Full:
-                reason = stop_reason()
+                reason = self._stop_reason()
                 if reason is not None:
                     raise reason
 
-    chunks = _Chunks(deal)
-    interrupted = False
-    try:
-        for line in lines:
-            chunks.add(line)
-    except KeyboardInterrupt:
-        interrupted = True
-        for process in processes:  # Ctrl-C reached them too, but a SIGTERM to us did not
+    def terminate(self) -> None:
+        for process in self.processes:
             try:
                 process.send_signal(signal.SIGTERM)
             except OSError:
                 pass
-        raise
-    finally:
-        if not interrupted:  # the lines read before an input error are fetched too
-            try:
-                chunks.close()
-            except BaseException:
-                pass  # the workers are gone; the error that ended the input is what to report
-        chunks.stop()
-        # No more input: each worker finishes what it has and writes it out.
-        for _ in processes:
-            _put_end(dealt, processes)
-        for thread in threads:
+
+    def finish(self) -> None:
+        """No more input: each worker finishes what it has and writes it out."""
+        for dealt, process in zip(self.queues, self.processes):
+            _put_end(dealt, process)
+        for thread in self.threads:
             thread.join()
-        for process in processes:
+        for process in self.processes:
             process.wait()
-        lock_file.close()
-    failed = [p.returncode for p in processes if p.returncode != 0]
-    if failed:
-        raise WorkerFailed(f"a fetch worker process ended with status {failed[0]}")
+        self.lock_file.close()
+
+    def check(self) -> None:
+        failed = [p.returncode for p in self.processes if p.returncode != 0]
+        if failed:
+            raise WorkerFailed(f"a fetch worker process ended with status {failed[0]}")
 
 
 class _Chunks:
-    """Input lines dealt in chunks (one hand-off per 64 lines, not per line: thread
-    hand-offs cost more than the lines). A watchdog sends a chunk that waited 50 ms,
-    so a slow input is not held back."""
+    """Input lines dealt in chunks, one list per worker (one hand-off per 64 lines, not per
+    line: thread hand-offs cost more than the lines). A watchdog sends a chunk that waited
+    50 ms, so a slow input is not held back."""
 
     LINES = 64
     WAIT = 0.05
 
-    def __init__(self, deal: Callable[[bytes], None]):
+    def __init__(self, deal: Callable[[int, bytes], None], workers: int):
         self.deal = deal
-        self.lines: list[bytes] = []
-        self.started = 0.0
+        self.lines: list[list[bytes]] = [[] for _ in range(workers)]
+        self.started = [0.0] * workers
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.problem: BaseException | None = None
         self.watchdog = threading.Thread(target=self._watch, name="a2d-fetch-chunks", daemon=True)
         self.watchdog.start()
 
-    def add(self, line: bytes) -> None:
+    def add(self, worker: int, line: bytes) -> None:
         if self.problem is not None:
             raise self.problem
         with self.lock:
-            if not self.lines:
-                self.started = time.monotonic()
-            self.lines.append(line)
-            if len(self.lines) >= self.LINES:
-                self._send()
+            lines = self.lines[worker]
+            if not lines:
+                self.started[worker] = time.monotonic()
+            lines.append(line)
+            if len(lines) >= self.LINES:
+                self._send(worker)
 
     def close(self) -> None:
         with self.lock:
-            self._send()
+            for worker in range(len(self.lines)):
+                self._send(worker)
 
     def stop(self) -> None:
         self.stopping.set()
 
-    def _send(self) -> None:
-        if self.lines:
-            chunk, self.lines = b"".join(self.lines), []
-            self.deal(chunk)
+    def _send(self, worker: int) -> None:
+        if self.lines[worker]:
+            chunk, self.lines[worker] = b"".join(self.lines[worker]), []
+            self.deal(worker, chunk)
 
     def _watch(self) -> None:
         while not self.stopping.wait(self.WAIT):
             with self.lock:
-                if self.lines and time.monotonic() - self.started >= self.WAIT:
-                    try:
-                        self._send()
-                    except BaseException as error:  # seen by the next add()
-                        self.problem = error
-                        return
+                now = time.monotonic()
+                for worker, lines in enumerate(self.lines):
+                    if lines and now - self.started[worker] >= self.WAIT:
+                        try:
+                            self._send(worker)
+                        except BaseException as error:  # seen by the next add()
+                            self.problem = error
+                            return
 
 
-def _put_end(dealt: queue.Queue, processes: list) -> None:
+def _put_end(dealt: queue.Queue, process: subprocess.Popen) -> None:
     while True:
         try:
             dealt.put(_END, timeout=0.5)
             return
         except queue.Full:
-            if all(p.poll() is not None for p in processes):
+            if process.poll() is not None:
                 return  # nobody left to take it
