@@ -84,13 +84,14 @@ def host_address(index: int) -> str:
     return f"127.{1 + (n >> 16)}.{(n >> 8) & 255}.{n & 255}"
 
 
-def make_hosts(count: int, seed: int = 1, small_fraction: float = 0.05) -> list[Host]:
+def make_hosts(count: int, seed: int = 1, small_fraction: float = 0.05, scale: float = 1.0) -> list[Host]:
+    """`scale` multiplies round trips and think times (0: a LAN with no latency at all)."""
     rng = random.Random(seed)
     hosts = []
     for index in range(count):
         address = host_address(index)
-        rtt = min(2.0, max(0.005, rng.lognormvariate(math.log(0.060), 0.7)))
-        think = min(3.0, max(0.005, rng.lognormvariate(math.log(0.100), 0.8)))
+        rtt = scale * min(2.0, max(0.005, rng.lognormvariate(math.log(0.060), 0.7)))
+        think = scale * min(3.0, max(0.005, rng.lognormvariate(math.log(0.100), 0.8)))
         bandwidth = math.exp(rng.uniform(math.log(0.5e6), math.log(20e6)))
         hosts.append(Host(index, address, rtt, think, bandwidth, rng.random() < small_fraction))
     return hosts
@@ -462,7 +463,7 @@ def _serve(args):
         uvloop.install()
     except ImportError:
         pass
-    hosts = make_hosts(args.hosts, args.seed)
+    hosts = make_hosts(args.hosts, args.seed, args.small_fraction, args.scale)
     pool(args.seed)
 
     async def main():
@@ -481,6 +482,42 @@ def _serve(args):
     asyncio.run(main())
 
 
+class Served:
+    """`serve` in a process of its own, for tests and benchmarks: started on entry, ready
+    when entered, stopped on exit."""
+
+    def __init__(self, hosts: int, port: int, *, dns: str | None = None, zone: str = "sim.test",
+                 scale: float = 1.0, small_fraction: float = 0.05, seed: int = 1):
+        self.hosts, self.port, self.dns, self.zone = hosts, port, dns, zone
+        self.arguments = ["--hosts", str(hosts), "--port", str(port), "--zone", zone, "--seed", str(seed),
+                          "--scale", str(scale), "--small-fraction", str(small_fraction)]
+        if dns:
+            self.arguments += ["--dns", dns]
+        self.process = None
+
+    def __enter__(self) -> "Served":
+        import subprocess
+        import tempfile
+
+        ready = tempfile.NamedTemporaryFile(delete=False, suffix=".ready")
+        ready.close()
+        os.unlink(ready.name)
+        self.process = subprocess.Popen([sys.executable, os.path.abspath(__file__), "serve", *self.arguments,
+                                         "--ready-file", ready.name], stdout=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while not os.path.exists(ready.name):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise RuntimeError("the simulated internet did not start")
+            time.sleep(0.05)
+        os.unlink(ready.name)
+        return self
+
+    def __exit__(self, *exc):
+        self.process.terminate()
+        self.process.wait()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -493,6 +530,8 @@ def main():
         sub.add_argument("--zone", default="sim.test")
     serve.add_argument("--dns", help="ADDRESS:PORT for the DNS server (e.g. 127.0.0.53:53)")
     serve.add_argument("--ready-file")
+    serve.add_argument("--scale", type=float, default=1.0, help="multiply round trips and think times")
+    serve.add_argument("--small-fraction", type=float, default=0.05, help="share of small servers")
     urls.add_argument("--count", type=int, default=20000)
     urls.add_argument("--list-seed", type=int, default=2)
     urls.add_argument("--names", action="store_true", help="host names (hN.ZONE) instead of addresses")

@@ -17,7 +17,7 @@ the fault it wants, and they compose (`?fail_times=2&status=503&retry_after=1`):
   ctype=T         Content-Type: T (default: from the path's extension)
   chunked=1       no Content-Length (chunked transfer encoding)
 
-Every request is logged (path, query, headers, time) in `server.requests`, and
+Every request is logged (path, query, headers, time, client port) in `server.requests`, and
 `server.max_active` is the most requests it was answering at once.
 """
 
@@ -67,6 +67,10 @@ class FaultServer(ThreadingHTTPServer):
         with self.lock:
             return [r for r in self.requests if r["path"] == "/" + path.lstrip("/")]
 
+    def requests_for_prefix(self, prefix: str) -> list[dict]:
+        with self.lock:
+            return [r for r in self.requests if r["path"].startswith(prefix)]
+
     def start(self) -> "FaultServer":
         self.thread.start()
         return self
@@ -99,7 +103,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         with self.server.lock:
             self.server.requests.append(
-                {"path": parts.path, "query": query, "headers": dict(self.headers), "time": time.monotonic()}
+                {"path": parts.path, "query": query, "headers": dict(self.headers), "time": time.monotonic(),
+                 "client": self.client_address[1]}
             )
             self.server.hits[self.path] += 1
             hit = self.server.hits[self.path]

@@ -12,6 +12,7 @@ from ..fetch import (
     DEFAULT_PER_HOST,
     DEFAULT_SCHEMES,
     DEFAULT_USER_AGENT,
+    DOWN_SECONDS,
     HASH_NAMES,
     RAMP_START,
     FetchOptions,
@@ -96,6 +97,9 @@ class _Progress:
               help="Downloads in flight to one host at most; 0: no cap and no ramp-up.")
 @click.option("--ramp-up/--no-ramp-up", default=True, show_default=True,
               help=f"Start each host at {RAMP_START} downloads in flight, one more per answer up to --per-host.")
+@click.option("--host-down-after", "down_after", default=3, show_default=True, type=click.IntRange(0), metavar="N",
+              help=f"After N requests in a row to a host get no answer, its waiting downloads fail at once "
+                   f"(host_down) for {DOWN_SECONDS:g} s; 0: never.")
 @click.option("--lookahead", type=click.IntRange(0), metavar="N",
               help="Records read ahead while their host waits its turn [default: 4 x -j, at least 1024].")
 @click.option("--dns-server", "dns_servers", multiple=True, metavar="ADDRESS[:PORT]",
@@ -136,6 +140,8 @@ class _Progress:
 @click.option("--resolve", "pinned", multiple=True, metavar="HOST:PORT:ADDRESS",
               help="Connect to ADDRESS for HOST:PORT instead of asking DNS (as curl --resolve).")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+              help="Trust the certificate authorities in this PEM file instead of the system's.")
 @click.option("--retry-failed", is_flag=True,
               help="Fetch again records that already failed to download (by default they pass through).")
 @click.option("--ordered", is_flag=True,
@@ -170,9 +176,9 @@ def main(inputs, workers, worker, on_error, output, console, **params):
                  f"{tally.records - tally.successes} failed or passed through" + (f" ({kinds})" if kinds else ""))
 
 
-def fetch_options(*, concurrency, per_host, ramp_up, lookahead, dns_servers, system_dns, dns_cache, timeout,
+def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_servers, system_dns, dns_cache, timeout,
                   deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
-                  disallowed_header_directives, schemes, networks, pinned, insecure, retry_failed, ordered,
+                  disallowed_header_directives, schemes, networks, pinned, insecure, ca_bundle, retry_failed, ordered,
                   **_other) -> FetchOptions:
     """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
     try:
@@ -188,14 +194,14 @@ def fetch_options(*, concurrency, per_host, ramp_up, lookahead, dns_servers, sys
         except ValueError:
             raise click.BadParameter(f"{server!r} is not ADDRESS or ADDRESS:PORT", param_hint="--dns-server") from None
     return FetchOptions(
-        concurrency=concurrency, per_host=per_host, ramp_up=ramp_up, lookahead=lookahead,
+        concurrency=concurrency, per_host=per_host, ramp_up=ramp_up, down_after=down_after, lookahead=lookahead,
         dns_servers=tuple(dns_servers), system_dns=system_dns, dns_cache=dns_cache, timeout=timeout, deadline=deadline, retries=retries,
         backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
         hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
         user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
         disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
         allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
-        insecure=insecure, retry_failed=retry_failed, ordered=ordered,
+        insecure=insecure, ca_bundle=ca_bundle, retry_failed=retry_failed, ordered=ordered,
     )
 
 

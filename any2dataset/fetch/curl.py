@@ -272,8 +272,8 @@ class CurlClient:
         handle.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode; bodies arrive decoded
         handle.setopt(pycurl.SSL_VERIFYPEER, 0 if options.insecure else 1)
         handle.setopt(pycurl.SSL_VERIFYHOST, 0 if options.insecure else 2)
-        if CA_FILE:
-            handle.setopt(pycurl.CAINFO, CA_FILE)
+        if options.ca_bundle or CA_FILE:
+            handle.setopt(pycurl.CAINFO, options.ca_bundle or CA_FILE)
         handle.setopt(pycurl.SHARE, self.share)
         handle.setopt(pycurl.PIPEWAIT, 1)
         handle.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket(handle))
@@ -310,7 +310,6 @@ class CurlClient:
         transfer = handle.transfer
         status = handle.getinfo(pycurl.RESPONSE_CODE) or None
         content_type = handle.getinfo(pycurl.CONTENT_TYPE)
-        connected = self._connected(handle)
         self._release(handle)
         if transfer.future.done():
             return
@@ -322,7 +321,7 @@ class CurlClient:
             kind = _ERRORS.get(code, "other")
             text = message or f"libcurl error {code}"
             if code == pycurl.E_OPERATION_TIMEDOUT:
-                if not connected:
+                if _before_connection(text):
                     kind, text = "connect", f"no connection within {min(self.timeout, transfer.deadline):g}s: {text}"
                 else:
                     text = f"deadline of {transfer.deadline:g}s exceeded: {text}"
@@ -369,3 +368,9 @@ class CurlClient:
 
 def _ignore(data):
     return None
+
+
+def _before_connection(message: str) -> bool:
+    """Whether libcurl's timeout message is about connecting. (Its timing info cannot tell
+    after the fact: a failed transfer gets a "pretransfer" time too.)"""
+    return message.startswith(("Connection timed out", "Failed to connect", "Resolving timed out"))

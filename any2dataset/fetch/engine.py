@@ -29,7 +29,7 @@ from . import dns, policy, sources
 from .curl import CurlClient, Outcome
 from .guards import Guard
 from .hosts import HostDown, HostLimits
-from .options import RAMP_START, FetchOptions
+from .options import DOWN_SECONDS, RAMP_START, FetchOptions
 
 _DONE = object()
 
@@ -150,6 +150,7 @@ class _Run:
         self.robots_tokens = options.robots_tokens()
         self.disallowed = frozenset(d.lower() for d in options.disallowed_directives)
         self.hosts = HostLimits(options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
+                                down_after=options.down_after, down_seconds=DOWN_SECONDS,
                                 max_pause=options.max_retry_after)
         self.pinned = {entry.rsplit(":", 1)[0].lower() for entry in options.resolve}  # HOST:PORT given by --resolve
 

@@ -114,7 +114,7 @@ class HostLimits:
                 host.limit += 1
         if kind in NO_ANSWER_KINDS and status is None:
             host.silent += 1
-            if host.silent >= self.down_after:
+            if self.down_after and host.silent >= self.down_after:
                 host.down_until = now + self.down_seconds
                 host.silent = self.down_after - 1  # after the break, one more silence puts it down again
                 host.last_problem = (f"{key} did not answer {self.down_after} requests in a row (last: {message}); "

@@ -16,6 +16,7 @@ HASH_NAMES = ("md5", "sha256", "sha512", "xxh64")
 # host over HTTP/1.1; HTTP/2 multiplexes), reached from 2 by one more per answer.
 DEFAULT_PER_HOST = 16
 RAMP_START = 2
+DOWN_SECONDS = 60.0
 
 
 @dataclass
@@ -24,6 +25,7 @@ class FetchOptions:
     per_host: int = DEFAULT_PER_HOST  # requests in flight to one host; 0: no cap (and no ramp-up)
     ramp_up: bool = True  # a host starts at RAMP_START requests in flight, one more per answer
     lookahead: int | None = None  # records read ahead for hosts that must wait; default: lookahead_default()
+    down_after: int = 3  # requests in a row without an answer that put a host down for DOWN_SECONDS; 0: never
     dns_servers: tuple[str, ...] = ()  # ADDRESS[:PORT]; default: /etc/resolv.conf's
     system_dns: bool = False  # let libcurl resolve through the system (getaddrinfo, a thread per lookup)
     dns_cache: int = 100_000  # host names remembered, positive and negative
@@ -40,6 +42,7 @@ class FetchOptions:
     headers: dict[str, str] = field(default_factory=dict)
     disallowed_directives: tuple[str, ...] = DEFAULT_DISALLOWED_DIRECTIVES
     insecure: bool = False
+    ca_bundle: str | None = None  # PEM file of the certificate authorities to trust; default: the system's
     hash: str | None = "sha256"
     verify_hash: tuple[str, str] | None = None  # (column, algorithm)
     allowed_schemes: frozenset[str] = DEFAULT_SCHEMES
