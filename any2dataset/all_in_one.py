@@ -82,6 +82,8 @@ ARGUMENTS = [
     Argument("distributor", "multiprocessing", "multiprocessing only; see the README's scale-out recipes."),
     Argument("subjob_size", 1000, "Not used: fan out with a2d-shard --part or --split instead.", int),
     Argument("max_shard_retry", 1, "Not used: rerun the command, finished shards are skipped.", int),
+    Argument("per_host", 16, "Downloads in flight to one host at most, reached by ramping up; 0: no cap "
+                             "(any2dataset's addition: img2dataset has no cap).", int),
 ]
 DEFAULTS = {argument.name: argument.default for argument in ARGUMENTS}
 INCREMENTAL_MODES = ("incremental", "overwrite", "extend")
@@ -160,6 +162,7 @@ def stage_commands(**arguments) -> list[list[str]]:
 
     # thread_count is per process, as in img2dataset; a2d-fetch's -j is shared by its workers.
     fetch = ["fetch", "-j", str(int(a["thread_count"]) * int(workers)), "-w", workers, "--timeout", str(a["timeout"]),
+             "--per-host", str(int(a["per_host"])),
              "--retries", str(a["retries"]), "--hash", str(a["compute_hash"] or "none").lower(),
              "--disallowed-header-directives", ",".join(a["disallowed_header_directives"] or [])]
     if a["verify_hash"]:
@@ -315,8 +318,10 @@ def _configure(stages: list[list[str]], part: int, parts: int) -> _Configured:
             inputs=params["read"]["inputs"],
             read=read_command.read_options(**params["read"]),
             shard=shard_command.shard_options(**dict(params["shard"], part=f"{part}/{parts}")),
-            # -j is the whole command's (thread_count x processes_count): each part has its share.
-            fetch=dataclasses.replace(fetch_options, concurrency=max(1, fetch_options.concurrency // parts)),
+            # -j and --per-host are the whole command's: each part has its share (a host's URLs are
+            # in every part, where a2d-fetch's workers each own a host).
+            fetch=dataclasses.replace(fetch_options, concurrency=max(1, fetch_options.concurrency // parts),
+                                      per_host=max(1, fetch_options.per_host // parts) if fetch_options.per_host else 0),
             output_folder=params["write"]["output_folder"],
             write=write_command.write_options(**params["write"]),
         )

@@ -34,6 +34,7 @@ ERROR_KINDS = frozenset(
         "address_denied",
         "dns",
         "connect",
+        "host_down",
         "tls",
         "timeout",
         "reset",

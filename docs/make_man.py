@@ -102,27 +102,51 @@ PROSE = {
     "fetch": {
         "details": [
             "Reads records (a2d\\-record(5)) and downloads each \\fBurl\\fR with up to \\fB\\-\\-concurrency\\fR "
-            "requests in flight, reusing connections; \\fB\\-\\-per\\-host\\fR caps the requests "
-            "to one host. Every input record comes out exactly once: in the order downloads finish, or in input "
-            "order with \\fB\\-\\-ordered\\fR. Records that already carry a payload pass through untouched, and so "
-            "do rows that already failed (unless \\fB\\-\\-retry\\-failed\\fR) or were filtered, so re\\-processing "
-            "pipelines can include a2d\\-fetch.",
+            "requests in flight, reusing connections. Every input record comes out exactly once: in the order "
+            "downloads finish, or in input order with \\fB\\-\\-ordered\\fR. Records that already carry a payload "
+            "pass through untouched, and so do rows that already failed (unless \\fB\\-\\-retry\\-failed\\fR) or "
+            "were filtered, so re\\-processing pipelines can include a2d\\-fetch.",
             "A success carries the body under \\fBfiles\\fR with an extension from a specific Content\\-Type, else "
             "from the first bytes (jpg, png, gif, webp, wav, flac, mp4, ...), else from the URL, else \\fIbin\\fR; "
             "plus \\fBstatus\\fR success, \\fBmime\\fR, \\fBsize\\fR, \\fBhttp_status\\fR, \\fBfinal_url\\fR (after "
-            "redirects), the hash, \\fBfetch_seconds\\fR and \\fBretries\\fR. A failure carries \\fBstatus\\fR "
+            "redirects), the hash, \\fBfetch_seconds\\fR (time spent in requests, all attempts; waiting for a "
+            "slot, DNS or a retry does not count) and \\fBretries\\fR. A failure carries \\fBstatus\\fR "
             "failed_to_download, an \\fBerror_kind\\fR from the closed vocabulary of a2d\\-record(5) and a readable "
             "\\fBerror_message\\fR.",
-            "Time limits: \\fB\\-\\-timeout\\fR bounds connecting and each wait for more data; \\fB\\-\\-deadline\\fR "
-            "bounds one whole attempt, redirects and body included, so a server that drips one byte a second or "
-            "redirects into an endless stream cannot stall a shard. Timeouts, connection errors, resets, "
-            "truncated bodies, DNS failures, 5xx, 408 and 429 are retried up to \\fB\\-\\-retries\\fR times; "
-            "before retry k a2d\\-fetch waits a random time up to min(30, backoff * 2^k) seconds, or what the "
-            "server's Retry\\-After says (at most \\fB\\-\\-max\\-retry\\-after\\fR), holding no download slot "
-            "meanwhile. Other 4xx are never retried. So one record takes at most (retries + 1) * deadline plus "
-            "the waits: with the defaults, 3 * 60 + 1 + 2 = 183 seconds, or up to 3 * 60 + 2 * 60 = 300 with "
-            "long Retry\\-After answers.",
-            "Politeness and safety: the User\\-Agent names the tool and its version. X\\-Robots\\-Tag directives "
+            "Time limits, for every request at any concurrency: \\fB\\-\\-timeout\\fR bounds connecting (a "
+            "request that never gets a connection fails as \\fBconnect\\fR, \\(lqno connection within Ns\\(rq) "
+            "and each wait for data, the wait for the answer included (\\fBtimeout\\fR, \\(lqno answer within Ns "
+            "of the request\\(rq or \\(lqno data for Ns\\(rq), on new and reused connections alike; "
+            "\\fB\\-\\-deadline\\fR bounds one whole attempt, redirects and body included, so a server that drips "
+            "one byte a second or redirects into an endless stream cannot stall a shard. A request is handed to "
+            "the network only once it has its slots, so time spent waiting for one (the per\\-host cap, a "
+            "paused host, \\-j, DNS) never counts toward either limit. Timeouts, connection errors, resets, "
+            "truncated bodies, DNS failures other than a name that does not exist, 5xx, 408 and 429 are "
+            "retried up to \\fB\\-\\-retries\\fR times; before retry k a2d\\-fetch waits a random time up to "
+            "min(30, backoff * 2^k) seconds, or what the server's Retry\\-After says (at most "
+            "\\fB\\-\\-max\\-retry\\-after\\fR), holding no download slot meanwhile. Other 4xx are never retried. "
+            "So one record takes at most (retries + 1) * deadline plus the waits: with the defaults, "
+            "3 * 60 + 1 + 2 = 183 seconds, or up to 3 * 60 + 2 * 60 = 300 with long Retry\\-After answers.",
+            "Politeness per host (a host is a name and port): at most \\fB\\-\\-per\\-host\\fR requests in flight "
+            "(default 16), reached by ramping up: a host starts at 2 and gets one more with each answer, so a "
+            "small server never meets a burst of hundreds of connections while a big one is at its cap within "
+            "a few round trips. Timeouts, failed or reset connections, 429 and 503 halve a host's limit; 429 "
+            "and 503 also pause that host for their Retry\\-After (else 1 s, doubling with each refusal in a "
+            "row), while the other hosts go on. A host that leaves \\fB\\-\\-host\\-down\\-after\\fR requests in a "
+            "row without an answer (default 3: no connection, or nothing within \\fB\\-\\-timeout\\fR) is down for "
+            "60 s: its waiting records fail at once as \\fBhost_down\\fR rather than each waiting out the "
+            "timeout. Records whose host must wait do not hold one of the \\-j slots: up to "
+            "\\fB\\-\\-lookahead\\fR of them (default 4 x \\-j, at least 1024) are read ahead so that other hosts "
+            "keep the slots busy. \\fB\\-\\-per\\-host 0\\fR turns the cap and the ramp\\-up off; "
+            "\\fB\\-\\-no\\-ramp\\-up\\fR starts every host at its cap.",
+            "DNS: host names are looked up by a2d\\-fetch itself, asynchronously on its event loop (no thread per "
+            "lookup), from the name servers of /etc/resolv.conf or \\fB\\-\\-dns\\-server\\fR, /etc/hosts first; "
+            "each name is asked once however many URLs name it, and kept in one LRU cache of "
+            "\\fB\\-\\-dns\\-cache\\fR names: addresses for their TTL (30 s to 1 h), names that do not exist or have "
+            "no address for their negative TTL (30 s to 10 min), server failures and timeouts for 30 s. A name "
+            "that does not resolve fails as \\fBdns\\fR. \\fB\\-\\-system\\-dns\\fR (or a proxy in the environment) "
+            "lets libcurl resolve through the system instead.",
+            "Safety: the User\\-Agent names the tool and its version. X\\-Robots\\-Tag directives "
             "in \\fB\\-\\-disallowed\\-header\\-directives\\fR (noai, noimageai, noindex, noimageindex) refuse a "
             "sample as \\fBrobots_optout\\fR from the headers, before the body is read; a directive scoped to a "
             "user agent counts when it names any2dataset, img2dataset or the \\fB\\-\\-user\\-agent\\-token\\fR. "
@@ -130,21 +154,32 @@ PROSE = {
             "hf, file, ... through fsspec; file also takes plain local paths). Link\\-local and cloud metadata "
             "addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200) are refused, after DNS and "
             "at every redirect, unless \\fB\\-\\-allow\\-address\\fR lets them through. Redirects go to http "
-            "or https only. TLS certificates are verified unless \\fB\\-\\-insecure\\fR.",
+            "or https only, each one checked and scheduled like a new request to its host. TLS certificates "
+            "are verified (against \\fB\\-\\-ca\\-bundle\\fR if given) unless \\fB\\-\\-insecure\\fR.",
             "Bodies over \\fB\\-\\-max\\-size\\fR are refused from Content\\-Length or cut off while streaming. "
-            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight and as many finished "
-            "records waiting for a slow reader; input is not read further meanwhile. Ctrl\\-C or SIGTERM stops "
-            "reading, drops the downloads in flight (a resumed run redoes them), writes out what is finished and "
-            "exits with 130.",
+            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight, as many finished "
+            "records waiting for a slow reader and the lookahead; input is not read further meanwhile. Ctrl\\-C or "
+            "SIGTERM stops reading, drops the downloads in flight (a resumed run redoes them), writes out what "
+            "is finished and exits with 130.",
             "Processes: with \\fB\\-\\-workers\\fR N > 1 (by default one per core, at most 4) a2d\\-fetch runs N "
             "worker processes, each with \\fB\\-\\-concurrency\\fR/N downloads in flight: one Python process tops out "
             "near 3,000-4,000 downloads/s. The parent checks the input (errors keep their line numbers) and deals "
-            "it to the workers, which write whole lines to the shared standard output under a lock. This "
-            "needs a real standard output (not \\fB\\-o\\fR FILE) and is off with \\fB\\-\\-ordered\\fR. Use "
-            "\\fB\\-\\-workers 1\\fR when GNU parallel or xargs already runs one pipeline per core.",
-            "HTTP goes through libcurl's multi interface (pycurl) on a uvloop event loop; HTTPS uses HTTP/2 "
-            "where the server offers it. \\fB\\-\\-resolve\\fR \\fIHOST:PORT:ADDRESS\\fR pins an address as "
-            "curl \\fB\\-\\-resolve\\fR does (the address guard still applies).",
+            "each record to the worker that owns its host (by a hash of the name), so the per\\-host cap, pauses "
+            "and DNS answers hold for the whole command; the workers write whole lines to the shared standard "
+            "output under a lock. This needs a real standard output (not \\fB\\-o\\fR FILE) and is off with "
+            "\\fB\\-\\-ordered\\fR. Use \\fB\\-\\-workers 1\\fR when GNU parallel or xargs already runs one pipeline "
+            "per core (each pipeline then has its own per\\-host cap).",
+            "HTTP goes through libcurl's multi interface (pycurl) on a uvloop event loop, with one connection "
+            "pool and one TLS session cache for all requests; HTTPS uses HTTP/2 where the server offers it, and "
+            "a burst of requests to one host waits for its first connection to multiplex over it. "
+            "\\fB\\-\\-resolve\\fR \\fIHOST:PORT:ADDRESS\\fR pins an address as curl \\fB\\-\\-resolve\\fR does "
+            "(the address guard still applies). The soft limit on open files is raised as far as \\-j needs "
+            "(two per download), within the hard limit.",
+            "For a crawl of 100M URLs over millions of hosts: shuffle the list (grouped by host, the per\\-host "
+            "cap leaves most slots idle), run \\-j 1000\\-4000 per machine, keep \\fB\\-\\-timeout\\fR at 5\\-10 s "
+            "and \\fB\\-\\-retries\\fR at 1\\-2, leave the per\\-host cap on, and point \\fB\\-\\-dns\\-server\\fR at a "
+            "caching resolver on the machine or in its rack (such as unbound or dnsmasq) rather than at a "
+            "public one, which rate\\-limits.",
         ],
         "examples": [
             "a2d-read urls.csv | a2d-fetch -j 256 --timeout 10 --deadline 60 | a2d-write out/",

@@ -454,3 +454,71 @@ def test_tls_sessions_are_resumed_by_other_connections(authority):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+# --- the scheduler itself (fetch/hosts.py), without a network
+
+
+def test_slots_go_to_the_oldest_record_whose_host_has_room():
+    from any2dataset.fetch.hosts import Slots
+
+    async def run():
+        slots = Slots(total=2, cap=2, ramp_up=False)
+        order = []
+
+        async def request(key, position):
+            await slots.acquire(key, position)
+            order.append((key, position))
+
+        await request("a", 0)
+        await request("a", 1)  # the run is full now, and so is host a
+        waiting = [asyncio.ensure_future(request(key, position)) for key, position in [("b", 2), ("a", 3), ("c", 4)]]
+        await asyncio.sleep(0)
+        assert order == [("a", 0), ("a", 1)]
+        slots.release("a", None)
+        await asyncio.sleep(0)
+        assert order[-1] == ("b", 2)  # oldest with room (a had room too, but its record is younger)
+        slots.release("b", None)
+        await asyncio.sleep(0)
+        assert order[-1] == ("a", 3)
+        slots.release("a", None)
+        await asyncio.sleep(0)
+        assert order[-1] == ("c", 4)
+        await asyncio.gather(*waiting)
+
+    asyncio.run(run())
+
+
+def test_a_full_host_holds_no_slot_and_no_place_in_line():
+    from any2dataset.fetch.hosts import Slots
+
+    async def run():
+        slots = Slots(total=4, cap=1, ramp_up=False)
+        await slots.acquire("busy", 0)
+        queued = [asyncio.ensure_future(slots.acquire("busy", i)) for i in range(1, 100)]
+        await asyncio.sleep(0)
+        for i in range(3):  # younger records of other hosts go first: the busy host has no room
+            await asyncio.wait_for(slots.acquire(f"other{i}", 100 + i), 1)
+        assert slots.used == 4 and not any(q.done() for q in queued)
+        for q in queued:
+            q.cancel()
+
+    asyncio.run(run())
+
+
+def test_a_paused_host_waits_while_the_others_go_on():
+    from any2dataset.fetch.hosts import Slots
+
+    async def run():
+        slots = Slots(total=4, cap=4, ramp_up=False)
+        await slots.acquire("a", 0)
+        slots.release("a", "http_4xx", status=429, retry_after=0.3)
+        started = time.monotonic()
+        paused = asyncio.ensure_future(slots.acquire("a", 1))
+        await asyncio.wait_for(slots.acquire("b", 2), 0.1)
+        await asyncio.sleep(0.1)
+        assert not paused.done()
+        await asyncio.wait_for(paused, 1)
+        assert time.monotonic() - started >= 0.28
+
+    asyncio.run(run())

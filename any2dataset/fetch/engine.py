@@ -28,7 +28,7 @@ from .. import record as rec
 from . import dns, policy, sources
 from .curl import CurlClient, Outcome
 from .guards import Guard
-from .hosts import HostDown, HostLimits
+from .hosts import HostDown, Slots
 from .options import DOWN_SECONDS, RAMP_START, FetchOptions
 
 _DONE = object()
@@ -149,10 +149,9 @@ class _Run:
         self.guard = Guard(options.allowed_schemes, options.allowed_networks)
         self.robots_tokens = options.robots_tokens()
         self.disallowed = frozenset(d.lower() for d in options.disallowed_directives)
-        self.hosts = HostLimits(options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
-                                down_after=options.down_after, down_seconds=DOWN_SECONDS,
-                                max_pause=options.max_retry_after)
-        self.pinned = {entry.rsplit(":", 1)[0].lower() for entry in options.resolve}  # HOST:PORT given by --resolve
+        self.slots = Slots(options.concurrency, options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
+                           down_after=options.down_after, down_seconds=DOWN_SECONDS, max_pause=options.max_retry_after)
+        self.pins = _pins(options.resolve)  # HOST:PORT -> addresses, from --resolve
 
     def loop_thread(self) -> None:
         try:
@@ -179,14 +178,14 @@ class _Run:
         self.main = asyncio.current_task()
         options = self.options
         _allow_open_files(options.concurrency)
-        self.in_flight = asyncio.Semaphore(options.concurrency)
         self.pending: set[asyncio.Task] = set()
         self.input_done = asyncio.Event()
         self.files = ThreadPoolExecutor(max_workers=min(options.concurrency, 32), thread_name_prefix="a2d-files")
         self.resolver = None if options.system_dns or dns.proxy_in_environment() else \
             dns.Resolver.from_system(list(options.dns_servers), cache_size=options.dns_cache,
                                      timeout=min(options.timeout, 5.0))
-        self.curl = CurlClient(self.loop, options, self.guard, self.robots_tokens, self.disallowed)
+        self.curl = CurlClient(self.loop, options, self.guard, self.robots_tokens, self.disallowed,
+                               own_dns=self.resolver is not None)
         try:
             reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
             reader.start()
@@ -228,7 +227,7 @@ class _Run:
 
     async def _process(self, seq: int, record: dict) -> None:
         try:
-            result = await self._fetch_record(record)
+            result = await self._fetch_record(record, seq)
         except Exception as error:  # a bug must not lose the record
             kind, message = policy.exception_kind(error)
             result = rec.failure(record, "failed_to_download", kind, message)
@@ -241,7 +240,7 @@ class _Run:
             self.results.put(self.outbox)
             self.outbox = []
 
-    async def _fetch_record(self, record: dict) -> dict:
+    async def _fetch_record(self, record: dict, position: int) -> dict:
         if not needs_fetch(record, self.options.retry_failed):
             return record
         url = record.get("url")
@@ -251,7 +250,7 @@ class _Run:
         # The guard has parsed the URL already: the scheme is what stands before the colon.
         scheme = "file" if url.startswith("/") else url.partition(":")[0].lower()
         if scheme in ("http", "https"):
-            return await self._fetch_http(record, url)
+            return await self._fetch_http(record, url, position)
         started = time.monotonic()
         try:
             if scheme == "data":
@@ -263,12 +262,12 @@ class _Run:
             return _failed(record, error.kind, str(error), time.monotonic() - started, 0)
         return _succeeded(record, body, mime, url if scheme != "data" else "data:", time.monotonic() - started, 0)
 
-    async def _fetch_http(self, record: dict, url: str) -> dict:
+    async def _fetch_http(self, record: dict, url: str, position: int) -> dict:
         options = self.options
         attempt = 0
         seconds = 0.0  # in requests only: waiting for a slot, DNS or a retry does not count
         while True:
-            outcome, final_url = await self._follow(url)
+            outcome, final_url = await self._follow(url, position)
             seconds += outcome.seconds
             if outcome.kind is None:
                 record["http_status"] = outcome.status
@@ -285,13 +284,13 @@ class _Run:
             await asyncio.sleep(wait)  # holding no slot meanwhile
             attempt += 1
 
-    async def _follow(self, url: str) -> tuple[Outcome, str]:
+    async def _follow(self, url: str, position: int) -> tuple[Outcome, str]:
         """One attempt: the request and its redirects, each hop checked by the guard and
         given its own host's turn; the deadline covers the hops' time in libcurl."""
         options = self.options
         spent = 0.0
         for hop in range(options.max_redirects + 1):
-            outcome = await self._request(url, options.deadline - spent)
+            outcome = await self._request(url, options.deadline - spent, position)
             spent += outcome.seconds
             outcome.seconds = spent
             if outcome.location is None:
@@ -308,35 +307,50 @@ class _Run:
         return Outcome(kind="too_many_redirects", message=f"more than {options.max_redirects} redirects (--max-redirects)",
                        seconds=spent, final=True), url
 
-    async def _request(self, url: str, deadline: float) -> Outcome:
-        """One request: its host's name looked up, its host's turn, one of the run's slots."""
+    async def _request(self, url: str, deadline: float, position: int) -> Outcome:
+        """One request: its host's name looked up, then its slot (hosts.py), then libcurl."""
         try:
             parts = urlsplit(url)
             name, port = (parts.hostname or ""), parts.port or (443 if parts.scheme.lower() == "https" else 80)
         except ValueError as error:
             return Outcome(kind="invalid_url", message=f"invalid URL: {error}", final=True)
         key = f"{name}:{port}"
-        resolve = None
-        if self.resolver is not None and key not in self.pinned and not _is_address(name):
+        addresses = None
+        if self.resolver is not None and not _is_address(name):
             try:
-                addresses = self.resolver.cached(name) or await self.resolver.resolve(name)
+                addresses = self.pins.get(key) or self.resolver.cached(name) or await self.resolver.resolve(name)
             except dns.DnsError as error:
                 return Outcome(kind="dns", message=str(error), final=error.permanent)
-            resolve = [f"+{name}:{port}:{','.join(f'[{a}]' if ':' in a else a for a in addresses)}"]
+            # libcurl connects to these and no others: check them here, as its open-socket hook would.
+            addresses = tuple(address for address in addresses if self.guard.address_allowed(address))
+            if not addresses:
+                return Outcome(kind="address_denied", final=True,
+                               message=f"{name} resolves only to link-local or cloud metadata addresses "
+                                       f"(see --allow-address)")
         try:
-            await self.hosts.enter(key)
+            await self.slots.acquire(key, position)
         except HostDown as down:
             return Outcome(kind="host_down", message=str(down), final=True)
         outcome = None
         try:
-            async with self.in_flight:
-                outcome = await self.curl.get(url, resolve, deadline)
+            outcome = await self.curl.get(url, key, addresses, deadline)
         finally:
             if outcome is None:
-                self.hosts.leave(key, None)
+                self.slots.release(key, None)
             else:
-                self.hosts.leave(key, outcome.kind, outcome.status, outcome.retry_after, outcome.message)
+                self.slots.release(key, outcome.kind, outcome.status, outcome.retry_after, outcome.message,
+                                   outcome.answered)
         return outcome
+
+
+def _pins(entries) -> dict[str, tuple[str, ...]]:
+    """--resolve's HOST:PORT:ADDRESS[,ADDRESS] entries (as curl takes them) by HOST:PORT."""
+    pins = {}
+    for entry in entries:
+        host, _, rest = entry.lstrip("+").partition(":")
+        port, _, addresses = rest.partition(":")
+        pins[f"{host.lower()}:{port}"] = tuple(a.strip().strip("[]") for a in addresses.split(",") if a.strip())
+    return pins
 
 
 def _is_address(name: str) -> bool:
