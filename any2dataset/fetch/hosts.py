@@ -67,6 +67,7 @@ class Slots:
         self.hosts: collections.OrderedDict[str, _Host] = collections.OrderedDict()
         self.ready: list = []  # heap of (oldest waiting position, tie-breaker, host key)
         self.ties = itertools.count()
+        self.held = False  # no new slot while set (the engine's output buffer is full)
 
     async def acquire(self, key: str, position: int) -> None:
         """Wait for a slot for a request to host `key` of the record at input `position`.
@@ -75,7 +76,8 @@ class Slots:
         now = time.monotonic()
         if host.down_until > now:
             raise HostDown(host.problem)
-        if self.used < self.total and not host.waiters and host.active < host.limit and host.paused_until <= now:
+        if not self.held and self.used < self.total and not host.waiters and host.active < host.limit \
+                and host.paused_until <= now:
             host.active += 1
             self.used += 1
             return
@@ -146,8 +148,11 @@ class Slots:
         heapq.heappush(self.ready, (host.waiters[0][0], next(self.ties), key))
         host.queued = True
 
+    def resume(self) -> None:
+        self._dispatch()
+
     def _dispatch(self) -> None:
-        while self.used < self.total and self.ready:
+        while not self.held and self.used < self.total and self.ready:
             key = heapq.heappop(self.ready)[2]
             host = self.hosts.get(key)
             if host is None:

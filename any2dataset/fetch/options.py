@@ -50,7 +50,12 @@ class FetchOptions:
     resolve: tuple[str, ...] = ()  # HOST:PORT:ADDRESS, as curl's --resolve
     retry_failed: bool = False
     ordered: bool = False
-    buffer: int | None = None  # finished records waiting for the consumer; default: concurrency
+    buffer: int | None = None  # finished records waiting for the consumer; default: buffer_default()
+
+    def buffer_default(self) -> int:
+        """Finished records that may wait for a slow consumer before no new download starts:
+        a quarter of -j (each holds its body), at least 16."""
+        return self.buffer if self.buffer is not None else max(16, self.concurrency // 4)
 
     def lookahead_default(self) -> int:
         """Records that may wait for their host (or DNS) beyond those in flight: enough that
