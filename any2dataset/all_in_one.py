@@ -336,7 +336,9 @@ def run_part(stages: list[list[str]], part: int, parts: int, console) -> int:
     from .read import read
     from .shard import shard
     from .write import write
+    from .write.metadata import use_system_memory_pool
 
+    use_system_memory_pool()
     configured = _configure(stages, part, parts)
     records = shard(_as_on_the_wire(read(configured.inputs, configured.read)), configured.shard)
     records = fetch(records, configured.fetch)

@@ -241,7 +241,9 @@ def contest(args, urls, truth, env, work_root):
         "curl": Contender("curl", lambda work: curl_script(work, urls, args.j),
                           lambda work: truth.check(*found_by_curl(work, urls)[:2])),
     }
-    if args.img2dataset:
+    contenders = {name: contender for name, contender in contenders.items()
+                  if not args.contenders or name in args.contenders.split(",")}
+    if args.img2dataset and (not args.contenders or "img2dataset" in args.contenders.split(",")):
         print("img2dataset settings (one run each):", flush=True)
         best, best_rate = None, 0
         for setting in args.i2d_settings.split(","):
@@ -279,12 +281,12 @@ def report(args, contenders):
         print(f"| {shown} | {rate[name]:,.0f} | {med(name, lambda r: r[0].wall):.1f} | {cpu[name]:.1f} | "
               f"{peak[name]:,.0f} | {sum(r[2] for r in contender.runs)} |")
     if "img2dataset" in contenders:
-        for name in ("a2d pipeline", "any2dataset", "a2d-fetch"):
+        for name in [n for n in ("a2d pipeline", "any2dataset", "a2d-fetch") if n in contenders]:
             within = statistics.median(
                 a[1] / a[0].wall / (b[1] / b[0].wall) for a, b in zip(contenders[name].runs, contenders["img2dataset"].runs))
             print(f"{name}: {rate[name] / rate['img2dataset']:.2f}x img2dataset's files/s (within a round "
                   f"{within:.2f}x; target 5x), {peak[name] / peak['img2dataset']:.2f}x its memory (target 1/3)")
-    for name in ("a2d pipeline", "a2d-fetch", "any2dataset"):
+    for name in [n for n in ("a2d pipeline", "a2d-fetch", "any2dataset") if n in contenders and "curl" in contenders]:
         print(f"{name}: {rate[name] / rate['curl']:.0%} of curl --parallel's files/s at -j {args.j} (target 80%)")
 
 
@@ -361,6 +363,8 @@ def main():
     parser.add_argument("--idle", type=int, default=10000)
     parser.add_argument("--addresses", action="store_true", help="literal addresses, no DNS (no root needed)")
     parser.add_argument("--skip-contest", action="store_true")
+    parser.add_argument("--contenders", help="only these, comma-separated (a2d-fetch, a2d pipeline, any2dataset, "
+                                             "curl, img2dataset)")
     parser.add_argument("--port", type=int, default=0, help="the hosts' port (default: a free one)")
     parser.add_argument("--poll", type=float, default=0.05)
     args = parser.parse_args()

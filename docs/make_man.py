@@ -136,7 +136,7 @@ PROSE = {
             "row without an answer (default 3: no connection, or nothing within \\fB\\-\\-timeout\\fR) is down for "
             "60 s: its waiting records fail at once as \\fBhost_down\\fR rather than each waiting out the "
             "timeout. Records whose host must wait do not hold one of the \\-j slots: up to "
-            "\\fB\\-\\-lookahead\\fR of them (default 4 x \\-j, at least 1024) are read ahead so that other hosts "
+            "\\fB\\-\\-lookahead\\fR of them (default 2 x \\-j, at least 1024) are read ahead so that other hosts "
             "keep the slots busy. \\fB\\-\\-per\\-host 0\\fR turns the cap and the ramp\\-up off; "
             "\\fB\\-\\-no\\-ramp\\-up\\fR starts every host at its cap.",
             "DNS: host names are looked up by a2d\\-fetch itself, asynchronously on its event loop (no thread per "

@@ -101,7 +101,7 @@ class _Progress:
               help=f"After N requests in a row to a host get no answer, its waiting downloads fail at once "
                    f"(host_down) for {DOWN_SECONDS:g} s; 0: never.")
 @click.option("--lookahead", type=click.IntRange(0), metavar="N",
-              help="Records read ahead while their host waits its turn [default: 4 x -j, at least 1024].")
+              help="Records read ahead while their host waits its turn [default: 2 x -j, at least 1024].")
 @click.option("--dns-server", "dns_servers", multiple=True, metavar="ADDRESS[:PORT]",
               help="Ask this name server (repeatable) [default: those of /etc/resolv.conf].")
 @click.option("--system-dns", is_flag=True,

@@ -40,6 +40,9 @@ from ..write import FORMATS, WriteOptions, write
 @on_error_option
 @common_options
 def main(output_folder, inputs, on_error, console, **params):
+    from ..write.metadata import use_system_memory_pool
+
+    use_system_memory_pool()
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error, decode=True)
     options = write_options(**params)

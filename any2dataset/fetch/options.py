@@ -53,14 +53,14 @@ class FetchOptions:
     buffer: int | None = None  # finished records waiting for the consumer; default: buffer_default()
 
     def buffer_default(self) -> int:
-        """Finished records that may wait for a slow consumer before no new download starts:
-        a quarter of -j (each holds its body), at least 16."""
-        return self.buffer if self.buffer is not None else max(16, self.concurrency // 4)
+        """Finished records that may wait for a slow consumer before no new download starts
+        (each holds its body): an eighth of -j, from 16 to 128."""
+        return self.buffer if self.buffer is not None else max(16, min(128, self.concurrency // 8))
 
     def lookahead_default(self) -> int:
         """Records that may wait for their host (or DNS) beyond those in flight: enough that
         a few capped hosts do not starve the others."""
-        return self.lookahead if self.lookahead is not None else max(1024, 4 * self.concurrency)
+        return self.lookahead if self.lookahead is not None else max(1024, 2 * self.concurrency)
 
     def full_user_agent(self) -> str:
         if self.user_agent_token:

@@ -156,13 +156,15 @@ def fetch_in_workers(pairs: Iterable[tuple[bytes, dict]], options: FetchOptions,
     """Fetch the records of `pairs` (line, record) in `workers` processes writing to our
     stdout. Each host belongs to one worker (by a hash of its name), so its --per-host
     cap, its pauses and its DNS answers are the whole command's, and no name is looked
-    up twice. `on_tally` is given the workers' total Tally as it grows."""
+    up twice (with --per-host 0, by URL: one host's records then use every worker).
+    `on_tally` is given the workers' total Tally as it grows."""
     pool = _Workers(options, workers, on_tally)
     chunks = _Chunks(pool.deal, workers)
+    by_host = bool(options.per_host)  # with no cap there is no politeness to keep whole: spread by URL
     interrupted = False
     try:
         for line, record in pairs:
-            chunks.add(_worker_of(record.get("url"), workers), line)
+            chunks.add(_worker_of(record.get("url"), workers, by_host), line)
     except KeyboardInterrupt:
         interrupted = True
         pool.terminate()  # Ctrl-C reached them too, but a SIGTERM to us did not
@@ -178,11 +180,13 @@ def fetch_in_workers(pairs: Iterable[tuple[bytes, dict]], options: FetchOptions,
     pool.check()
 
 
-def _worker_of(url, workers: int) -> int:
+def _worker_of(url, workers: int, by_host: bool = True) -> int:
     """The worker that owns this URL's host: the text between '//' and the path, without
     user info, in lower case (no full parse: this runs for every input line)."""
     if workers == 1 or not isinstance(url, str):
         return 0
+    if not by_host:
+        return xxhash.xxh64_intdigest(url.encode("utf-8", "replace")) % workers
     rest = url.partition("//")[2]
     for stop in "/?#":
         rest = rest.partition(stop)[0]

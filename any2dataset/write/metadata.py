@@ -21,6 +21,12 @@ EXTRA_COLUMN = "extra_json"
 STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dataset caps it
 
 
+def use_system_memory_pool() -> None:
+    """For a writing process: pyarrow's own allocator keeps its arenas after each shard's
+    metadata table (a2d-write peaked 23 MB higher with it); malloc gives them back."""
+    pa.set_memory_pool(pa.system_memory_pool())
+
+
 def _arrow_type_of(value) -> pa.DataType:
     if type(value) is bool:
         return pa.bool_()
