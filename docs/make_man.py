@@ -157,8 +157,9 @@ PROSE = {
             "or https only, each one checked and scheduled like a new request to its host. TLS certificates "
             "are verified (against \\fB\\-\\-ca\\-bundle\\fR if given) unless \\fB\\-\\-insecure\\fR.",
             "Bodies over \\fB\\-\\-max\\-size\\fR are refused from Content\\-Length or cut off while streaming. "
-            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight, as many finished "
-            "records waiting for a slow reader and the lookahead; input is not read further meanwhile. Ctrl\\-C or "
+            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight, \\fB\\-\\-buffer\\fR finished "
+            "records waiting for a slow reader (by default an eighth of \\fB\\-j\\fR, at most 128; while it is full no "
+            "new download starts) and the lookahead; input is not read further meanwhile. Ctrl\\-C or "
             "SIGTERM stops reading, drops the downloads in flight (a resumed run redoes them), writes out what "
             "is finished and exits with 130.",
             "Processes: with \\fB\\-\\-workers\\fR N > 1 (by default one per core, at most 4) a2d\\-fetch runs N "
