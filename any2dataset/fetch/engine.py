@@ -396,13 +396,13 @@ def _is_address(name: str) -> bool:
 
 
 def _allow_open_files(concurrency: int) -> None:
-    """Each download in flight holds a socket, and idle connections are kept for reuse:
-    raise the soft limit on open files towards the hard one, as far as -j needs."""
+    """Each download in flight holds a socket, and up to 4 x -j idle connections are kept for
+    reuse: raise the soft limit on open files towards the hard one, as far as -j needs."""
     try:
         import resource
 
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        wanted = 2 * concurrency + 256
+        wanted = 5 * concurrency + 256
         if soft != resource.RLIM_INFINITY and soft < wanted:
             resource.setrlimit(resource.RLIMIT_NOFILE, (wanted if hard == resource.RLIM_INFINITY else
                                                         min(hard, wanted), hard))
