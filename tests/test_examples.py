@@ -56,3 +56,33 @@ def test_formats_example_writes_the_same_samples_in_every_format(tmp_path):
     assert "<svg" in (out / "report.html").read_text()
     assert sorted(p.name for p in (out / "files").iterdir()) == [
         "00000", "00000.parquet", "00000_stats.json", "00001", "00001.parquet", "00001_stats.json"]
+
+
+def test_crawl_example_accounts_for_every_url_of_the_simulated_internet(tmp_path):
+    import sys
+    from urllib.parse import urlsplit
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import siminet
+
+    out = tmp_path / "out"
+    result = run_pipeline(f"{ROOT / 'examples' / 'crawl.sh'} {out}", tmp_path, timeout=240)
+    assert result.returncode == 0, result.stderr.decode()
+    rows = ds.dataset(str(out), format="parquet", exclude_invalid_files=True).to_table().to_pylist()
+    assert len(rows) == 3000 and len({r["key"] for r in rows}) == 3000
+    by_key = {r["key"]: r for r in rows}
+    for row in rows:
+        outcome = urlsplit(row["url"]).path.split("/")[1]
+        if outcome in ("e404", "e403", "e500"):
+            assert row["status"] == "failed_to_download" and row["http_status"] == int(outcome[1:])
+        elif row["status"] != "success":
+            assert row["error_kind"] and row["error_message"]
+    successes = [r for r in rows if r["status"] == "success"]
+    assert len(successes) >= 2500
+    samples = 0
+    for sample in wds.WebDataset(str(out / "0000{0..2}.tar"), shardshuffle=False):
+        row = by_key[sample["__key__"]]
+        path = urlsplit(row["final_url"] or row["url"]).path
+        assert sample["jpg"] == siminet.expected_body(path), row["url"]
+        samples += 1
+    assert samples == len(successes)

@@ -198,7 +198,9 @@ def test_a_dead_host_fails_fast_instead_of_one_timeout_at_a_time():
 def test_a_silent_host_costs_two_timeouts_not_one_per_url(server):
     started = time.monotonic()
     out = fetch_all([server.url(f"silent/{i}.bin", delay=30) for i in range(30)], timeout=1, retries=0)
-    assert {r["error_kind"] for r in out} == {"timeout", "host_down"}
+    kinds = collections.Counter(r["error_kind"] for r in out)
+    # (Under a loaded suite an attempt may not get its connection within the second: connect.)
+    assert set(kinds) <= {"timeout", "connect", "host_down"} and kinds["host_down"] >= 20, kinds
     assert time.monotonic() - started < 5  # 30 one-second timeouts two at a time would be 15 s
 
 
