@@ -1,6 +1,7 @@
 """What every command shares: common options, progress, messages and the one error boundary."""
 
 import functools
+import io
 import os
 import signal
 import sys
@@ -8,14 +9,20 @@ import threading
 from collections.abc import Iterable, Iterator
 
 import click
+import orjson
 
 from . import __version__
+from .record import ABORT
+from .streams import STREAM_OWNED_BY_PARENT
 from .errors import A2DError, ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 bad input data, "
-    "4 incomplete output, 130 interrupted."
+    "4 incomplete output, 5 the stage before failed, 130 interrupted."
 )
+# Commands whose standard output is a record stream: when one fails, its stream ends in an
+# abort line, so the next stage does not take the cut-short stream for a whole one.
+RECORD_STREAM_COMMANDS = frozenset({"a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample"})
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -99,12 +106,14 @@ def run_boundary(console: Console, work):
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(ExitCode.OK)
     except KeyboardInterrupt:
+        _end_stream_with_abort(console, "interrupted")
         if console.debug:
             raise
         if not console.quiet:
             click.echo(f"{console.name}: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except A2DError as error:
+        _end_stream_with_abort(console, f"error: {error}")
         if console.debug:
             raise
         click.echo(f"{console.name}: error: {error}", err=True)
@@ -112,11 +121,31 @@ def run_boundary(console: Console, work):
     except (click.exceptions.Exit, click.ClickException, SystemExit):
         raise
     except Exception as error:  # a bug or an unexpected environment problem
+        _end_stream_with_abort(console, f"error: {type(error).__name__}: {error}")
         if console.debug:
             raise
         click.echo(f"{console.name}: error: {type(error).__name__}: {error} (--debug shows the traceback)",
                    err=True)
         sys.exit(ExitCode.ERROR)
+
+
+def _end_stream_with_abort(console: Console, message: str) -> None:
+    """Tell the next stage of a pipe that this stream is cut short (record.ABORT). Not on a
+    terminal, where a person reads the error on stderr anyway."""
+    if console.name not in RECORD_STREAM_COMMANDS or os.environ.get(STREAM_OWNED_BY_PARENT):
+        return
+    try:
+        fd = sys.stdout.fileno()
+        if os.isatty(fd):
+            return
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        line = orjson.dumps({ABORT: f"{console.name}: {message}"}) + b"\n"
+        os.write(fd, line)
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass  # no stdout to speak of (closed, or replaced in a test runner)
 
 
 def command(name: str, summary: str, help_text: str, example: str):

@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     USAGE = 2  # bad options or arguments (click uses 2 too)
     BAD_INPUT = 3  # malformed input data: bad JSON, wrong field type, missing column
     INCOMPLETE = 4  # input ended before some shards were complete; they were not published
+    UPSTREAM = 5  # the stage before this one in the pipe failed (its stream ends in an abort line)
     INTERRUPTED = 130  # Ctrl-C (128 + SIGINT)
 
 
@@ -57,6 +58,13 @@ class IncompleteOutput(A2DError):
     """Input ended while shards were still missing rows."""
 
     exit_code = ExitCode.INCOMPLETE
+
+
+class UpstreamFailed(A2DError):
+    """The stream ended with another stage's abort line: that stage failed mid-stream, so the
+    end of this input is not the end of the data (record.ABORT)."""
+
+    exit_code = ExitCode.UPSTREAM
 
 
 class MissingExtra(A2DError):

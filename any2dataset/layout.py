@@ -6,6 +6,7 @@ into place last). Works on local folders and fsspec URLs (s3://...).
 
 import posixpath
 import re
+from collections.abc import Callable
 
 import fsspec
 import orjson
@@ -25,8 +26,11 @@ def _listing(folder: str) -> tuple[object, list[str]]:
     return fs, [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
 
 
-def finished_shards(folder: str, read_stats: bool = True) -> dict[int, dict]:
-    """Shard number -> its stats (empty dicts when read_stats is False)."""
+def finished_shards(folder: str, read_stats: bool = True,
+                    on_unreadable: Callable[[str], None] | None = None) -> dict[int, dict]:
+    """Shard number -> its stats (empty dicts when read_stats is False). A stats file that does
+    not read as a JSON object (cut short by a crash) leaves its shard unfinished, and is
+    reported to `on_unreadable`."""
     fs, names = _listing(folder)
     _, root = fsspec.core.url_to_fs(folder)
     done = {}
@@ -35,10 +39,27 @@ def finished_shards(folder: str, read_stats: bool = True) -> dict[int, dict]:
         if match:
             stats = {}
             if read_stats:
-                with fs.open(posixpath.join(root, name), "rb") as stream:
-                    stats = orjson.loads(stream.read())
+                path = posixpath.join(root, name)
+                with fs.open(path, "rb") as stream:
+                    stats = parse_stats(stream.read(), path, on_unreadable)
+                if stats is None:
+                    continue
             done[int(match.group(1))] = stats
     return done
+
+
+def parse_stats(data: bytes, path: str, on_unreadable: Callable[[str], None] | None) -> dict | None:
+    """A shard's stats, or None (reported to `on_unreadable`) when they are not a JSON object."""
+    try:
+        stats = orjson.loads(data)
+        if isinstance(stats, dict):
+            return stats
+        problem = "not a JSON object"
+    except orjson.JSONDecodeError as error:
+        problem = "empty" if not data.strip() else f"not JSON ({error.args[0]})"
+    if on_unreadable is not None:
+        on_unreadable(f"{path}: {problem}; its shard counts as unfinished and will be written again")
+    return None
 
 
 def last_shard(folder: str) -> int | None:

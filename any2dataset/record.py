@@ -13,6 +13,7 @@ from collections.abc import Iterable
 import math
 import re
 from decimal import Decimal
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 import pybase64
@@ -21,6 +22,15 @@ import xxhash
 from .errors import BadInput
 
 FILES = "files"
+# A stage that fails after writing records ends its output with one line {ABORT: "its error"}:
+# otherwise the next stage could not tell a cut-short stream from a finished one (a pipe ends
+# the same way), and would finish a short last shard. Readers stop at it (streams.py).
+ABORT = "a2d_abort"
+# One record is one line, and orjson crashes the process (SIGSEGV) on strings near 2 GiB: a
+# line, a text field or a payload's base64 stays under MAX_LINE_BYTES, so payloads under
+# MAX_PAYLOAD_BYTES. Larger ones are refused as data (too_large) or bad input, never a crash.
+MAX_LINE_BYTES = 1 << 30
+MAX_PAYLOAD_BYTES = 768 << 20  # its base64 is 1 GiB
 
 STATUSES = frozenset(
     {"success", "failed_to_download", "failed_to_subsample", "filtered"}
@@ -93,6 +103,14 @@ RESERVED = {
     FILES: (dict,),
 }
 
+# Where a2d-write keeps values that fit no metadata column (parquet), and a2d-read finds them.
+EXTRA_COLUMN = "extra_json"
+# Names a sample's own metadata takes in the output formats: its .json and .txt (caption)
+# members, and the reserved fields and extra_json (parquet columns, tfrecord features). A
+# payload named so would overwrite the metadata or give a parquet file two columns of one
+# name, so payloads never take them: a downloaded text file is `payload.txt`.
+TAKEN_NAMES = frozenset({"json", "txt", EXTRA_COLUMN, *RESERVED})
+
 # Extensions name tar members `{key}.{ext}`: letters and digits first (webdataset skips `_`).
 _EXTENSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$")
 _KEY = re.compile(r"^[^./\\\x00-\x1f\x7f]+$")
@@ -139,12 +157,21 @@ def check(record: dict) -> None:
         for extension, payload in files.items():
             if not _EXTENSION.match(extension):
                 raise BadInput(f"invalid file extension {extension!r} in {FILES}")
+            if extension in TAKEN_NAMES:
+                raise BadInput(f"payload name {extension!r} in {FILES} is taken by the sample's metadata; "
+                               f"name it {payload_name(extension)!r}")
             if type(payload) not in (str, bytes):
                 raise BadInput(f"{FILES}.{extension} must be a base64 string, got {_json_type(payload)}")
 
 
 def valid_extension(extension: str) -> bool:
     return bool(_EXTENSION.match(extension))
+
+
+def payload_name(extension: str) -> str:
+    """The name a payload of this extension takes: the extension, unless the sample's
+    metadata takes it (TAKEN_NAMES), then `payload.EXT` (webdataset decodes by the last part)."""
+    return f"payload.{extension}" if extension in TAKEN_NAMES else extension
 
 
 def decode_payloads(record: dict) -> dict:
@@ -178,8 +205,31 @@ DUMP_OPTIONS = orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS
 
 
 def metadata(record: dict) -> dict:
-    """The record without its payloads: what goes into .json members and metadata parquet."""
-    return {name: value for name, value in record.items() if name != FILES}
+    """The record without its payloads, and without credentials in its URLs: what goes into
+    .json members, tfrecord features and metadata parquet."""
+    row = {name: value for name, value in record.items() if name != FILES}
+    for name in _URL_FIELDS:
+        value = row.get(name)
+        if value is not None and "@" in value:
+            row[name] = public_url(value)
+    return row
+
+
+_URL_FIELDS = ("url", "final_url")
+
+
+def public_url(url: str) -> str:
+    """`url` with any user name and password (`https://user:pw@host/`) replaced by ***:
+    a dataset's metadata is shared, the credentials were not meant to be."""
+    if "@" not in url:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]))
 
 
 def failure(record: dict, status: str, kind: str, message: str) -> dict:
@@ -214,8 +264,25 @@ def shard_fingerprint(rows: Iterable[dict]) -> str:
     """
     digest = xxhash.xxh3_64()
     for row in sorted(rows, key=lambda r: r["key"]):
-        digest.update(f"{row['key']}\t{row.get('url') or ''}\n".encode("utf-8", "surrogatepass"))
+        digest.update(f"{row['key']}\t{public_url(row.get('url') or '')}\n".encode("utf-8", "surrogatepass"))
     return digest.hexdigest()
+
+
+def compare_shard(stats: dict, rows: list[dict]) -> str:
+    """How a finished shard (its stats) compares with the rows now meant for it: "same";
+    "prefix" when it holds only the first of them (its input was cut short: redo it);
+    "unknown" when its writer stored no fingerprint (img2dataset); else "different"."""
+    stored = stats.get("fingerprint")
+    if stored is None:
+        return "unknown"
+    count = stats.get("count", len(rows))
+    if count == len(rows) and stored == shard_fingerprint(rows):
+        return "same"
+    if isinstance(count, int) and 0 < count < len(rows):
+        first = sorted(rows, key=lambda r: r["key"])[:count]
+        if stored == shard_fingerprint(first):
+            return "prefix"
+    return "different"
 
 
 def _json_type(value) -> str:

@@ -36,9 +36,10 @@ def parse_part(text: str) -> tuple[int, int]:
     return index, count
 
 
-def resume_from(folder: str) -> dict[int, dict]:
-    """The finished shards of an output folder, for --skip-done."""
-    return finished_shards(folder)
+def resume_from(folder: str, on_unreadable=None) -> dict[int, dict]:
+    """The finished shards of an output folder, for --skip-done (a shard whose stats do not
+    read, cut short by a crash, is not finished: it is reported to `on_unreadable`)."""
+    return finished_shards(folder, on_unreadable=on_unreadable)
 
 
 def extend_after(folder: str) -> int:
@@ -85,19 +86,19 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
     digits = rec.sample_digits(per_shard)
     width = options.oom_shard_count + digits
     shard_id = options.start_shard
-    held: collections.deque[dict] = collections.deque()  # the current shard, until its size is known
+    held = _Held()  # the current shard, until its size is known
     passing: list[dict] = []  # rows of a finished shard being checked against its fingerprint
     index = 0
 
     def release(size: int) -> Iterator[dict]:
-        if shard_id in options.done:
-            _verify(shard_id, passing, options)
-        for record in held:  # only rows of wanted shards are held
+        if shard_id in options.done and _verify(shard_id, passing, options) == "prefix":
+            # Finished from a cut-short input (it holds the first of these rows only): redo it.
+            if options.part is None or shard_id % options.part[1] == options.part[0]:
+                for record in passing:
+                    held.append(record)
+        for record in held.drain():  # only rows of wanted shards are held
             record["shard_size"] = size
-        # Hand each record over for good: in one process the later stages add payloads to these
-        # very dicts, which a list would keep until the whole shard had gone through.
-        while held:
-            yield held.popleft()
+            yield record
 
     for record in _chain(first, records):
         if index == per_shard:
@@ -108,7 +109,7 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
         record["shard"] = shard_id
         record["key"] = f"{shard_id * 10**digits + index:0{width}d}"
         if shard_id in options.done:
-            passing.append({"key": record["key"], "url": record.get("url")})  # only what the check needs
+            passing.append(record)  # checked against the finished shard; redone if that is a prefix
         elif _wanted(shard_id, options):
             held.append(record)
         index += 1
@@ -122,23 +123,70 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
         )
 
 
+class _Held:
+    """Records held until their shard's size is known: in memory up to HELD_BYTES or
+    HELD_RECORDS, the rest in a temporary file (a shard of a packed folder carries its
+    payloads: 868 MB held in memory before), read back in order when released."""
+
+    HELD_BYTES = 64 << 20
+    HELD_RECORDS = 50_000
+
+    def __init__(self):
+        self.memory: collections.deque[dict] = collections.deque()
+        self.size = 0
+        self.spill = None  # a temporary file of JSON lines, once memory is full
+        self.spilled = 0
+
+    def append(self, record: dict) -> None:
+        if self.spill is None:
+            self.memory.append(record)
+            self.size += _weight(record)
+            if self.size > self.HELD_BYTES or len(self.memory) > self.HELD_RECORDS:
+                import tempfile
+
+                self.spill = tempfile.TemporaryFile(prefix="a2d-shard-")
+            return
+        self.spill.write(rec.dumps(record))
+        self.spilled += 1
+
+    def drain(self) -> Iterator[dict]:
+        """Every held record in order, each handed over for good: in one process the later
+        stages add payloads to these very dicts, which a list would keep until the shard is out."""
+        while self.memory:
+            yield self.memory.popleft()
+        self.size = 0
+        if self.spill is not None:
+            spill, self.spill, self.spilled = self.spill, None, 0
+            with spill:
+                spill.seek(0)
+                for line in spill:
+                    yield rec.parse(line)
+
+
+def _weight(record: dict) -> int:
+    """Roughly the bytes a held record takes: its payloads and a dict's overhead."""
+    files = record.get(rec.FILES)
+    return 400 + (sum(len(p) for p in files.values()) if files else 0)
+
+
 def _chain(first, rest):
     yield first
     yield from rest
 
 
-def _verify(shard_id: int, rows: list[dict], options: ShardOptions) -> None:
+def _verify(shard_id: int, rows: list[dict], options: ShardOptions) -> str:
+    """rec.compare_shard's verdict on a finished shard; raises when it was written from other rows.
+    (No fingerprint, as img2dataset writes none: nothing to compare, the shard counts as done.)"""
     stats = options.done[shard_id]
-    stored = stats.get("fingerprint")
-    if stored is None:
-        return  # written by a tool that stores none (img2dataset): nothing to compare
-    if stored != rec.shard_fingerprint(rows) or stats.get("count", len(rows)) != len(rows):
+    verdict = rec.compare_shard(stats, rows)
+    if verdict == "different":
         name = rec.shard_name(shard_id, options.oom_shard_count)
         raise InputChanged(
             f"shard {name} in the output was written from different rows ({stats.get('count')} rows then, "
             f"{len(rows)} now, or other URLs): the input or --number-sample-per-shard changed since; "
             f"stopping rather than giving new rows old keys. Use a new output folder"
         )
+    return verdict
 
 
 def split(records: Iterable[dict], folder: str, shards_per_file: int = 1, oom_shard_count: int = 5) -> list[str]:

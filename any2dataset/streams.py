@@ -17,9 +17,12 @@ import orjson
 from fsspec.utils import infer_compression
 
 from . import record as rec
-from .errors import BadInput, UsageProblem
+from .errors import BadInput, UpstreamFailed, UsageProblem
 
 STDIO = "-"
+# Set for worker processes that write into their parent's standard output: the parent ends
+# the stream (record.ABORT) once they are gone, so that nothing follows its abort line.
+STREAM_OWNED_BY_PARENT = "A2D_STREAM_OWNED_BY_PARENT"
 STDIN_NAME = "<stdin>"
 # A record of a 69 KB image is a ~92 KB line: bigger than Linux's default 64 KiB
 # pipe, so writer and reader would take turns. 1 MiB pipes measured 2x faster.
@@ -130,12 +133,18 @@ class RecordReader:
             if line.isspace():
                 continue
             try:
+                if len(line) > rec.MAX_LINE_BYTES:
+                    raise BadInput(f"a line of {len(line)} bytes is over the {rec.MAX_LINE_BYTES >> 20} MiB a record "
+                                   f"may take")
                 record = parse(line)
                 if decode:
                     rec.decode_payloads(record)
             except BadInput as error:
                 self.bad(error)
                 continue
+            if rec.ABORT in record:
+                raise UpstreamFailed(f"{self.source or STDIN_NAME}:{self.line}: the stage before failed "
+                                     f"({record[rec.ABORT]}); what it sent is not the whole input")
             self.count += 1
             yield line, record
 

@@ -28,6 +28,9 @@ EXIT_STATUS = [
           "typed reserved field. The message names the input and line: "
           "\\fBa2d-write: error: <stdin>:1234: invalid base64 in files.jpg\\fR."),
     ("4", "Incomplete output: input ended before some shards had all their rows; they were not written."),
+    ("5", "The stage before failed: the input stream ended with its abort line (a stage that fails after "
+          "writing records ends its output with one line {\"a2d_abort\": \"its error\"}). Shards that "
+          "were not complete are not written, so a pipe cut short never publishes a short last shard."),
     ("130", "Interrupted (Ctrl-C). Nothing half-written is left under a final name."),
 ]
 
@@ -144,18 +147,25 @@ PROSE = {
             "each name is asked once however many URLs name it, and kept in one LRU cache of "
             "\\fB\\-\\-dns\\-cache\\fR names: addresses for their TTL (30 s to 1 h), names that do not exist or have "
             "no address for their negative TTL (30 s to 10 min), server failures and timeouts for 30 s. A name "
-            "that does not resolve fails as \\fBdns\\fR. \\fB\\-\\-system\\-dns\\fR (or a proxy in the environment) "
-            "lets libcurl resolve through the system instead.",
+            "that does not resolve fails as \\fBdns\\fR. \\fB\\-\\-system\\-dns\\fR lets libcurl resolve through "
+            "the system instead. Behind a proxy (\\fB\\-\\-proxy\\fR, or http_proxy, https_proxy, all_proxy and "
+            "no_proxy in the environment, as curl reads them) a2d\\-fetch still resolves every target name "
+            "itself, first URL and redirects, and checks its addresses before the proxy is asked.",
             "Safety: the User\\-Agent names the tool and its version. X\\-Robots\\-Tag directives "
             "in \\fB\\-\\-disallowed\\-header\\-directives\\fR (noai, noimageai, noindex, noimageindex) refuse a "
             "sample as \\fBrobots_optout\\fR from the headers, before the body is read; a directive scoped to a "
             "user agent counts when it names any2dataset, img2dataset or the \\fB\\-\\-user\\-agent\\-token\\fR. "
             "Only http, https and data: URLs are fetched unless \\fB\\-\\-allow\\-scheme\\fR adds others (s3, gs, "
-            "hf, file, ... through fsspec; file also takes plain local paths). Link\\-local and cloud metadata "
-            "addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200) are refused, after DNS and "
-            "at every redirect, unless \\fB\\-\\-allow\\-address\\fR lets them through. Redirects go to http "
-            "or https only, each one checked and scheduled like a new request to its host. TLS certificates "
-            "are verified (against \\fB\\-\\-ca\\-bundle\\fR if given) unless \\fB\\-\\-insecure\\fR.",
+            "hf, file, ... through fsspec; file also takes plain local paths). A URL with whitespace or a "
+            "control character inside is \\fBinvalid_url\\fR (around it they are dropped). Link\\-local and "
+            "cloud metadata addresses (169.254.0.0/16, fe80::/10, fd00:ec2::254, 100.100.100.200, in every "
+            "spelling: decimal, octal and hex IPv4, IPv4\\-mapped, \\-compatible, NAT64, 6to4 and Teredo "
+            "IPv6) and metadata host names (metadata.google.internal, ...) are refused, after DNS, at every "
+            "redirect and behind a proxy, unless \\fB\\-\\-allow\\-address\\fR lets them through. Redirects "
+            "go to http or https only, each one checked and scheduled like a new request to its host; the "
+            "\\fB\\-\\-header\\fR and \\fB\\-\\-header\\-env\\fR headers go to the first URL's host only, "
+            "unless \\fB\\-\\-location\\-trusted\\fR. TLS certificates are verified (against "
+            "\\fB\\-\\-ca\\-bundle\\fR if given) unless \\fB\\-\\-insecure\\fR.",
             "Bodies over \\fB\\-\\-max\\-size\\fR are refused from Content\\-Length or cut off while streaming. "
             "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight, \\fB\\-\\-buffer\\fR finished "
             "records waiting for a slow reader (by default an eighth of \\fB\\-j\\fR, at most 128; while it is full no "

@@ -18,7 +18,9 @@ def test_quickstart_builds_the_example_dataset(tmp_path):
     for sample in samples:
         meta = orjson.loads(sample["json"])
         name = meta["url"].rsplit("/", 1)[1]
-        by_name[name] = sample[name.rsplit(".", 1)[1]]  # the payload under the file's own extension
+        # The payload under the file's own extension; a .txt file's is payload.txt (txt is the caption).
+        extension = name.rsplit(".", 1)[1]
+        by_name[name] = sample["payload.txt" if extension == "txt" else extension]
     assert len(by_name) == 12
     for name, payload in by_name.items():
         assert payload == (ROOT / "examples" / "data" / name).read_bytes()

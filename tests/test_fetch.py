@@ -263,8 +263,8 @@ def test_local_files_need_allow_scheme(tmp_path):
 
 def test_data_urls():
     records = fetch_all(["data:text/plain;base64,aGVsbG8=", "data:,hi%20there", "data:image/png;base64,!!"])
-    assert records[0]["files"] == {"txt": b"hello"} and records[0]["mime"] == "text/plain"
-    assert records[1]["files"] == {"txt": b"hi there"}
+    assert records[0]["files"] == {"payload.txt": b"hello"} and records[0]["mime"] == "text/plain"
+    assert records[1]["files"] == {"payload.txt": b"hi there"}
     assert records[2]["status"] == "success" or records[2]["error_kind"] == "invalid_url"
 
 

@@ -151,7 +151,8 @@ def test_resume_after_a_killed_write_completes_the_dataset_exactly(http_server, 
     (tmp_path / "urls.csv").write_text("\n".join(rows[:1] + rows[2:]) + "\n")
     third = subprocess.run(["bash", "-o", "pipefail", "-c", run], cwd=tmp_path, env=command_env(),
                            capture_output=True, timeout=60)
-    assert third.returncode == 2 and b"changed since" in third.stderr
+    # a2d-shard refuses (2); a2d-write, last in the pipe, stops at its abort line (5) and writes nothing.
+    assert third.returncode == 5 and b"a2d-shard: error:" in third.stderr and b"changed since" in third.stderr
 
 
 def test_fetch_again_only_what_failed(http_server, tmp_path, pipeline):

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from .. import record as rec
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..fetch import (
     DEFAULT_DISALLOWED_DIRECTIVES,
@@ -118,8 +119,10 @@ class _Progress:
               help="Seconds: before retry k, wait a random time up to backoff * 2^k (capped at 30 s).")
 @click.option("--max-retry-after", default=60.0, show_default=True, type=click.FloatRange(0),
               help="Longest Retry-After (seconds) to honour; longer ones are cut to this.")
-@click.option("--max-size", default=100 * 1024 * 1024, show_default=True, type=click.IntRange(1),
-              help="Largest body in bytes; larger ones fail as too_large without being read whole.")
+@click.option("--max-size", default=100 * 1024 * 1024, show_default=True,
+              type=click.IntRange(1, rec.MAX_PAYLOAD_BYTES),
+              help="Largest body in bytes, at most 768 MiB (a record is one JSON line); larger ones fail as "
+                   "too_large without being read whole.")
 @click.option("--max-redirects", default=10, show_default=True, type=click.IntRange(0), help="Redirects to follow.")
 @click.option("--hash", "hash_name", type=click.Choice([*HASH_NAMES, "none"]), default="sha256", show_default=True,
               help="Hash of the downloaded bytes, stored under its name.")
@@ -131,6 +134,9 @@ class _Progress:
 @click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'", help="Send this header (repeatable).")
 @click.option("--header-env", "headers_env", multiple=True, metavar="'NAME: VARIABLE'",
               help="Send a header whose value is in an environment variable, so secrets stay out of ps.")
+@click.option("--location-trusted", is_flag=True,
+              help="Send the --header and --header-env headers to redirect targets on other hosts too "
+                   "(by default only to the first URL's host, as curl).")
 @click.option("--disallowed-header-directives", default=",".join(DEFAULT_DISALLOWED_DIRECTIVES), show_default=True,
               metavar="A,B,...", help="X-Robots-Tag directives that refuse a sample ('' to respect none).")
 @click.option("--allow-scheme", "schemes", multiple=True, metavar="SCHEME",
@@ -139,6 +145,9 @@ class _Progress:
               help="Allow these link-local or cloud-metadata addresses, refused by default.")
 @click.option("--resolve", "pinned", multiple=True, metavar="HOST:PORT:ADDRESS",
               help="Connect to ADDRESS for HOST:PORT instead of asking DNS (as curl --resolve).")
+@click.option("--proxy", metavar="URL",
+              help="Send requests through this proxy [default: the environment's http_proxy, https_proxy, "
+                   "all_proxy, no_proxy, as curl]. Target names are still resolved and checked here.")
 @click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
 @click.option("--ca-bundle", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
               help="Trust the certificate authorities in this PEM file instead of the system's.")
@@ -179,7 +188,7 @@ def main(inputs, workers, worker, on_error, output, console, **params):
 def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_servers, system_dns, dns_cache, timeout,
                   deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
                   disallowed_header_directives, schemes, networks, pinned, insecure, ca_bundle, retry_failed, ordered,
-                  **_other) -> FetchOptions:
+                  proxy=None, location_trusted=False, **_other) -> FetchOptions:
     """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
     try:
         import ipaddress
@@ -201,7 +210,8 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
         user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),
         disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
         allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
-        insecure=insecure, ca_bundle=ca_bundle, retry_failed=retry_failed, ordered=ordered,
+        insecure=insecure, ca_bundle=ca_bundle, retry_failed=retry_failed, ordered=ordered, proxy=proxy or None,
+        location_trusted=location_trusted,
     )
 
 

@@ -37,7 +37,7 @@ from ..streams import RecordReader, RecordWriter
 @common_options
 def main(inputs, split_folder, shards_per_file, on_error, output, console, **params):
     console.waiting_on_terminal(inputs)
-    options = shard_options(**params)
+    options = shard_options(**params, on_unreadable=console.warn)
     if options.done:
         console.info(f"{len(options.done)} finished shard(s) in {params['skip_done']} will be skipped")
     reader = RecordReader(inputs, on_error=on_error)
@@ -54,7 +54,7 @@ def main(inputs, split_folder, shards_per_file, on_error, output, console, **par
 
 
 def shard_options(*, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part,
-                  **_other) -> sharding.ShardOptions:
+                  on_unreadable=None, **_other) -> sharding.ShardOptions:
     """The command's parameters (as click parsed them) as ShardOptions; the all-in-one uses it too."""
     if extend and start_shard:
         raise click.UsageError("--extend and --start-shard both set the first shard; give one")
@@ -63,7 +63,7 @@ def shard_options(*, number_sample_per_shard, oom_shard_count, start_shard, exte
         oom_shard_count=oom_shard_count,
         start_shard=sharding.extend_after(extend) if extend else start_shard,
         part=sharding.parse_part(part) if part else None,
-        done=sharding.resume_from(skip_done) if skip_done else {},
+        done=sharding.resume_from(skip_done, on_unreadable) if skip_done else {},
     )
 
 

@@ -35,6 +35,9 @@ from ..write import FORMATS, WriteOptions, write
 @click.option("--payload-columns", metavar="EXT,...", default="",
               help="parquet format: binary columns for these extensions in every shard (default: the "
                    "extensions of the first rows written).")
+@click.option("--overwrite", is_flag=True,
+              help="Replace finished shards in OUTPUT_FOLDER even when they were written from other rows "
+                   "(by default that is an error; the same rows again rewrite a shard, as a resume does).")
 @click.option("--index", is_flag=True,
               help="Also write shardindex.json, a wids shard index of every finished tar and its sample count.")
 @on_error_option
@@ -57,11 +60,11 @@ def main(output_folder, inputs, on_error, console, **params):
 
 
 def write_options(*, output_format, number_sample_per_shard, oom_shard_count, start_shard, max_open_shards,
-                  keep_failed, index, payload_columns, **_other) -> WriteOptions:
+                  keep_failed, index, payload_columns, overwrite=False, **_other) -> WriteOptions:
     """The command's parameters (as click parsed them) as WriteOptions; the all-in-one uses it too."""
     return WriteOptions(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
                         oom_shard_count=oom_shard_count, start_shard=start_shard, max_open_shards=max_open_shards,
-                        keep_failed=keep_failed, index=index,
+                        keep_failed=keep_failed, index=index, overwrite=overwrite,
                         payload_columns=[ext.strip() for ext in payload_columns.split(",") if ext.strip()])
 
 

@@ -14,8 +14,9 @@ libcurl only once it has its slots, so time spent waiting for them never counts.
 
 One connection pool, TLS session cache and HTTP/2 multiplexing (PIPEWAIT: a burst to
 one host waits for the first connection and shares it) serve every request.
-Every connection, to a first host or a redirect target, passes an open-socket
-callback that refuses link-local and cloud metadata addresses.
+Every address, of a first host or a redirect target, is checked before libcurl
+connects: by the engine when it resolves names (always behind a proxy), else by an
+open-socket callback that refuses link-local and cloud metadata addresses.
 """
 
 import asyncio
@@ -247,12 +248,19 @@ class CurlClient:
 
     # --- one request
 
-    async def get(self, url: str, host: str, addresses: tuple[str, ...] | None, deadline: float) -> Outcome:
+    async def get(self, url: str, host: str, addresses: tuple[str, ...] | None, deadline: float,
+                  send_headers: bool = True) -> Outcome:
         """GET `url` (no redirect followed) within `deadline` seconds. `host` is its HOST:PORT,
-        `addresses` what it resolved to (None: libcurl resolves it, or it is an address)."""
+        `addresses` what it resolved to (None: libcurl resolves it, or it is an address);
+        the --header headers only with `send_headers`."""
         handle = self.idle.pop() if self.idle else self._new_handle()
         transfer = _Transfer(self, self.loop.create_future(), deadline)
         handle.setopt(pycurl.URL, url)
+        if self.headers:
+            if send_headers:
+                handle.setopt(pycurl.HTTPHEADER, self.headers)
+            else:
+                handle.unsetopt(pycurl.HTTPHEADER)  # (an empty list leaves the last one set)
         handle.setopt(pycurl.TIMEOUT_MS, max(1, int(deadline * 1000)))
         resolve = self._resolve_entries(host, addresses)
         if resolve is not None:
@@ -297,7 +305,8 @@ class CurlClient:
         handle.setopt(pycurl.MAXFILESIZE_LARGE, options.max_size)
         handle.setopt(pycurl.BUFFERSIZE, 512 * 1024)
         handle.setopt(pycurl.USERAGENT, options.full_user_agent())
-        handle.setopt(pycurl.HTTPHEADER, self.headers)
+        if options.proxy:
+            handle.setopt(pycurl.PROXY, options.proxy)
         handle.setopt(pycurl.ACCEPT_ENCODING, "")  # whatever libcurl can decode; bodies arrive decoded
         handle.setopt(pycurl.SSL_VERIFYPEER, 0 if options.insecure else 1)
         handle.setopt(pycurl.SSL_VERIFYHOST, 0 if options.insecure else 2)

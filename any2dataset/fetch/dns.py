@@ -352,6 +352,6 @@ def _addresses_of(message: bytes, name: str, qtype: int) -> tuple[list[str], flo
 
 
 def proxy_in_environment() -> bool:
-    """With a proxy, the proxy resolves the target's name: our lookup would be wasted."""
+    """Whether libcurl will send requests through a proxy named in the environment."""
     return any(os.environ.get(name) for name in ("http_proxy", "https_proxy", "HTTPS_PROXY", "ALL_PROXY",
                                                  "all_proxy"))

@@ -17,7 +17,6 @@ per-record hand-offs cost more than the downloads (benchmarks/README.md).
 import asyncio
 import collections
 import gc
-import ipaddress
 import queue
 import threading
 import time
@@ -26,9 +25,10 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urljoin, urlsplit
 
 from .. import record as rec
+from ..errors import UsageProblem
 from . import dns, policy, sources
 from .curl import CurlClient, Outcome
-from .guards import Guard
+from .guards import Guard, is_literal_address
 from .hosts import HostDown, Slots
 from .options import DOWN_SECONDS, RAMP_START, FetchOptions
 
@@ -56,6 +56,9 @@ def fetch(records: Iterable[dict], options: FetchOptions | None = None) -> Itera
     """Download each record's `url`. Every record comes out once: in completion order,
     or in input order with `ordered`."""
     options = options or FetchOptions()
+    if options.max_size > rec.MAX_PAYLOAD_BYTES:
+        raise UsageProblem(f"max_size {options.max_size} is over {rec.MAX_PAYLOAD_BYTES}: a record is one JSON line "
+                           f"and carries at most {rec.MAX_PAYLOAD_BYTES >> 20} MiB")
     # Thousands of short-lived objects per second: the cyclic collector's default pace
     # (every 700 allocations, scanning everything imported) took 11% of the CPU here.
     thresholds = gc.get_threshold()
@@ -194,11 +197,14 @@ class _Run:
         self.pending: set[asyncio.Task] = set()
         self.input_done = asyncio.Event()
         self.files = ThreadPoolExecutor(max_workers=min(options.concurrency, 32), thread_name_prefix="a2d-files")
-        self.resolver = None if options.system_dns or dns.proxy_in_environment() else \
+        # Behind a proxy the proxy resolves and connects, so libcurl's open-socket check would
+        # see only the proxy: every target name is then resolved here and its addresses checked.
+        proxied = bool(options.proxy) or dns.proxy_in_environment()
+        self.resolver = None if options.system_dns and not proxied else \
             dns.Resolver.from_system(list(options.dns_servers), cache_size=options.dns_cache,
                                      timeout=min(options.timeout, 5.0))
         self.curl = CurlClient(self.loop, options, self.guard, self.robots_tokens, self.disallowed,
-                               own_dns=self.resolver is not None)
+                               own_dns=not options.system_dns)
         try:
             reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
             reader.start()
@@ -273,12 +279,9 @@ class _Run:
     async def _fetch_record(self, record: dict, position: int) -> dict:
         if not needs_fetch(record, self.options.retry_failed):
             return record
-        url = record.get("url")
-        problem = self.guard.problem(url)
-        if problem is not None:
-            return rec.failure(record, "failed_to_download", *problem)
-        # The guard has parsed the URL already: the scheme is what stands before the colon.
-        scheme = "file" if url.startswith("/") else url.partition(":")[0].lower()
+        url, scheme, kind, message = self.guard.check(record.get("url"))
+        if kind is not None:
+            return rec.failure(record, "failed_to_download", kind, message)
         if scheme in ("http", "https"):
             return await self._fetch_http(record, url, position)
         started = time.monotonic()
@@ -319,25 +322,28 @@ class _Run:
         given its own host's turn; the deadline covers the hops' time in libcurl."""
         options = self.options
         spent = 0.0
+        origin = _origin(url)
         for hop in range(options.max_redirects + 1):
-            outcome = await self._request(url, options.deadline - spent, position)
+            # --header values (API keys, tokens) go to the first URL's host only, unless
+            # --location-trusted, as curl does; libcurl itself drops only Authorization and Cookie.
+            send_headers = options.location_trusted or _origin(url) == origin
+            outcome = await self._request(url, options.deadline - spent, position, send_headers)
             spent += outcome.seconds
             outcome.seconds = spent
             if outcome.location is None:
                 return outcome, url
             if hop == options.max_redirects:
                 break
-            url = urljoin(url, outcome.location)
-            problem = self.guard.problem(url, redirected=True)
-            if problem is not None:
-                return Outcome(kind=problem[0], message=problem[1], seconds=spent, final=True), url
+            url, _scheme, kind, message = self.guard.check(urljoin(url, outcome.location), redirected=True)
+            if kind is not None:
+                return Outcome(kind=kind, message=message, seconds=spent, final=True), url
             if spent >= options.deadline:
                 return Outcome(kind="timeout", message=f"deadline of {options.deadline:g}s exceeded in redirects",
                                seconds=spent), url
         return Outcome(kind="too_many_redirects", message=f"more than {options.max_redirects} redirects (--max-redirects)",
                        seconds=spent, final=True), url
 
-    async def _request(self, url: str, deadline: float, position: int) -> Outcome:
+    async def _request(self, url: str, deadline: float, position: int, send_headers: bool = True) -> Outcome:
         """One request: its host's name looked up, then its slot (hosts.py), then libcurl."""
         try:
             parts = urlsplit(url)
@@ -346,7 +352,7 @@ class _Run:
             return Outcome(kind="invalid_url", message=f"invalid URL: {error}", final=True)
         key = f"{name}:{port}"
         addresses = None
-        if self.resolver is not None and not _is_address(name):
+        if self.resolver is not None and not is_literal_address(name):
             try:
                 addresses = self.pins.get(key) or self.resolver.cached(name) or await self.resolver.resolve(name)
             except dns.DnsError as error:
@@ -363,7 +369,7 @@ class _Run:
             return Outcome(kind="host_down", message=str(down), final=True)
         outcome = None
         try:
-            outcome = await self.curl.get(url, key, addresses, deadline)
+            outcome = await self.curl.get(url, key, addresses, deadline, send_headers)
         finally:
             if outcome is None:
                 self.slots.release(key, None)
@@ -383,16 +389,12 @@ def _pins(entries) -> dict[str, tuple[str, ...]]:
     return pins
 
 
-def _is_address(name: str) -> bool:
-    if not name:
-        return True  # nothing to look up; libcurl will say what is wrong
-    if name[-1].isdigit() or ":" in name:
-        try:
-            ipaddress.ip_address(name)
-            return True
-        except ValueError:
-            return False
-    return False
+def _origin(url: str) -> tuple[str, str, int | None]:
+    try:
+        parts = urlsplit(url)
+        return parts.scheme.lower(), (parts.hostname or ""), parts.port
+    except ValueError:
+        return "", url, None
 
 
 def _allow_open_files(concurrency: int) -> None:
@@ -413,7 +415,7 @@ def _allow_open_files(concurrency: int) -> None:
 def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: str, seconds: float,
                retries: int) -> dict:
     extension, mime = policy.extension_and_mime(final_url, content_type, body)
-    record[rec.FILES] = {extension: body}
+    record[rec.FILES] = {rec.payload_name(extension): body}
     record["_body"] = body  # for the hash, computed in the consumer's thread
     record["status"] = "success"
     record["error_kind"] = None

@@ -1,11 +1,17 @@
-"""What a2d-fetch refuses to fetch: schemes not allowed, and cloud-metadata / link-local
-addresses, so a hostile URL list cannot pull instance credentials into a dataset.
+"""What a2d-fetch refuses to fetch: schemes not allowed, malformed URLs, and cloud-metadata /
+link-local addresses, so a hostile URL list cannot pull instance credentials into a dataset.
 
-Literal addresses are checked before the request; every address libcurl is about to
-connect to (after DNS, at every redirect) through its open-socket callback (curl.py).
+A URL is parsed once, here (`Guard.check`): the scheme it returns is the one the engine
+dispatches on, so the check and the fetch cannot read a URL two ways. Literal addresses
+(in every spelling: IPv4 in decimal, octal or hex, IPv6 forms that embed an IPv4 address)
+and well-known metadata host names are refused before any request; the addresses of other
+names after DNS (the engine's resolver, or libcurl's open-socket callback in curl.py), at
+every redirect.
 """
 
 import ipaddress
+import re
+import socket
 from urllib.parse import urlsplit
 
 from .options import DEFAULT_SCHEMES
@@ -16,6 +22,21 @@ DENIED_NETWORKS = tuple(
     ipaddress.ip_network(net)
     for net in ("169.254.0.0/16", "fe80::/10", "fd00:ec2::254/128", "100.100.100.200/32")
 )
+# Names that reach a metadata service from inside a cloud, refused whatever they resolve to
+# (behind a proxy it is the proxy that resolves them).
+DENIED_NAMES = frozenset({"metadata.google.internal", "metadata.goog", "metadata", "instance-data",
+                          "instance-data.ec2.internal", "metadata.tencentyun.com"})
+# IPv6 prefixes whose last 32 bits are an IPv4 address that the network delivers to:
+# IPv4-compatible (::a.b.c.d), NAT64 (RFC 6052 and the local-use prefix of RFC 8215).
+_EMBEDDING_NETWORKS = tuple(ipaddress.ip_network(net) for net in ("::/96", "64:ff9b::/96", "64:ff9b:1::/48"))
+# WHATWG's URL parser (browsers) and urllib drop these around a URL; inside one they mean a
+# malformed or smuggled URL (" http:\t//host" is http to urlsplit and a path to fsspec).
+_SURROUNDING = " \t\r\n\f\v\x00"
+_FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
+# What inet_aton reads as an IPv4 address and libcurl too ("2852039166", "0xa9fea9fe",
+# "0251.0376.0251.0376", "169.254.43518"), but ipaddress does not.
+_NUMERIC_HOST = re.compile(r"^[0-9a-fA-FxX.]+$")
 
 
 class Guard:
@@ -33,39 +54,80 @@ class Guard:
         return verdict
 
     def _check_address(self, address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address.split("%", 1)[0])  # drop an IPv6 zone id
-        except ValueError:
-            return True  # not an address (a host name): the resolver checks it
-        if ip.version == 6 and ip.ipv4_mapped:
-            ip = ip.ipv4_mapped
-        if any(ip in net for net in self.allowed_networks):
+        ip = literal_address(address)
+        if ip is None:
+            return address.lower().rstrip(".") not in DENIED_NAMES  # a name: the resolver checks its addresses
+        candidates = [ip]
+        if ip.version == 6:
+            candidates.extend(embedded_ipv4(ip))
+        if any(any(candidate in net for net in self.allowed_networks) for candidate in candidates):
             return True
-        return not any(ip in net for net in DENIED_NETWORKS)
+        return not any(candidate in net for candidate in candidates for net in DENIED_NETWORKS)
 
-    def problem(self, url, redirected: bool = False) -> tuple[str, str] | None:
-        """(error_kind, message) if `url` must not be fetched, else None."""
+    def check(self, url, redirected: bool = False) -> tuple[str, str | None, str | None, str | None]:
+        """(url, scheme, None, None) for a URL that may be fetched, with surrounding whitespace
+        removed; (url, None, error_kind, message) for one that may not."""
         if not url or not isinstance(url, str):
-            return "invalid_url", "no URL"
-        if url.startswith("/") and "file" in self.schemes:
-            return None  # a local path, as a2d-read gives for raw folders
-        try:
-            parts = urlsplit(url)
-            host = parts.hostname
-        except ValueError as error:
-            return "invalid_url", f"invalid URL: {error}"
-        scheme = parts.scheme.lower()
-        if not scheme:
-            return "invalid_url", f"invalid URL (no scheme): {url[:200]}"
+            return url, None, "invalid_url", "no URL"
+        url = url.strip(_SURROUNDING)
+        bad = _FORBIDDEN.search(url)
+        if bad is not None:
+            return url, None, "invalid_url", (f"invalid URL: whitespace or a control character "
+                                              f"({bad.group()!r}) at position {bad.start()}")
+        if url.startswith("/"):
+            if "file" in self.schemes and not redirected:
+                return url, "file", None, None  # a local path, as a2d-read gives for raw folders
+            return url, None, "invalid_url", f"invalid URL (no scheme): {url[:200]}"
+        match = _SCHEME.match(url)
+        if match is None:
+            return url, None, "invalid_url", f"invalid URL (no scheme): {url[:200]}"
+        scheme = match.group(1).lower()
         if redirected and scheme not in ("http", "https"):
-            return "scheme_denied", f"redirect to a {scheme}: URL is not followed"
+            return url, None, "scheme_denied", f"redirect to a {scheme}: URL is not followed"
         if scheme not in self.schemes:
-            return "scheme_denied", (f"scheme {scheme}: is not fetched (allowed: {', '.join(sorted(self.schemes))}; "
-                                     f"see --allow-scheme)")
+            return url, None, "scheme_denied", (f"scheme {scheme}: is not fetched (allowed: "
+                                                f"{', '.join(sorted(self.schemes))}; see --allow-scheme)")
         if scheme in ("http", "https"):
+            try:
+                host = urlsplit(url).hostname
+            except ValueError as error:
+                return url, None, "invalid_url", f"invalid URL: {error}"
             if not host:
-                return "invalid_url", f"invalid URL (no host): {url[:200]}"
+                return url, None, "invalid_url", f"invalid URL (no host): {url[:200]}"
             if not self.address_allowed(host):
-                return "address_denied", f"address {host} is link-local or a cloud metadata address " \
-                                         f"(see --allow-address)"
-        return None
+                return url, None, "address_denied", (f"address {host} is link-local or a cloud metadata "
+                                                     f"address (see --allow-address)")
+        return url, scheme, None, None
+
+
+def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host part names literally, in any spelling libcurl accepts; else None."""
+    host = host.strip("[]").split("%", 1)[0]  # an IPv6 zone id is not part of the address
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if _NUMERIC_HOST.match(host) and host[0].isdigit():
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))
+        except OSError:
+            return None
+    return None
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address delivers to: mapped, compatible, NAT64, 6to4, Teredo."""
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in net for net in _EMBEDDING_NETWORKS) and int(ip) & 0xFFFFFFFF:
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
+
+
+def is_literal_address(host: str) -> bool:
+    return not host or literal_address(host) is not None

@@ -48,6 +48,8 @@ class FetchOptions:
     allowed_schemes: frozenset[str] = DEFAULT_SCHEMES
     allowed_networks: tuple[str, ...] = ()
     resolve: tuple[str, ...] = ()  # HOST:PORT:ADDRESS, as curl's --resolve
+    proxy: str | None = None  # else the environment's (http_proxy, https_proxy, all_proxy, no_proxy), as curl
+    location_trusted: bool = False  # send --header headers to redirect targets on other hosts too
     retry_failed: bool = False
     ordered: bool = False
     buffer: int | None = None  # finished records waiting for the consumer; default: buffer_default()

@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterable
 import xxhash
 
 from ..errors import A2DError
+from ..streams import STREAM_OWNED_BY_PARENT
 from .options import FetchOptions
 
 OPTIONS_VARIABLE = "A2D_FETCH_WORKER_OPTIONS"  # options travel in the environment, not in argv (ps)
@@ -203,7 +204,8 @@ class _Workers:
         per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)))
         self.lock_file = tempfile.TemporaryFile()
         self.environment = dict(os.environ, **{OPTIONS_VARIABLE: options_to_environment(per_worker),
-                                               LOCK_VARIABLE: str(self.lock_file.fileno())})
+                                               LOCK_VARIABLE: str(self.lock_file.fileno()),
+                                               STREAM_OWNED_BY_PARENT: "1"})
         # Workers import this very package, installed or not (a checkout run through bin/).
         package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         self.environment["PYTHONPATH"] = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))

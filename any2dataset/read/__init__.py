@@ -132,7 +132,10 @@ def _folder(fs, folder: str, name, input_format: str | None) -> list[tuple[str, 
         shard_dirs = sorted({f[: -len(".parquet")] for f in files
                              if f.endswith(".parquet") and posixpath.basename(f)[: -len(".parquet")].isdigit()
                              and fs.isdir(f[: -len(".parquet")])})
-        if shard_dirs and (input_format == "files" or not any(f.endswith(".tar") for f in files)):
+        # (Shard tars lie beside the parquet files; a .tar inside a shard's folder is a sample's payload.)
+        top = folder.rstrip("/")
+        if shard_dirs and (input_format == "files" or
+                           not any(f.endswith(".tar") and posixpath.dirname(f) == top for f in files)):
             return [(name(d), "files") for d in shard_dirs]
     is_dataset = any(f.endswith("_stats.json") for f in files)
     found = []

@@ -20,7 +20,7 @@ from .. import record as rec
 from ..errors import BadInput
 from ..streams import open_input
 
-EXTRA_COLUMN = "extra_json"  # where a2d-write keeps values that fit no column
+EXTRA_COLUMN = rec.EXTRA_COLUMN
 
 
 def _shard_number(path: str) -> int | None:
@@ -92,7 +92,7 @@ def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dic
             del members["txt"]  # the caption's own member; otherwise .txt is a payload
     record["key"] = key
     if members:
-        record[rec.FILES] = members
+        record[rec.FILES] = {rec.payload_name(extension): data for extension, data in members.items()}
         if record.get("status") is None:
             record["status"] = "success"
     return record

@@ -6,6 +6,7 @@ file: use jsonl (or csv, parquet) for large lists.
 
 import orjson
 
+from .. import record as rec
 from ..errors import BadInput
 from .table import EMPTY, Table
 
@@ -56,6 +57,9 @@ def jsonl_table(stream) -> Table:
 
 
 def _object(line, number: int) -> dict:
+    if len(line) > rec.MAX_LINE_BYTES:
+        raise BadInput(f"a line of {len(line)} characters is over the {rec.MAX_LINE_BYTES >> 20} MiB a row may take",
+                       line=number)
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as error:

@@ -21,7 +21,7 @@ def extension_of(path: str) -> str:
     extension = base.rsplit(".", 1)[1].lower() if "." in base.strip(".") else "bin"
     if not rec.valid_extension(extension):
         extension = "bin"
-    return _CANONICAL.get(extension, extension)
+    return rec.payload_name(_CANONICAL.get(extension, extension))
 
 
 def read_raw(path: str, inline: bool) -> Iterator[dict]:
@@ -29,7 +29,11 @@ def read_raw(path: str, inline: bool) -> Iterator[dict]:
         yield {"url": path}
         return
     with fsspec.open(path, "rb").open() as stream:
-        data = stream.read()
+        data = stream.read(rec.MAX_PAYLOAD_BYTES + 1)
+    if len(data) > rec.MAX_PAYLOAD_BYTES:
+        yield rec.failure({"url": path}, "failed_to_download", "too_large",
+                          f"over {rec.MAX_PAYLOAD_BYTES >> 20} MiB, the most one record carries")
+        return
     yield {
         "url": path,
         "status": "success",

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from .. import record as rec
-from ..errors import BadInput
+from ..errors import A2DError, BadInput
 from .files import file_transform
 from .image import ImageOptions, image_transform
 from .select import Selection
@@ -51,10 +51,22 @@ def build_transform(options: SubsampleOptions) -> Transform:
     def transform(record: dict) -> list[dict]:
         records = [record]
         for step in steps:
-            records = [out for one in records for out in step(one)]
+            records = [out for one in records for out in _one_record(step, one)]
         return list(options.selection.filter(records))
 
     return transform
+
+
+def _one_record(step: Transform, record: dict) -> list[dict]:
+    """A step's failure on one record (a decoder's MemoryError on a hostile header, a bug
+    that one odd file triggers) is that record's failure, never the stream's end."""
+    try:
+        return step(record)
+    except A2DError:
+        raise  # a missing extra, bad options: the whole run's problem
+    except Exception as error:  # noqa: BLE001 - whatever a decoder raises on one file
+        message = f"{type(error).__name__}: {error}"[:500]
+        return [rec.failure(record, "failed_to_subsample", "decode_error", message)]
 
 
 def subsample(records: Iterable[dict], options: SubsampleOptions) -> Iterator[dict]:

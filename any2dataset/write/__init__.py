@@ -19,7 +19,7 @@ from .. import record as rec
 from ..errors import BadInput, IncompleteOutput, UsageProblem
 from .destination import destination
 from .files import FilesSink
-from ..layout import finished_shards
+from ..layout import finished_shards, parse_stats
 from .metadata import MetadataSchema, ShardStats
 from .parquet import ParquetSink
 from .tfrecord import TFRecordSink
@@ -45,6 +45,11 @@ class WriteOptions:
     keep_failed: bool = False  # also write failed and filtered rows' .json into tars, tfrecords, folders
     payload_columns: list[str] = field(default_factory=list)  # parquet format: binary columns declared up front
     index: bool = False  # write a wids shard index of the finished tars
+    overwrite: bool = False  # replace finished shards even when they were written from other rows
+
+
+class OutputConflict(UsageProblem):
+    """The output folder holds a finished shard of another input."""
 
 
 class _OpenShard:
@@ -66,9 +71,12 @@ class _OpenShard:
         self.stats = ShardStats()
         self.data_name = None if writer.sink_class.suffix is None else f"{name}{writer.sink_class.suffix}"
         self.sink = None  # opened by start(), once the writer knows this shard and can abandon it
+        self.previous: dict | None = None  # the stats of this shard if the folder had it finished
+        self.overwrite = writer.options.overwrite
 
     def start(self, writer: "ShardWriter") -> None:
         self.destination.remove_leftovers(self.name)
+        self.previous = writer.previous_stats(self.name)
         temp = self.destination.temp_path(self.data_name) if self.data_name is not None else None
         self.sink = writer.sink_class(temp, writer.schema, self.size or writer.options.number_sample_per_shard)
 
@@ -103,6 +111,13 @@ class _OpenShard:
         return len(self.source_rows) == size and not self.clips_awaited
 
     def finish(self, schema: MetadataSchema, output_format: str) -> dict:
+        if self.previous is not None and not self.overwrite and \
+                rec.compare_shard(self.previous, self.rows) not in ("same", "prefix"):
+            # Another input's shard: replacing it would leave a folder of two datasets.
+            raise OutputConflict(
+                f"{self.destination_name(f'{self.name}_stats.json')}: shard {self.name} is finished with other "
+                f"rows ({self.previous.get('count')} rows then, {len(self.source_rows)} now, or other keys or "
+                f"URLs); it was kept. Write a different input into a new folder, or give --overwrite")
         count = len(self.source_rows)  # shard_size counts source rows, as a2d-shard gave it
         if self.sink.holds_metadata:
             self.sink.close(count)
@@ -124,6 +139,9 @@ class _OpenShard:
         # Last: its existence marks the shard finished.
         self.destination.write_bytes(stats_name, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         return summary
+
+    def destination_name(self, final_name: str) -> str:
+        return f"{getattr(self.destination, 'folder', None) or self.destination.url}/{final_name}"
 
     def abandon(self) -> None:
         try:
@@ -156,6 +174,15 @@ class ShardWriter:
         self.open: dict[int, _OpenShard] = {}
         self.finished: set[int] = set()
         self.arrivals = 0  # records numbered in arrival order so far
+        self.unreadable_stats: list[str] = []
+
+    def previous_stats(self, name: str) -> dict | None:
+        """The stats of shard `name` if it was finished in the folder before this run."""
+        stats_name = f"{name}_stats.json"
+        data = self.destination.read_bytes(stats_name)
+        if data is None:
+            return None
+        return parse_stats(data, f"{self.folder.rstrip('/')}/{stats_name}", self.unreadable_stats.append)
 
     def add(self, record: dict) -> dict | None:
         """Add one record; return the stats of the shard it completed, if any."""
@@ -239,8 +266,8 @@ class ShardWriter:
         """What a user should know about the output that is not an error."""
         unplaced = sorted(self.schema.unplaced_payloads)
         if not unplaced:
-            return []
-        return [f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
+            return list(self.unreadable_stats)
+        return self.unreadable_stats + [f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
                 f"first rows written: {', '.join(self.schema.payload_columns) or 'none'}); they were kept as "
                 f"base64 in extra_json. Declare every extension with --payload-columns to give each a column."]
 

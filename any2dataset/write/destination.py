@@ -27,12 +27,40 @@ def _remove(path: str) -> None:
         pass
 
 
+def _leftovers_by_shard(names) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for name in names:
+        match = TEMPORARY.match(name)
+        if match:
+            found.setdefault(match.group(1), []).append(name)
+    return found
+
+
+def _sync(path: str) -> None:
+    """Make a file's bytes durable before it is renamed into place: after a power loss a
+    published name must not point at an empty file. A folder (the files format) is synced
+    with the whole file system, one call instead of one per file."""
+    if os.path.isdir(path):
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class LocalDestination:
     remote = False
 
     def __init__(self, folder: str):
         self.folder = folder
         os.makedirs(folder, exist_ok=True)
+        # Listed once: with thousands of shards, listing the folder at every shard start was
+        # most of the run (10,000 shards of 2 rows: 115 s).
+        names = os.listdir(folder)
+        self.existing = frozenset(names)  # what was there before this run
+        self.leftovers = _leftovers_by_shard(names)
 
     def temp_path(self, final_name: str) -> str:
         # Hidden and pid-tagged: readers skip it, and two writers never share one.
@@ -41,13 +69,22 @@ class LocalDestination:
     def remove_leftovers(self, shard_name: str) -> None:
         """Temporary files of this shard from a run that died (kill -9, power loss).
         Only one writer ever writes a shard, so any other temporary file of it is stale."""
-        for name in os.listdir(self.folder):
-            match = TEMPORARY.match(name)
-            if match and match.group(1) == shard_name:
-                _remove(os.path.join(self.folder, name))
+        for name in self.leftovers.pop(shard_name, ()):
+            _remove(os.path.join(self.folder, name))
+
+    def read_bytes(self, final_name: str) -> bytes | None:
+        """A file that was in the folder before this run, or None."""
+        if final_name not in self.existing:
+            return None
+        try:
+            with open(os.path.join(self.folder, final_name), "rb") as stream:
+                return stream.read()
+        except FileNotFoundError:
+            return None
 
     def publish(self, final_name: str) -> None:
         temp, final = self.temp_path(final_name), os.path.join(self.folder, final_name)
+        _sync(temp)
         if os.path.isdir(temp) and os.path.exists(final):
             # A folder cannot be renamed over a non-empty one: move the old one aside first.
             old = os.path.join(self.folder, f".{final_name}.old{os.getpid()}")
@@ -56,6 +93,20 @@ class LocalDestination:
             _remove(old)
         else:
             os.replace(temp, final)
+        self._sync_folder()
+
+    def _sync_folder(self) -> None:
+        """The rename itself durable (it lives in the folder's entries)."""
+        try:
+            fd = os.open(self.folder, os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass  # some file systems cannot sync a folder
+        finally:
+            os.close(fd)
 
     def discard(self, final_name: str) -> None:
         _remove(self.temp_path(final_name))
@@ -78,6 +129,19 @@ class RemoteDestination:
         self.url = url.rstrip("/")
         self.fs, self.root = fsspec.core.url_to_fs(self.url)
         self.scratch = tempfile.mkdtemp(prefix="a2d-write-")
+        try:
+            listed = self.fs.ls(self.root, detail=False) if self.fs.exists(self.root) else []
+        except FileNotFoundError:
+            listed = []
+        self.existing = frozenset(posixpath.basename(p.rstrip("/")) for p in listed)
+
+    def read_bytes(self, final_name: str) -> bytes | None:
+        if final_name not in self.existing:
+            return None
+        try:
+            return self.fs.cat_file(posixpath.join(self.root, final_name))
+        except FileNotFoundError:
+            return None
 
     def temp_path(self, final_name: str) -> str:
         return os.path.join(self.scratch, final_name)

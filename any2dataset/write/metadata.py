@@ -17,7 +17,7 @@ RESERVED_FIELDS = [
 ]
 RESERVED_NAMES = frozenset(field.name for field in RESERVED_FIELDS)
 # Where a value that does not fit its column's type goes, as JSON text, so nothing is dropped.
-EXTRA_COLUMN = "extra_json"
+EXTRA_COLUMN = rec.EXTRA_COLUMN
 STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dataset caps it
 
 

@@ -92,7 +92,7 @@ def frame(crc32c, parts: list[bytes]) -> list[bytes]:
 def sample_features(record: dict) -> dict:
     features = rec.metadata(record)
     features.update(record.get(rec.FILES) or {})
-    if record.get("caption") is not None and "txt" not in features:
+    if record.get("caption") is not None:
         features["txt"] = record["caption"]
     return features
 

@@ -21,12 +21,11 @@ _ZEROS = b"\0" * _BLOCK
 
 def sample_members(record: dict) -> dict[str, bytes]:
     """What a sample stores besides its payloads: `txt` caption and `json` metadata.
-    A downloaded file named .txt or .json keeps its name; its metadata is in the parquet."""
+    (No payload takes those names: record.TAKEN_NAMES.)"""
     members = dict(record.get(rec.FILES) or {})
-    if record.get("caption") is not None and "txt" not in members:
+    if record.get("caption") is not None:
         members["txt"] = record["caption"].encode("utf-8", "surrogatepass")
-    if "json" not in members:
-        members["json"] = orjson.dumps(rec.metadata(record), default=rec.json_default)
+    members["json"] = orjson.dumps(rec.metadata(record), default=rec.json_default)
     return members
 
 

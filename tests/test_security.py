@@ -1,0 +1,201 @@
+"""What a hostile URL list must not get: cloud metadata through a proxy or in an odd spelling,
+secrets sent to another host, a local file through a URL two parsers read differently,
+credentials published in the metadata. Every refusal happens before any connection."""
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pyarrow.parquet as pq
+import pytest
+
+from servers import body_for
+from any2dataset.fetch import FetchOptions, fetch
+from any2dataset.fetch.guards import Guard
+
+
+def fetch_all(urls, **options):
+    options.setdefault("retries", 0)
+    options.setdefault("timeout", 3)
+    records = [{"url": url, "row": i} for i, url in enumerate(urls)]
+    return sorted(fetch(records, FetchOptions(**options)), key=lambda r: r["row"])
+
+
+class RecordingProxy(ThreadingHTTPServer):
+    """An HTTP proxy that answers itself and writes down every URL it is asked for: /start
+    redirects to the URL in the `to` map; anything else gets a body saying what it was."""
+    daemon_threads = True
+
+    def __init__(self, redirects: dict[str, str]):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.redirects = redirects
+        self.asked: list[str] = []
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.server.asked.append(self.path)  # a proxy is sent the absolute URL
+        target = self.server.redirects.get(self.path)
+        if target:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+        else:
+            body = b"secret from " + self.path.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not target:
+            self.wfile.write(body)
+
+
+@pytest.fixture
+def proxy():
+    servers = []
+
+    def start(redirects):
+        server = RecordingProxy(redirects)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+METADATA_TARGETS = [
+    "http://169.254.169.254/latest/meta-data/iam/",
+    "http://metadata.google.internal/computeMetadata/v1/",
+    "http://evil.test/latest/meta-data/",  # a name pinned to the metadata address below
+]
+
+
+@pytest.mark.parametrize("how", ["environment", "option"])
+@pytest.mark.parametrize("target", METADATA_TARGETS)
+def test_a_proxy_does_not_open_the_way_to_metadata_at_a_redirect(proxy, monkeypatch, how, target):
+    start = "http://127.0.0.1:9/start.jpg"  # the proxy answers for it; nothing listens on port 9
+    server = proxy({start: target})
+    options = {"resolve": ("evil.test:80:169.254.169.254",)}
+    if how == "environment":
+        monkeypatch.setenv("http_proxy", server.url)
+    else:
+        options["proxy"] = server.url
+    [record] = fetch_all([start], **options)
+    assert record["error_kind"] == "address_denied", record
+    assert server.asked == [start]  # the metadata URL never reached the proxy
+
+
+def test_a_proxy_still_fetches_ordinary_urls(proxy):
+    server = proxy({"http://127.0.0.1:9/start.bin": "http://127.0.0.1:9/next.bin"})
+    [record] = fetch_all(["http://127.0.0.1:9/start.bin"], proxy=server.url)
+    assert record["status"] == "success"
+    assert record["files"]["bin"] == b"secret from http://127.0.0.1:9/next.bin"
+    assert server.asked == ["http://127.0.0.1:9/start.bin", "http://127.0.0.1:9/next.bin"]
+
+
+def test_headers_go_to_the_first_host_only(http_server, monkeypatch):
+    port = http_server.server_address[1]
+    monkeypatch.setenv("A2D_TEST_SECRET", "s3cr3t")
+    headers = {"X-Api-Key": "k3y", "Authorization": "Bearer s3cr3t"}
+    same = http_server.url("hdr/same.bin", location=f"http://127.0.0.1:{port}/hdr/same-target.bin")
+    other = http_server.url("hdr/other.bin", location=f"http://other.test:{port}/hdr/other-target.bin")
+    pins = (f"other.test:{port}:127.0.0.1",)
+    records = fetch_all([same, other], headers=headers, resolve=pins)
+    assert [r["status"] for r in records] == ["success", "success"]
+    [first] = http_server.requests_for("hdr/other.bin")
+    [moved] = http_server.requests_for("hdr/other-target.bin")
+    [kept] = http_server.requests_for("hdr/same-target.bin")
+    assert first["headers"]["X-Api-Key"] == "k3y" and kept["headers"]["X-Api-Key"] == "k3y"
+    assert "X-Api-Key" not in moved["headers"] and "Authorization" not in moved["headers"]
+
+    trusted = http_server.url("hdr/trusted.bin", location=f"http://other.test:{port}/hdr/trusted-target.bin")
+    fetch_all([trusted], headers=headers, resolve=pins, location_trusted=True)
+    [moved] = http_server.requests_for("hdr/trusted-target.bin")
+    assert moved["headers"]["X-Api-Key"] == "k3y"
+
+
+@pytest.mark.parametrize("url", [
+    " http:\t//127.0.0.1/../../etc/passwd",
+    "http://127.0.0.1/a b.jpg",
+    "http://127.0.0.1/a\x00.jpg",
+    "ht\ntp://127.0.0.1/x.jpg",
+    "file:///etc/passwd\x7f",
+])
+def test_whitespace_and_control_characters_inside_a_url_are_invalid(url, tmp_path, monkeypatch):
+    # A folder named like the smuggled URL's path must not be read as a local file.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / " http:\t").mkdir()
+    [record] = fetch_all([url], allowed_schemes=frozenset({"http", "https", "file"}))
+    assert record["error_kind"] == "invalid_url", record
+    assert "control character" in record["error_message"]
+
+
+def test_whitespace_around_a_url_is_dropped_as_browsers_do(http_server):
+    [record] = fetch_all([" \t" + http_server.url("ws/around.jpg", size=300) + " \n"])
+    assert record["status"] == "success"
+    assert record["files"]["jpg"] == body_for("/ws/around.jpg", 300)
+
+
+@pytest.mark.parametrize("host", [
+    "[::a9fe:a9fe]",  # IPv4-compatible
+    "[64:ff9b::a9fe:a9fe]",  # NAT64
+    "[64:ff9b:1::a9fe:a9fe]",  # local-use NAT64
+    "[2002:a9fe:a9fe::]",  # 6to4
+    "[2001:0:4136:e378:8000:63bf:5601:5601]",  # Teredo, client 169.254.169.254 (obfuscated)
+    "[::ffff:a9fe:a9fe]",  # IPv4-mapped
+    "2852039166",  # decimal
+    "0xa9fea9fe",  # hexadecimal
+    "0251.0376.0251.0376",  # octal
+    "169.254.43518",  # a.b.c with a 16-bit last part
+    "0xa9.0xfe.0xa9.0xfe",
+    "metadata.google.internal",
+    "METADATA.GOOGLE.INTERNAL.",
+    "[fd00:ec2::254]",
+    "100.100.100.200",
+])
+def test_every_spelling_of_a_metadata_address_is_refused(host, http_server):
+    [record] = fetch_all([f"http://{host}/latest/meta-data/", http_server.url("ok/after.bin")])[:1]
+    assert record["error_kind"] == "address_denied", record
+
+
+def test_numeric_spellings_of_allowed_addresses_still_fetch(http_server):
+    port = http_server.server_address[1]
+    [record] = fetch_all([f"http://2130706433:{port}/num/decimal.bin"])  # 127.0.0.1
+    assert record["status"] == "success", record
+    assert http_server.requests_for("num/decimal.bin")
+
+
+def test_guard_parses_a_url_once():
+    guard = Guard(frozenset({"http", "https", "file", "data"}))
+    assert guard.check("/data/cat.jpg")[1] == "file"
+    assert guard.check("HTTP://127.0.0.1/x")[1] == "http"
+    assert guard.check("data:,hi")[1] == "data"
+    assert guard.check("/etc/passwd", redirected=True)[2] == "invalid_url"
+    assert guard.check("file:///etc/passwd", redirected=True)[2] == "scheme_denied"
+    assert guard.check("127.0.0.1/x.jpg")[2] == "invalid_url"
+
+
+def test_credentials_in_urls_are_not_published(http_server, pipeline, tmp_path):
+    port = http_server.server_address[1]
+    url = f"http://alice:pa55word@127.0.0.1:{port}/cred/a.jpg"
+    (tmp_path / "urls.txt").write_text(url + "\n" + http_server.url("cred/b.jpg") + "\n")
+    done = pipeline("a2d-read -q urls.txt | a2d-shard -q | a2d-fetch -q -w 1 | a2d-write -q --format webdataset out")
+    assert done.returncode == 0, done.stderr.decode()
+    published = b"".join(path.read_bytes() for path in (tmp_path / "out").iterdir())
+    assert b"pa55word" not in published and b"alice" not in published
+    table = pq.read_table(tmp_path / "out" / "00000.parquet")
+    assert sorted(table.column("url").to_pylist())[0] == f"http://***@127.0.0.1:{port}/cred/a.jpg"
+    # The fingerprint that --skip-done compares still matches the input's.
+    again = pipeline("a2d-read -q urls.txt | a2d-shard -q --skip-done out | wc -l")
+    assert again.returncode == 0 and again.stdout.strip() == b"0", again.stderr.decode()
