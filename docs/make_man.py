@@ -167,9 +167,13 @@ PROSE = {
             "unless \\fB\\-\\-location\\-trusted\\fR. TLS certificates are verified (against "
             "\\fB\\-\\-ca\\-bundle\\fR if given) unless \\fB\\-\\-insecure\\fR.",
             "Bodies over \\fB\\-\\-max\\-size\\fR are refused from Content\\-Length or cut off while streaming. "
-            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight, \\fB\\-\\-buffer\\fR finished "
-            "records waiting for a slow reader (by default an eighth of \\fB\\-j\\fR, at most 128; while it is full no "
-            "new download starts) and the lookahead; input is not read further meanwhile. Ctrl\\-C or "
+            "Memory stays bounded: at most \\fB\\-\\-concurrency\\fR bodies in flight, finished "
+            "records waiting for a slow reader (an eighth of \\fB\\-j\\fR, at most 128; while they wait no "
+            "new download starts) and the lookahead; input is not read further meanwhile. Bodies in memory "
+            "stay within \\fB\\-\\-body\\-memory\\fR: a body over its share (the budget divided by the "
+            "downloads in flight and the waiting records) goes to an unlinked temporary file in TMPDIR as it "
+            "arrives and is read back when the next stage takes it, so 50 MB videos at \\fB\\-j 1024\\fR "
+            "need disk, not 50 GB of memory. Ctrl\\-C or "
             "SIGTERM stops reading, drops the downloads in flight (a resumed run redoes them), writes out what "
             "is finished and exits with 130.",
             "Processes: with \\fB\\-\\-workers\\fR N > 1 (by default one per core, at most 4) a2d\\-fetch runs N "

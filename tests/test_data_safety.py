@@ -356,3 +356,68 @@ def test_a_held_shard_spills_to_disk_and_comes_back_in_order(monkeypatch):
     assert [r["shard_size"] for r in out] == [100] * 200 + [50] * 50
     assert all(r["files"]["bin"] == "eA==" * 500 for r in out)
     assert [r["key"] for r in out][:2] == ["0000000", "0000001"]
+
+
+# --- a2d-fetch's memory: bodies past their share of --body-memory wait on disk
+
+
+def test_big_bodies_spill_to_disk_and_come_back_whole(http_server, monkeypatch):
+    import hashlib
+    import tempfile
+
+    from any2dataset.fetch import FetchOptions, fetch
+
+    spilled = []
+    real = tempfile.TemporaryFile
+    monkeypatch.setattr(tempfile, "TemporaryFile", lambda *a, **k: spilled.append(1) or real(*a, **k))
+    sizes = [3_000_000, 100_000, 5_000_000, 700_000]
+    urls = [http_server.url(f"spill/{i}.bin", size=size) for i, size in enumerate(sizes)]
+    records = [{"url": url, "row": i} for i, url in enumerate(urls)]
+    options = FetchOptions(concurrency=4, retries=0, body_memory=4 << 20, verify_hash=("expected", "md5"))
+    for record, size in zip(records, sizes):
+        record["expected"] = hashlib.md5(body_for(f"/spill/{record['row']}.bin", size)).hexdigest()
+    out = sorted(fetch(records, options), key=lambda r: r["row"])
+    assert options.memory_per_transfer() == 256 << 10
+    assert len(spilled) == 3  # the three bodies over 256 KiB
+    for record, size in zip(out, sizes):
+        assert record["status"] == "success", record
+        body = record["files"]["bin"]
+        assert type(body) is bytes and body == body_for(f"/spill/{record['row']}.bin", size)
+        assert record["sha256"] == hashlib.sha256(body).hexdigest() and record["size"] == size
+
+
+def test_a2d_fetch_memory_holds_with_big_bodies_behind_a_slow_reader(http_server, tmp_path):
+    """16 bodies of 24 MB at once, and a reader that waits: 384 MB in flight plus as many
+    waiting without a budget; with --body-memory 64M the process stays far below."""
+    import os
+    import subprocess
+
+    from conftest import command_env
+
+    lines = "".join(json.dumps({"url": http_server.url(f"mem/{i}.bin", size=24_000_000)}) + "\n"
+                    for i in range(16))
+    (tmp_path / "in.jsonl").write_text(lines)
+    script = ("a2d-fetch -q -w 1 -j 16 --per-host 0 --body-memory 64M < in.jsonl "
+              "| (sleep 4; wc -c > size.txt)")
+    process = subprocess.Popen(["bash", "-o", "pipefail", "-c", f"exec 3>&1; {script}"], cwd=tmp_path,
+                               env=command_env(), stderr=subprocess.PIPE)
+    _pid, status, usage = os.wait4(process.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, process.stderr.read().decode()
+    peak_mib = usage.ru_maxrss / 1024  # the largest process of the pipe: a2d-fetch
+    assert int((tmp_path / "size.txt").read_text()) > 16 * 24_000_000 * 4 // 3  # every body came out
+    assert peak_mib < 250, peak_mib  # 513 MiB with no budget
+
+
+@pytest.mark.parametrize("piece", [1, 7, 64, 1 << 20])
+def test_txt_lists_read_in_pieces_keep_rows_and_line_numbers(piece, tmp_path, monkeypatch):
+    from any2dataset.read import read
+    from any2dataset.read import txt
+
+    monkeypatch.setattr(txt, "PIECE", piece)
+    monkeypatch.setattr(rec, "MAX_LINE_BYTES", 200)
+    text = "http://a/1\r\n" + "\n" * 50 + "  http://a/2  \n\n\t\nhttp://a/3"
+    (tmp_path / "urls.txt").write_text(text)
+    assert [r["url"] for r in read([str(tmp_path / "urls.txt")])] == ["http://a/1", "http://a/2", "http://a/3"]
+    (tmp_path / "long.txt").write_text(text + "\n" + "\n" * 1000 + "http://a/" + "x" * 150 + "\nhttp://b/\n")
+    with pytest.raises(BadInput, match=r"long.txt:1056: a line of (over )?\d+ characters is too long for a URL"):
+        list(read([str(tmp_path / "long.txt")]))

@@ -83,6 +83,26 @@ class _Progress:
         self.bar.close()
 
 
+class ByteSize(click.ParamType):
+    """A size in bytes, with an optional K, M or G suffix (powers of 1024)."""
+
+    name = "size"
+    UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().upper().removesuffix("B").removesuffix("I")
+        number, unit = (text[:-1], text[-1]) if text[-1:] in self.UNITS and text[-1:] else (text, "")
+        try:
+            size = int(float(number) * self.UNITS[unit])
+        except ValueError:
+            self.fail(f"{value!r} is not a size such as 512M or 2G", param, ctx)
+        if size < 1:
+            self.fail(f"{value!r}: a size must be positive", param, ctx)
+        return size
+
+
 @command(
     "a2d-fetch",
     "download the URL of every record",
@@ -123,6 +143,10 @@ class _Progress:
               type=click.IntRange(1, rec.MAX_PAYLOAD_BYTES),
               help="Largest body in bytes, at most 768 MiB (a record is one JSON line); larger ones fail as "
                    "too_large without being read whole.")
+@click.option("--body-memory", type=ByteSize(), metavar="SIZE",
+              help="Bytes of bodies kept in memory, downloading or waiting for the next stage (512M, 2G); a "
+                   "body over its share (SIZE / (-j + waiting records)) goes to a temporary file in TMPDIR "
+                   "as it arrives [default: an eighth of the machine's memory, at most 1G].")
 @click.option("--max-redirects", default=10, show_default=True, type=click.IntRange(0), help="Redirects to follow.")
 @click.option("--hash", "hash_name", type=click.Choice([*HASH_NAMES, "none"]), default="sha256", show_default=True,
               help="Hash of the downloaded bytes, stored under its name.")
@@ -188,7 +212,7 @@ def main(inputs, workers, worker, on_error, output, console, **params):
 def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_servers, system_dns, dns_cache, timeout,
                   deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
                   disallowed_header_directives, schemes, networks, pinned, insecure, ca_bundle, retry_failed, ordered,
-                  proxy=None, location_trusted=False, **_other) -> FetchOptions:
+                  proxy=None, location_trusted=False, body_memory=None, **_other) -> FetchOptions:
     """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
     try:
         import ipaddress
@@ -211,7 +235,7 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
         disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
         allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
         insecure=insecure, ca_bundle=ca_bundle, retry_failed=retry_failed, ordered=ordered, proxy=proxy or None,
-        location_trusted=location_trusted,
+        location_trusted=location_trusted, body_memory=body_memory,
     )
 
 

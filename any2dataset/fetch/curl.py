@@ -24,6 +24,7 @@ import collections
 import os
 import socket
 import ssl
+import tempfile
 import time
 
 import pycurl
@@ -91,16 +92,52 @@ class Outcome:
         self.answered = answered  # the server began to answer (a status line came)
 
 
+class SpilledBody:
+    """A body larger than its share of the memory budget, in an unlinked temporary file while
+    it downloads and waits for the consumer, who reads it back (`take`) one at a time."""
+
+    __slots__ = ("file", "size")
+
+    def __init__(self, file, size: int):
+        self.file = file
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def head(self, count: int) -> bytes:
+        self.file.seek(0)
+        return self.file.read(count)
+
+    def pieces(self, piece: int = 1 << 20):
+        self.file.seek(0)
+        while True:
+            data = self.file.read(piece)
+            if not data:
+                return
+            yield data
+
+    def take(self) -> bytes:
+        """The whole body, closing (so deleting) the file."""
+        with self.file:
+            self.file.seek(0)
+            return self.file.read()
+
+    def discard(self) -> None:
+        self.file.close()
+
+
 class _Transfer:
     """One request's state, reachable from libcurl's callbacks."""
 
     __slots__ = ("chunks", "size", "headers", "refused", "future", "client", "reason", "last", "started",
-                 "answered", "deadline")
+                 "answered", "deadline", "spill")
 
     def __init__(self, client, future, deadline):
         self.client = client
         self.future = future
         self.chunks = []
+        self.spill = None  # a temporary file, once the body outgrows its share of --body-memory
         self.size = 0
         self.headers = []  # of the latest response (a 1xx starts a new list)
         self.refused = None  # (kind, message) when we stopped the transfer ourselves
@@ -130,8 +167,29 @@ class _Transfer:
         if self.size > self.client.max_size:
             self.refused = ("too_large", f"body is over --max-size {self.client.max_size}")
             return 0  # abort the transfer
-        self.chunks.append(data)
+        try:
+            if self.spill is not None:
+                self.spill.write(data)
+            elif self.size > self.client.memory_per_transfer:
+                self.spill = tempfile.TemporaryFile(prefix="a2d-fetch-body-")
+                self.spill.writelines(self.chunks)
+                self.spill.write(data)
+                self.chunks = []
+            else:
+                self.chunks.append(data)
+        except OSError as error:  # a full disk: this body fails, the run goes on
+            self.refused = ("other", f"could not keep the body on disk ({error.strerror or error})")
+            return 0
         return None
+
+    def body(self):
+        return SpilledBody(self.spill, self.size) if self.spill is not None else b"".join(self.chunks)
+
+    def discard(self) -> None:
+        if self.spill is not None:
+            self.spill.close()
+            self.spill = None
+        self.chunks = []
 
     def header(self, name: str) -> list[str]:
         return [value for key, value in self.headers if key == name]
@@ -146,6 +204,8 @@ class CurlClient:
         self.robots_tokens = robots_tokens
         self.disallowed = disallowed
         self.max_size = options.max_size
+        # A body bigger than its share of --body-memory goes to a temporary file as it arrives.
+        self.memory_per_transfer = options.memory_per_transfer()
         self.timeout = options.timeout
         self.headers = [f"{name}: {value}" for name, value in options.headers.items()]
         self.pinned = list(options.resolve)
@@ -242,6 +302,7 @@ class CurlClient:
 
     def _end(self, handle: pycurl.Curl, transfer: _Transfer, kind: str, message: str) -> None:
         self._release(handle)
+        transfer.discard()
         if not transfer.future.done():
             transfer.future.set_result(Outcome(kind=kind, message=message, answered=transfer.answered,
                                                seconds=time.monotonic() - transfer.started))
@@ -275,6 +336,7 @@ class CurlClient:
         finally:
             if not transfer.future.done():  # cancelled (Ctrl-C, a closed output): take it out of libcurl
                 self._release(handle)
+                transfer.discard()
 
     def _resolve_entries(self, host: str, addresses: tuple[str, ...] | None) -> list[str] | None:
         """The CURLOPT_RESOLVE list this request needs, or None when libcurl knows already."""
@@ -354,6 +416,7 @@ class CurlClient:
         content_type = handle.getinfo(pycurl.CONTENT_TYPE)
         self._release(handle)
         if transfer.future.done():
+            transfer.discard()
             return
         seconds = time.monotonic() - transfer.started
         if transfer.refused is not None:
@@ -375,7 +438,9 @@ class CurlClient:
             outcome = Outcome(kind=kind, message=text, status=status,
                               retry_after=policy.retry_after_seconds(next(iter(transfer.header("retry-after")), None)))
         else:
-            outcome = Outcome(body=b"".join(transfer.chunks), status=status, content_type=content_type)
+            outcome = Outcome(body=transfer.body(), status=status, content_type=content_type)
+            transfer.spill = None  # the outcome owns it now
+        transfer.discard()
         outcome.seconds = seconds
         outcome.answered = transfer.answered
         transfer.future.set_result(outcome)

@@ -27,7 +27,7 @@ from urllib.parse import urljoin, urlsplit
 from .. import record as rec
 from ..errors import UsageProblem
 from . import dns, policy, sources
-from .curl import CurlClient, Outcome
+from .curl import CurlClient, Outcome, SpilledBody
 from .guards import Guard, is_literal_address
 from .hosts import HostDown, Slots
 from .options import DOWN_SECONDS, RAMP_START, FetchOptions
@@ -129,17 +129,32 @@ class _Finisher:
         if body is None:
             return record
         if self.hash:
-            record[self.hash] = policy.HASHES[self.hash](body).hexdigest()
+            record[self.hash] = _digest(self.hash, body)
         if self.verify:
             column, algorithm = self.verify
             expected = record.get(column)
             if expected:
-                actual = record.get(algorithm) if algorithm == self.hash else \
-                    policy.HASHES[algorithm](body).hexdigest()
+                actual = record.get(algorithm) if algorithm == self.hash else _digest(algorithm, body)
                 if actual.lower() != str(expected).strip().lower():
+                    if isinstance(body, SpilledBody):
+                        body.discard()
                     return rec.failure(record, "failed_to_download", "hash_mismatch",
                                        f"{algorithm} of the download is {actual}, {column} says {expected}")
+        if isinstance(body, SpilledBody):  # read back now, one at a time, as the consumer takes it
+            files = record[rec.FILES]
+            for name, payload in files.items():
+                if payload is body:
+                    files[name] = body.take()
         return record
+
+
+def _digest(algorithm: str, body) -> str:
+    if not isinstance(body, SpilledBody):
+        return policy.HASHES[algorithm](body).hexdigest()
+    digest = policy.HASHES[algorithm]()
+    for piece in body.pieces():
+        digest.update(piece)
+    return digest.hexdigest()
 
 
 class _Run:
@@ -414,7 +429,8 @@ def _allow_open_files(concurrency: int) -> None:
 
 def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: str, seconds: float,
                retries: int) -> dict:
-    extension, mime = policy.extension_and_mime(final_url, content_type, body)
+    head = body if isinstance(body, bytes) else body.head(64)  # enough to sniff the file type
+    extension, mime = policy.extension_and_mime(final_url, content_type, head)
     record[rec.FILES] = {rec.payload_name(extension): body}
     record["_body"] = body  # for the hash, computed in the consumer's thread
     record["status"] = "success"

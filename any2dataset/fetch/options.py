@@ -1,6 +1,7 @@
 """a2d-fetch's options and defaults, kept apart from the engine so that a command can
 read them without importing the network engine (a parent of worker processes never needs it)."""
 
+import os
 from dataclasses import dataclass, field
 
 from .. import __version__
@@ -53,11 +54,21 @@ class FetchOptions:
     retry_failed: bool = False
     ordered: bool = False
     buffer: int | None = None  # finished records waiting for the consumer; default: buffer_default()
+    body_memory: int | None = None  # bytes of bodies in memory, in flight or waiting; default: body_memory_default()
 
     def buffer_default(self) -> int:
         """Finished records that may wait for a slow consumer before no new download starts
         (each holds its body): an eighth of -j, from 16 to 128."""
         return self.buffer if self.buffer is not None else max(16, min(128, self.concurrency // 8))
+
+    def body_memory_default(self) -> int:
+        """The byte budget for bodies in memory: an eighth of the machine's memory, at most 1 GiB."""
+        return self.body_memory if self.body_memory is not None else min(1 << 30, _physical_memory() // 8)
+
+    def memory_per_transfer(self) -> int:
+        """Bytes of one body kept in memory (in flight, or finished and waiting); the rest of a
+        larger body goes to a temporary file. At least 256 KiB: most images stay in memory."""
+        return max(256 << 10, self.body_memory_default() // (self.concurrency + self.buffer_default()))
 
     def lookahead_default(self) -> int:
         """Records that may wait for their host (or DNS) beyond those in flight: enough that
@@ -72,3 +83,10 @@ class FetchOptions:
     def robots_tokens(self) -> frozenset[str]:
         extra = {self.user_agent_token.lower()} if self.user_agent_token else set()
         return ROBOTS_TOKENS | extra
+
+
+def _physical_memory() -> int:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30

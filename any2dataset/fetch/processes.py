@@ -201,7 +201,8 @@ class _Workers:
         self.count = workers
         self.on_tally = on_tally
         # -j is shared by the workers; hosts are not (each host is one worker's).
-        per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)))
+        per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)),
+                                         body_memory=options.body_memory_default() // workers)
         self.lock_file = tempfile.TemporaryFile()
         self.environment = dict(os.environ, **{OPTIONS_VARIABLE: options_to_environment(per_worker),
                                                LOCK_VARIABLE: str(self.lock_file.fileno()),
