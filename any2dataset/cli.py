@@ -113,7 +113,7 @@ def run_boundary(console: Console, work):
             click.echo(f"{console.name}: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except A2DError as error:
-        _end_stream_with_abort(console, f"error: {error}")
+        _end_stream_with_abort(console, f"error: {error}", getattr(error, "origin", None))
         if console.debug:
             raise
         click.echo(f"{console.name}: error: {error}", err=True)
@@ -129,8 +129,9 @@ def run_boundary(console: Console, work):
         sys.exit(ExitCode.ERROR)
 
 
-def _end_stream_with_abort(console: Console, message: str) -> None:
-    """Tell the next stage of a pipe that this stream is cut short (record.ABORT). Not on a
+def _end_stream_with_abort(console: Console, message: str, origin: str | None = None) -> None:
+    """Tell the next stage of a pipe that this stream is cut short (record.ABORT), passing on
+    the first failing stage's words (`origin`) when the failure came from upstream. Not on a
     terminal, where a person reads the error on stderr anyway."""
     if console.name not in RECORD_STREAM_COMMANDS or os.environ.get(STREAM_OWNED_BY_PARENT):
         return
@@ -142,7 +143,7 @@ def _end_stream_with_abort(console: Console, message: str) -> None:
             sys.stdout.flush()
         except (OSError, ValueError):
             pass
-        line = orjson.dumps({ABORT: f"{console.name}: {message}"}) + b"\n"
+        line = orjson.dumps({ABORT: origin or f"{console.name}: {message}"}) + b"\n"
         os.write(fd, line)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         pass  # no stdout to speak of (closed, or replaced in a test runner)

@@ -66,6 +66,10 @@ class UpstreamFailed(A2DError):
 
     exit_code = ExitCode.UPSTREAM
 
+    def __init__(self, message: str, origin: str):
+        super().__init__(message)
+        self.origin = origin  # the failing stage's own abort text, passed on unchanged
+
 
 class MissingExtra(A2DError):
     """An optional feature needs a package that is not installed."""

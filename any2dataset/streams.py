@@ -143,8 +143,9 @@ class RecordReader:
                 self.bad(error)
                 continue
             if rec.ABORT in record:
-                raise UpstreamFailed(f"{self.source or STDIN_NAME}:{self.line}: the stage before failed "
-                                     f"({record[rec.ABORT]}); what it sent is not the whole input")
+                origin = str(record[rec.ABORT])
+                raise UpstreamFailed(f"{self.source or STDIN_NAME}:{self.line}: a stage before this one failed, so "
+                                     f"this is not the whole input ({origin})", origin=origin)
             self.count += 1
             yield line, record
 

@@ -88,7 +88,11 @@ PROSE = {
             "exists in OUT, so running the same pipeline again after a crash redoes only unfinished shards. "
             "a2d\\-write stores in each stats file a fingerprint of the shard's keys and URLs; a2d\\-shard "
             "recomputes it from the input and stops with status 2 if a finished shard would now get other "
-            "rows (the input or N changed), instead of giving new rows old keys.",
+            "rows (the input or N changed), instead of giving new rows old keys. Two cases are redone rather "
+            "than refused: a finished shard that holds only the first of its rows now (written from an input "
+            "that was cut short), and one whose stats file does not read as a JSON object (cut short by a "
+            "crash; a warning names it). Shards held back until their size is known stay in memory up to "
+            "64 MiB or 50,000 records, the rest in a temporary file.",
             "Fan\\-out: \\fB\\-\\-part\\fR \\fII/N\\fR keeps the shards with shard mod N = I, so N processes or "
             "hosts (GNU parallel, xargs \\-P, a Slurm array) cover the input exactly once without talking to "
             "each other. \\fB\\-\\-split\\fR \\fIDIR\\fR writes one JSONL file per shard (or per "
@@ -206,8 +210,8 @@ PROSE = {
         "details": [
             "Files for shard \\fIN\\fR (zero-padded to \\fB--oom-shard-count\\fR digits), img2dataset's "
             "layout. \\fIwebdataset\\fR: \\fIN.tar\\fR with members \\fIkey.ext\\fR for each payload, "
-            "\\fIkey.txt\\fR for the caption unless a payload is named txt, \\fIkey.json\\fR with the "
-            "metadata; members of a sample adjacent and sorted, plain ustar headers, mtime 0, uid/gid 0, so "
+            "\\fIkey.txt\\fR for the caption, \\fIkey.json\\fR with the metadata (no payload takes those "
+            "names, nor a reserved field's: a text payload is \\fIkey.payload.txt\\fR); members of a sample adjacent and sorted, plain ustar headers, mtime 0, uid/gid 0, so "
             "equal input gives byte-identical tars. \\fIfiles\\fR: a folder \\fIN/\\fR with the same "
             "files. \\fItfrecord\\fR: \\fIN.tfrecord\\fR of tf.train.Example records (\\fBkey\\fR, one bytes "
             "feature per payload extension, \\fBtxt\\fR, and every metadata field: text as bytes, integers as "
@@ -231,7 +235,14 @@ PROSE = {
             "file by file); the stats file comes last, and is removed first when a shard is redone, so a "
             "shard is finished exactly when \\fIN_stats.json\\fR exists. On error or Ctrl-C the temporary "
             "files are removed; after kill -9 they remain as hidden files that readers skip, removed when "
-            "the shard is written again.",
+            "the shard is written again. Each file is synced to disk before its rename (the files format's "
+            "folder with one sync of the file system), so after a power loss a published name never points "
+            "at an empty file.",
+            "A shard already finished in the folder is rewritten only from the same rows (a resume) or from "
+            "rows it holds the first of (its input was cut short); another input's rows for it stop "
+            "a2d\\-write with status 2 and leave the folder as it was, unless \\fB\\-\\-overwrite\\fR. If "
+            "the input ends with another stage's abort line (that stage failed mid\\-stream), a2d\\-write "
+            "publishes no shard that was not complete and exits with status 5.",
             "Records with \\fBshard\\fR and \\fBshard_size\\fR (from a2d-shard) may arrive in any order and "
             "interleaved; a shard is finished as soon as it holds \\fBshard_size\\fR rows. If input ends "
             "first, the short shards are not written and the exit status is 4. Records without a shard are "

@@ -157,7 +157,7 @@ def test_a_failing_first_stage_publishes_no_short_shard(http_server, pipeline, t
                     "| a2d-write -q --format webdataset out")
     assert done.returncode != 0
     stderr = done.stderr.decode()
-    assert "a2d-read: error:" in stderr and "the stage before failed" in stderr
+    assert "a2d-read: error:" in stderr and "a stage before this one failed" in stderr
     stats = sorted(p.name for p in (tmp_path / "out").glob("*_stats.json"))
     for name in stats:  # whatever is finished is whole
         assert json.loads((tmp_path / "out" / name).read_text())["count"] == 100
@@ -172,9 +172,11 @@ def test_every_stage_stops_at_an_abort_line(command, pipeline, tmp_path):
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
     done = pipeline(f"{command} < in.jsonl > out.jsonl")
     assert done.returncode == 5, (done.returncode, done.stderr.decode())
-    assert "<stdin>:4: the stage before failed (a2d-read: error: x)" in done.stderr.decode()
-    if command.startswith(("a2d-shard", "a2d-fetch", "a2d-subsample")):  # and passes it on
-        assert json.loads((tmp_path / "out.jsonl").read_text().splitlines()[-1]).get("a2d_abort")
+    assert "<stdin>:4: a stage before this one failed, so this is not the whole input (a2d-read: error: x)" \
+        in done.stderr.decode()
+    if command.startswith(("a2d-shard", "a2d-fetch", "a2d-subsample")):  # and passes it on, unchanged
+        last = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[-1])
+        assert last == {"a2d_abort": "a2d-read: error: x"}
 
 
 def test_a_resume_redoes_a_shard_cut_short_before(http_server, pipeline, tmp_path):

@@ -88,3 +88,16 @@ def test_crawl_example_accounts_for_every_url_of_the_simulated_internet(tmp_path
         assert sample["jpg"] == siminet.expected_body(path), row["url"]
         samples += 1
     assert samples == len(successes)
+
+
+def test_cut_short_example_publishes_no_short_shard_then_finishes(tmp_path):
+    out = tmp_path / "out"
+    result = run_pipeline(f"{ROOT / 'examples' / 'cut_short.sh'} {out}", tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    first, second = result.stdout.decode().split("== 2.")
+    assert "the pipeline failed with status 5" in first
+    assert "_stats.json" not in first  # nothing was finished from the cut list
+    rows = ds.dataset(str(out), format="parquet", exclude_invalid_files=True).to_table().to_pylist()
+    assert len(rows) == 60 and len({r["key"] for r in rows}) == 60
+    stats = [orjson.loads(p.read_bytes()) for p in sorted(out.glob("*_stats.json"))]
+    assert [s["count"] for s in stats] == [20, 20, 20]
