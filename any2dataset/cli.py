@@ -13,7 +13,7 @@ import orjson
 
 from . import __version__
 from .record import ABORT
-from .streams import STREAM_OWNED_BY_PARENT
+from .streams import RECORD_OUTPUTS, STREAM_OWNED_BY_PARENT, end_with_abort
 from .errors import A2DError, ExitCode
 
 EXIT_CODES_HELP = (
@@ -95,6 +95,7 @@ def _terminate(signum, frame):
 
 def run_boundary(console: Console, work):
     """The one place where errors become messages and exit codes."""
+    RECORD_OUTPUTS.clear()  # (commands run in one process one after another, as in tests)
     try:
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, _terminate)
@@ -133,20 +134,13 @@ def _end_stream_with_abort(console: Console, message: str, origin: str | None = 
     """Tell the next stage of a pipe that this stream is cut short (record.ABORT), passing on
     the first failing stage's words (`origin`) when the failure came from upstream. Not on a
     terminal, where a person reads the error on stderr anyway."""
-    if console.name not in RECORD_STREAM_COMMANDS or os.environ.get(STREAM_OWNED_BY_PARENT):
+    if os.environ.get(STREAM_OWNED_BY_PARENT):
         return
     try:
-        fd = sys.stdout.fileno()
-        if os.isatty(fd):
-            return
-        try:
-            sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
-        line = orjson.dumps({ABORT: origin or f"{console.name}: {message}"}) + b"\n"
-        os.write(fd, line)
+        end_with_abort(orjson.dumps({ABORT: origin or f"{console.name}: {message}"}) + b"\n",
+                       default_stdout=console.name in RECORD_STREAM_COMMANDS)
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
-        pass  # no stdout to speak of (closed, or replaced in a test runner)
+        pass  # no output to speak of (closed, or replaced in a test runner)
 
 
 def command(name: str, summary: str, help_text: str, example: str):

@@ -168,10 +168,13 @@ def valid_extension(extension: str) -> bool:
     return bool(_EXTENSION.match(extension))
 
 
-def payload_name(extension: str) -> str:
+def payload_name(extension: str, record: dict | None = None) -> str:
     """The name a payload of this extension takes: the extension, unless the sample's
-    metadata takes it (TAKEN_NAMES), then `payload.EXT` (webdataset decodes by the last part)."""
-    return f"payload.{extension}" if extension in TAKEN_NAMES else extension
+    metadata takes it (TAKEN_NAMES, or a field of `record`, such as a list's own column),
+    then `payload.EXT` (webdataset decodes by the last part)."""
+    if extension in TAKEN_NAMES or (record is not None and extension in record):
+        return f"payload.{extension}"
+    return extension
 
 
 def decode_payloads(record: dict) -> dict:

@@ -91,12 +91,10 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
     index = 0
 
     def release(size: int) -> Iterator[dict]:
-        if shard_id in options.done and _verify(shard_id, passing, options) == "prefix":
-            # Finished from a cut-short input (it holds the first of these rows only): redo it.
-            if options.part is None or shard_id % options.part[1] == options.part[0]:
-                for record in passing:
-                    held.append(record)
-        for record in held.drain():  # only rows of wanted shards are held
+        if shard_id in options.done and (_verify(shard_id, passing, options) != "prefix" or (
+                options.part is not None and shard_id % options.part[1] != options.part[0])):
+            held.clear()  # finished: skipped (a shard finished from a cut-short input is redone)
+        for record in held.drain():  # only rows of wanted (or redone) shards are held
             record["shard_size"] = size
             yield record
 
@@ -109,7 +107,8 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
         record["shard"] = shard_id
         record["key"] = f"{shard_id * 10**digits + index:0{width}d}"
         if shard_id in options.done:
-            passing.append(record)  # checked against the finished shard; redone if that is a prefix
+            passing.append({"key": record["key"], "url": record.get("url")})  # checked against the finished shard
+            held.append(record)  # kept (on disk past a budget) in case that is a prefix to redo
         elif _wanted(shard_id, options):
             held.append(record)
         index += 1
@@ -148,6 +147,13 @@ class _Held:
             return
         self.spill.write(rec.dumps(record))
         self.spilled += 1
+
+    def clear(self) -> None:
+        self.memory.clear()
+        self.size = 0
+        if self.spill is not None:
+            self.spill.close()
+            self.spill, self.spilled = None, 0
 
     def drain(self) -> Iterator[dict]:
         """Every held record in order, each handed over for good: in one process the later

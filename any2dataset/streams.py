@@ -159,6 +159,34 @@ class RecordReader:
             self.first_skipped = error
 
 
+# The record outputs this process opened (paths, or STDIO), latest last.
+RECORD_OUTPUTS: list[str] = []
+
+
+def end_with_abort(line: bytes, default_stdout: bool) -> None:
+    """Append an abort line (record.ABORT) to this process's record output: the file of -o, or
+    standard output (also when no writer was opened yet, if `default_stdout`). After a newline,
+    so that a line cut short by the failure cannot swallow it. Not on a terminal."""
+    target = RECORD_OUTPUTS[-1] if RECORD_OUTPUTS else (STDIO if default_stdout else None)
+    if target is None:
+        return
+    line = b"\n" + line
+    if target == STDIO:
+        fd = sys.stdout.fileno()
+        if os.isatty(fd):
+            return
+        try:
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        os.write(fd, line)
+        return
+    fs, path = fsspec.core.url_to_fs(target)
+    if fs.exists(path):  # (a temporary file removed on the failure is not brought back)
+        with fsspec.open(target, "ab", compression="infer") as stream:
+            stream.write(line)
+
+
 class RecordWriter:
     """Writes records as JSON lines to a file or stdout through a large buffer.
 
@@ -170,6 +198,8 @@ class RecordWriter:
     FLUSH_SECONDS = 0.25
 
     def __init__(self, path: str = STDIO, stream=None):
+        if stream is None:
+            RECORD_OUTPUTS.append(path)  # where an abort line goes if the command fails (end_with_abort)
         if stream is not None:  # any object with write(bytes), flush() and close()
             self.stream = stream
         elif path == STDIO:

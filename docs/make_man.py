@@ -239,8 +239,9 @@ PROSE = {
             "folder with one sync of the file system), so after a power loss a published name never points "
             "at an empty file.",
             "A shard already finished in the folder is rewritten only from the same rows (a resume) or from "
-            "rows it holds the first of (its input was cut short); another input's rows for it stop "
-            "a2d\\-write with status 2 and leave the folder as it was, unless \\fB\\-\\-overwrite\\fR. If "
+            "rows it holds the first of (its input was cut short); the first record of another input that "
+            "such a shard disagrees with stops a2d\\-write with status 2, before anything of it is published "
+            "there, unless \\fB\\-\\-overwrite\\fR. If "
             "the input ends with another stage's abort line (that stage failed mid\\-stream), a2d\\-write "
             "publishes no shard that was not complete and exits with status 5.",
             "Records with \\fBshard\\fR and \\fBshard_size\\fR (from a2d-shard) may arrive in any order and "

@@ -166,7 +166,7 @@ def test_a_failing_first_stage_publishes_no_short_shard(http_server, pipeline, t
 
 
 @pytest.mark.parametrize("command", ["a2d-shard -q", "a2d-fetch -q -w 1", "a2d-fetch -q -w 2", "a2d-subsample -q",
-                                     "a2d-write -q out", "a2d-stats -q -"])
+                                     "a2d-write -q out", "a2d-stats -q -", "a2d-stats -q --tee"])
 def test_every_stage_stops_at_an_abort_line(command, pipeline, tmp_path):
     lines = [json.dumps({"url": f"data:,{i}"}) for i in range(3)] + [json.dumps({"a2d_abort": "a2d-read: error: x"})]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
@@ -174,7 +174,7 @@ def test_every_stage_stops_at_an_abort_line(command, pipeline, tmp_path):
     assert done.returncode == 5, (done.returncode, done.stderr.decode())
     assert "<stdin>:4: a stage before this one failed, so this is not the whole input (a2d-read: error: x)" \
         in done.stderr.decode()
-    if command.startswith(("a2d-shard", "a2d-fetch", "a2d-subsample")):  # and passes it on, unchanged
+    if command.startswith(("a2d-shard", "a2d-fetch", "a2d-subsample")) or "--tee" in command:  # passes it on
         last = json.loads((tmp_path / "out.jsonl").read_text().splitlines()[-1])
         assert last == {"a2d_abort": "a2d-read: error: x"}
 
@@ -232,7 +232,7 @@ def test_published_files_are_synced_before_the_rename(tmp_path, monkeypatch):
 # --- many shards
 
 
-def test_ten_thousand_shards_do_not_list_the_folder_each(tmp_path, monkeypatch):
+def test_a_thousand_shards_do_not_list_the_folder_each(tmp_path, monkeypatch):
     import os
 
     from any2dataset.write import WriteOptions, write
@@ -423,3 +423,29 @@ def test_txt_lists_read_in_pieces_keep_rows_and_line_numbers(piece, tmp_path, mo
     (tmp_path / "long.txt").write_text(text + "\n" + "\n" * 1000 + "http://a/" + "x" * 150 + "\nhttp://b/\n")
     with pytest.raises(BadInput, match=r"long.txt:1056: a line of (over )?\d+ characters is too long for a URL"):
         list(read([str(tmp_path / "long.txt")]))
+
+
+def test_an_output_file_gets_the_abort_line_too(pipeline, tmp_path):
+    import gzip
+
+    whole = gzip.compress(b"".join(b"http://a/%d\n" % i for i in range(300000)))
+    (tmp_path / "cut.txt.gz").write_bytes(whole[: len(whole) // 2])
+    done = pipeline("a2d-read cut.txt.gz -o list.jsonl")
+    assert done.returncode != 0
+    assert json.loads((tmp_path / "list.jsonl").read_text().splitlines()[-1])["a2d_abort"].startswith("a2d-read:")
+    again = pipeline("a2d-shard list.jsonl > /dev/null")
+    assert again.returncode == 5, again.stderr.decode()
+
+
+def test_another_input_is_refused_at_its_first_differing_record(pipeline, tmp_path):
+    first = "".join(f"data:,first-{i}\n" for i in range(10))
+    other = "".join(f"data:,other-{i}\n" for i in range(15))
+    (tmp_path / "first.txt").write_text(first)
+    (tmp_path / "other.txt").write_text(other)
+    script = ("a2d-read -q {} | a2d-shard -q --number-sample-per-shard 5 | a2d-fetch -q -w 1 --ordered "
+              "| a2d-write -q --format webdataset out")
+    assert pipeline(script.format("first.txt")).returncode == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    refused = pipeline(script.format("other.txt"))
+    assert refused.returncode == 2 and "row 000000 is another URL there" in refused.stderr.decode()
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before  # no 00002.* either

@@ -108,7 +108,7 @@ def test_sigterm_flushes_what_was_fetched_and_exits_130(http_server, tmp_path):
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=10)
     assert process.returncode == 130 and stderr == b""  # -q: not even the note that it was interrupted
-    *done, abort = [orjson.loads(line) for line in stdout.splitlines()]
+    *done, abort = [orjson.loads(line) for line in stdout.splitlines() if line.strip()]
     assert abort == {"a2d_abort": "a2d-fetch: interrupted"}  # so the next stage does not take it for the end
     assert sorted(r["url"] for r in done) == sorted(orjson.loads(line)["url"] for line in fast)
     assert all(r["status"] == "success" for r in done)
@@ -138,7 +138,7 @@ def test_worker_processes_report_bad_input_at_its_line(pipeline, tmp_path):
     result = pipeline("a2d-fetch -w 2 in.jsonl > out.jsonl")
     assert result.returncode == 3
     assert result.stderr.decode().startswith("a2d-fetch: error: in.jsonl:101: not valid JSON")
-    lines = (tmp_path / "out.jsonl").read_bytes().splitlines()
+    lines = [line for line in (tmp_path / "out.jsonl").read_bytes().splitlines() if line.strip()]
     assert len(lines) == 101  # what came before is kept, then the abort line for the next stage
     assert orjson.loads(lines[-1])["a2d_abort"].startswith("a2d-fetch: error: in.jsonl:101: not valid JSON")
     skipped = pipeline("a2d-fetch -w 2 --on-error skip in.jsonl > out.jsonl")

@@ -186,16 +186,62 @@ def test_guard_parses_a_url_once():
     assert guard.check("127.0.0.1/x.jpg")[2] == "invalid_url"
 
 
-def test_credentials_in_urls_are_not_published(http_server, pipeline, tmp_path):
+@pytest.mark.parametrize("output_format", ["webdataset", "parquet", "tfrecord", "files"])
+def test_credentials_in_urls_are_not_published(output_format, http_server, pipeline, tmp_path):
     port = http_server.server_address[1]
     url = f"http://alice:pa55word@127.0.0.1:{port}/cred/a.jpg"
     (tmp_path / "urls.txt").write_text(url + "\n" + http_server.url("cred/b.jpg") + "\n")
-    done = pipeline("a2d-read -q urls.txt | a2d-shard -q | a2d-fetch -q -w 1 | a2d-write -q --format webdataset out")
+    done = pipeline(f"a2d-read -q urls.txt | a2d-shard -q | a2d-fetch -q -w 1 "
+                    f"| a2d-write -q --format {output_format} out")
     assert done.returncode == 0, done.stderr.decode()
-    published = b"".join(path.read_bytes() for path in (tmp_path / "out").iterdir())
+    published = b"".join(path.read_bytes() for path in (tmp_path / "out").rglob("*") if path.is_file())
     assert b"pa55word" not in published and b"alice" not in published
     table = pq.read_table(tmp_path / "out" / "00000.parquet")
     assert sorted(table.column("url").to_pylist())[0] == f"http://***@127.0.0.1:{port}/cred/a.jpg"
     # The fingerprint that --skip-done compares still matches the input's.
     again = pipeline("a2d-read -q urls.txt | a2d-shard -q --skip-done out | wc -l")
     assert again.returncode == 0 and again.stdout.strip() == b"0", again.stderr.decode()
+
+
+def test_a_percent_escape_in_a_host_name_is_invalid(http_server):
+    port = http_server.server_address[1]
+    [record] = fetch_all([f"http://%6cocalhost:{port}/pct.bin"])  # libcurl would read it as localhost
+    assert record["error_kind"] == "invalid_url" and "% escape" in record["error_message"]
+
+
+def test_addresses_are_checked_when_libcurl_resolves_itself(http_server, monkeypatch):
+    """No name server for the engine's resolver (or --system-dns): libcurl resolves, and its
+    open-socket check still refuses denied addresses. Here 127.0.0.0/8 plays the denied network."""
+    import ipaddress
+
+    from any2dataset.fetch import dns, guards
+
+    monkeypatch.setattr(guards, "DENIED_NETWORKS", guards.DENIED_NETWORKS + (ipaddress.ip_network("127.0.0.0/8"),))
+    port = http_server.server_address[1]
+    for how in ({"system_dns": True}, {}):
+        if not how:
+            monkeypatch.setattr(dns.Resolver, "from_system", classmethod(lambda cls, *a, **k: None))
+        [record] = fetch_all([f"http://localhost:{port}/sysdns.bin"], **how)
+        assert record["error_kind"] == "address_denied", (how, record)
+
+
+def test_behind_a_proxy_with_no_name_server_a2d_fetch_refuses_to_start(proxy, monkeypatch):
+    from any2dataset.errors import UsageProblem
+    from any2dataset.fetch import dns
+
+    monkeypatch.setattr(dns.Resolver, "from_system", classmethod(lambda cls, *a, **k: None))
+    server = proxy({})
+    with pytest.raises(UsageProblem, match="no name server"):
+        fetch_all(["http://127.0.0.1:9/x.bin"], proxy=server.url)
+
+
+def test_local_paths_with_spaces_are_still_files(tmp_path):
+    (tmp_path / "a b.jpg").write_bytes(b"\xff\xd8\xffspace")
+    [record] = fetch_all([str(tmp_path / "a b.jpg")], allowed_schemes=frozenset({"http", "https", "file"}))
+    assert record["status"] == "success" and record["files"]["jpg"] == b"\xff\xd8\xffspace"
+
+
+def test_a_payload_does_not_take_the_name_of_a_list_column(http_server):
+    records = [{"url": http_server.url("cols/x.lang", ctype="application/octet-stream"), "lang": "en", "row": 0}]
+    [record] = fetch(records, FetchOptions(retries=0))
+    assert record["lang"] == "en" and set(record["files"]) == {"payload.lang"}

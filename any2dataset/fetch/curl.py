@@ -378,9 +378,11 @@ class CurlClient:
         handle.setopt(pycurl.PIPEWAIT, 1)
         if self.own_dns:  # (--resolve pins come from the engine with the other answers)
             handle.setopt(pycurl.DNS_CACHE_TIMEOUT, -1)
-        else:  # libcurl resolves: check every address it is about to connect to
+        else:  # libcurl resolves
             handle.setopt(pycurl.RESOLVE, self.pinned)
-            handle.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket(handle))
+        # Every address libcurl is about to connect to is checked, whoever resolved it: a second
+        # line behind the engine's checks (a host spelled so that libcurl reads it otherwise).
+        handle.setopt(pycurl.OPENSOCKETFUNCTION, self._open_socket(handle))
         self.handles.append(handle)
         return handle
 

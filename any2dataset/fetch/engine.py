@@ -218,8 +218,11 @@ class _Run:
         self.resolver = None if options.system_dns and not proxied else \
             dns.Resolver.from_system(list(options.dns_servers), cache_size=options.dns_cache,
                                      timeout=min(options.timeout, 5.0))
+        if proxied and self.resolver is None:
+            raise UsageProblem("behind a proxy a2d-fetch resolves every host name itself, to check its addresses, "
+                               "and found no name server (/etc/resolv.conf): give one with --dns-server")
         self.curl = CurlClient(self.loop, options, self.guard, self.robots_tokens, self.disallowed,
-                               own_dns=not options.system_dns)
+                               own_dns=self.resolver is not None and not options.system_dns)
         try:
             reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
             reader.start()
@@ -431,7 +434,7 @@ def _succeeded(record: dict, body: bytes, content_type: str | None, final_url: s
                retries: int) -> dict:
     head = body if isinstance(body, bytes) else body.head(64)  # enough to sniff the file type
     extension, mime = policy.extension_and_mime(final_url, content_type, head)
-    record[rec.FILES] = {rec.payload_name(extension): body}
+    record[rec.FILES] = {rec.payload_name(extension, record): body}
     record["_body"] = body  # for the hash, computed in the consumer's thread
     record["status"] = "success"
     record["error_kind"] = None

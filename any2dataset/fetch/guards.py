@@ -33,6 +33,7 @@ _EMBEDDING_NETWORKS = tuple(ipaddress.ip_network(net) for net in ("::/96", "64:f
 # malformed or smuggled URL (" http:\t//host" is http to urlsplit and a path to fsspec).
 _SURROUNDING = " \t\r\n\f\v\x00"
 _FORBIDDEN = re.compile(r"[\x00-\x20\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 # What inet_aton reads as an IPv4 address and libcurl too ("2852039166", "0xa9fea9fe",
 # "0251.0376.0251.0376", "169.254.43518"), but ipaddress does not.
@@ -70,7 +71,8 @@ class Guard:
         if not url or not isinstance(url, str):
             return url, None, "invalid_url", "no URL"
         url = url.strip(_SURROUNDING)
-        bad = _FORBIDDEN.search(url)
+        # A space may be part of a local file's name; in an http(s) URL it is refused (below).
+        bad = _CONTROL.search(url) or (_FORBIDDEN.search(url) if url[:4].lower() == "http" else None)
         if bad is not None:
             return url, None, "invalid_url", (f"invalid URL: whitespace or a control character "
                                               f"({bad.group()!r}) at position {bad.start()}")
@@ -94,6 +96,8 @@ class Guard:
                 return url, None, "invalid_url", f"invalid URL: {error}"
             if not host:
                 return url, None, "invalid_url", f"invalid URL (no host): {url[:200]}"
+            if "%" in host:  # libcurl decodes %XX in a host name, the checks here would not
+                return url, None, "invalid_url", f"invalid URL (a % escape in the host name): {url[:200]}"
             if not self.address_allowed(host):
                 return url, None, "address_denied", (f"address {host} is link-local or a cloud metadata "
                                                      f"address (see --allow-address)")

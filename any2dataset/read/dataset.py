@@ -92,7 +92,7 @@ def _sample_record(key: str, members: dict[str, bytes], row: dict | None) -> dic
             del members["txt"]  # the caption's own member; otherwise .txt is a payload
     record["key"] = key
     if members:
-        record[rec.FILES] = {rec.payload_name(extension): data for extension, data in members.items()}
+        record[rec.FILES] = {rec.payload_name(extension, record): data for extension, data in members.items()}
         if record.get("status") is None:
             record["status"] = "success"
     return record

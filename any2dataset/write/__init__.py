@@ -48,6 +48,9 @@ class WriteOptions:
     overwrite: bool = False  # replace finished shards even when they were written from other rows
 
 
+_MISSING = object()
+
+
 class OutputConflict(UsageProblem):
     """The output folder holds a finished shard of another input."""
 
@@ -72,11 +75,14 @@ class _OpenShard:
         self.data_name = None if writer.sink_class.suffix is None else f"{name}{writer.sink_class.suffix}"
         self.sink = None  # opened by start(), once the writer knows this shard and can abandon it
         self.previous: dict | None = None  # the stats of this shard if the folder had it finished
+        self.previous_urls: dict | None = None  # and its rows' key -> url, to stop at the first that differs
         self.overwrite = writer.options.overwrite
 
     def start(self, writer: "ShardWriter") -> None:
         self.destination.remove_leftovers(self.name)
         self.previous = writer.previous_stats(self.name)
+        if self.previous is not None and not self.overwrite:
+            self.previous_urls = writer.previous_urls(self.name)
         temp = self.destination.temp_path(self.data_name) if self.data_name is not None else None
         self.sink = writer.sink_class(temp, writer.schema, self.size or writer.options.number_sample_per_shard)
 
@@ -84,6 +90,8 @@ class _OpenShard:
         key = record["key"]
         if key in self.keys:
             raise BadInput(f"duplicate key {key} in shard {self.name}")
+        if self.previous_urls is not None:
+            self._check_against_previous(key, record.get("url"))
         success = bool(record.get(rec.FILES)) and record.get("status") in (None, "success")
         if self.sink.holds_metadata:  # parquet format: every row, payloads null for failures
             self.sink.add_row(record)
@@ -110,14 +118,28 @@ class _OpenShard:
     def complete(self, size: int) -> bool:
         return len(self.source_rows) == size and not self.clips_awaited
 
+    def _check_against_previous(self, key: str, url: str | None) -> None:
+        """Stop at the first record that the finished shard disagrees with, before anything
+        of the other input is published (a check at the end would come after other shards)."""
+        known = self.previous_urls.get(key, _MISSING)
+        if known is _MISSING:
+            same = len(self.previous_urls) < (self.size or 0)  # the finished shard may be a cut-short prefix
+        else:
+            same = known == rec.public_url(url or "")
+        if not same:
+            raise self._conflict(f"row {key} is {'not in it' if known is _MISSING else 'another URL there'}")
+
+    def _conflict(self, detail: str) -> "OutputConflict":
+        return OutputConflict(
+            f"{self.destination_name(f'{self.name}_stats.json')}: shard {self.name} is finished with other rows "
+            f"({detail}); it was kept. Write a different input into a new folder, or give --overwrite")
+
     def finish(self, schema: MetadataSchema, output_format: str) -> dict:
         if self.previous is not None and not self.overwrite and \
                 rec.compare_shard(self.previous, self.rows) not in ("same", "prefix"):
             # Another input's shard: replacing it would leave a folder of two datasets.
-            raise OutputConflict(
-                f"{self.destination_name(f'{self.name}_stats.json')}: shard {self.name} is finished with other "
-                f"rows ({self.previous.get('count')} rows then, {len(self.source_rows)} now, or other keys or "
-                f"URLs); it was kept. Write a different input into a new folder, or give --overwrite")
+            raise self._conflict(f"{self.previous.get('count')} rows then, {len(self.source_rows)} now, or other "
+                                 f"keys or URLs")
         count = len(self.source_rows)  # shard_size counts source rows, as a2d-shard gave it
         if self.sink.holds_metadata:
             self.sink.close(count)
@@ -175,6 +197,21 @@ class ShardWriter:
         self.finished: set[int] = set()
         self.arrivals = 0  # records numbered in arrival order so far
         self.unreadable_stats: list[str] = []
+
+    def previous_urls(self, name: str) -> dict | None:
+        """key -> url of the rows of finished shard `name`, from its metadata parquet (None if
+        it does not read: the fingerprint is still compared when the shard is finished)."""
+        stream = self.destination.open_existing(f"{name}.parquet")
+        if stream is None:
+            return None
+        try:
+            import pyarrow.parquet as pq
+
+            with stream:  # (only the two columns are read: in the parquet format it holds the payloads too)
+                table = pq.ParquetFile(stream, pre_buffer=False).read(columns=["key", "url"], use_threads=False)
+        except Exception:  # noqa: BLE001 - damaged or foreign: fall back to the fingerprint
+            return None
+        return {str(k): (u or "") for k, u in zip(table.column("key").to_pylist(), table.column("url").to_pylist())}
 
     def previous_stats(self, name: str) -> dict | None:
         """The stats of shard `name` if it was finished in the folder before this run."""

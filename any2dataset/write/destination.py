@@ -74,11 +74,18 @@ class LocalDestination:
 
     def read_bytes(self, final_name: str) -> bytes | None:
         """A file that was in the folder before this run, or None."""
+        stream = self.open_existing(final_name)
+        if stream is None:
+            return None
+        with stream:
+            return stream.read()
+
+    def open_existing(self, final_name: str):
+        """A file that was in the folder before this run, open for reading, or None."""
         if final_name not in self.existing:
             return None
         try:
-            with open(os.path.join(self.folder, final_name), "rb") as stream:
-                return stream.read()
+            return open(os.path.join(self.folder, final_name), "rb")
         except FileNotFoundError:
             return None
 
@@ -136,10 +143,17 @@ class RemoteDestination:
         self.existing = frozenset(posixpath.basename(p.rstrip("/")) for p in listed)
 
     def read_bytes(self, final_name: str) -> bytes | None:
+        stream = self.open_existing(final_name)
+        if stream is None:
+            return None
+        with stream:
+            return stream.read()
+
+    def open_existing(self, final_name: str):
         if final_name not in self.existing:
             return None
         try:
-            return self.fs.cat_file(posixpath.join(self.root, final_name))
+            return self.fs.open(posixpath.join(self.root, final_name), "rb")
         except FileNotFoundError:
             return None
 

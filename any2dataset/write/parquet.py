@@ -34,6 +34,10 @@ class ParquetSink:
     def add_row(self, record: dict) -> None:
         if record.get("shard_size") is None:
             record["shard_size"] = self.expected_size
+        for name in ("url", "final_url"):  # credentials are not published (record.metadata does the same)
+            value = record.get(name)
+            if value is not None and "@" in value:
+                record = dict(record, **{name: rec.public_url(value)})
         self.rows.append(record)
         self.buffered_bytes += sum(map(len, (record.get(rec.FILES) or {}).values()))
         if len(self.rows) >= ROW_GROUP_ROWS or self.buffered_bytes >= ROW_GROUP_BYTES:
