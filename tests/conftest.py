@@ -1,4 +1,5 @@
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from servers import FaultServer, S3Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
+# Subprocesses (python -m any2dataset.X) import this checkout, not whichever copy pip installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")
@@ -52,6 +55,12 @@ def command_env(extra: dict | None = None) -> dict:
     env.pop("PYTHONWARNINGS", None)
     env.update(extra or {})
     return env
+
+
+def default_signals() -> None:
+    """preexec_fn for a child that a test interrupts: Ctrl-C's default action, even when the
+    suite itself runs with SIGINT ignored (`pytest &` in a script, nohup), which children inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def run_pipeline(script: str, cwd, *, env: dict | None = None, timeout: float = 60, input: bytes | None = None):

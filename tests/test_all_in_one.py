@@ -9,7 +9,7 @@ import time
 
 import orjson
 import pytest
-from conftest import ROOT, command_env
+from conftest import ROOT, command_env, default_signals
 
 import any2dataset
 from any2dataset import all_in_one
@@ -186,7 +186,8 @@ def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
     arguments = ["any2dataset", "--url_list", str(urls), "--output_folder", str(out), "--output_format",
                  "webdataset", "--number_sample_per_shard", "5", "--processes_count", "2", "--thread_count", "4",
                  "--disable_all_reencoding", "True", "--quiet"]
-    process = subprocess.Popen(arguments, env=command_env(), stderr=subprocess.PIPE, start_new_session=True)
+    process = subprocess.Popen(arguments, env=command_env(), stderr=subprocess.PIPE, start_new_session=True,
+                               preexec_fn=default_signals)
     deadline = time.monotonic() + 20
     while not list(out.glob("*_stats.json")) and time.monotonic() < deadline:
         time.sleep(0.05)

@@ -2,14 +2,16 @@
 
 import signal
 import subprocess
+import sys
 import time
+from pathlib import Path
 
 import orjson
 import pybase64
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from conftest import command_env
+from conftest import command_env, default_signals
 from servers import body_for
 
 
@@ -53,7 +55,7 @@ def test_whole_pipeline_over_real_pipes(pipeline, http_server, tmp_path):
 def test_ctrl_c_exits_130_without_a_traceback(http_server, tmp_path):
     record = orjson.dumps({"url": http_server.url("ctrl-c.bin", stall=1, size=100000)}) + b"\n"
     process = subprocess.Popen(["a2d-fetch", "--timeout", "60"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, env=command_env())
+                               stderr=subprocess.PIPE, env=command_env(), preexec_fn=default_signals)
     process.stdin.write(record)
     process.stdin.flush()
     deadline = time.monotonic() + 10
@@ -68,7 +70,7 @@ def test_ctrl_c_exits_130_without_a_traceback(http_server, tmp_path):
 def test_ctrl_c_in_write_leaves_no_partial_file(tmp_path):
     out = tmp_path / "out"
     process = subprocess.Popen(["a2d-write", str(out)], stdin=subprocess.PIPE, stderr=subprocess.PIPE,
-                               env=command_env())
+                               env=command_env(), preexec_fn=default_signals)
     for i in range(5):
         process.stdin.write(orjson.dumps({"url": f"u{i}", "status": "success", "files": {"bin": b"x" * 100000}},
                                          default=lambda b: __import__("base64").b64encode(b).decode()) + b"\n")
@@ -143,3 +145,27 @@ def test_worker_processes_report_bad_input_at_its_line(pipeline, tmp_path):
     assert orjson.loads(lines[-1])["a2d_abort"].startswith("a2d-fetch: error: in.jsonl:101: not valid JSON")
     skipped = pipeline("a2d-fetch -w 2 --on-error skip in.jsonl > out.jsonl")
     assert skipped.returncode == 0 and len((tmp_path / "out.jsonl").read_bytes().splitlines()) == 105
+
+
+def test_interrupted_children_hear_ctrl_c_when_the_suite_ignores_it(tmp_path):
+    """The Ctrl-C tests above start their commands with default_signals: run from a parent that
+    ignores SIGINT (as `pytest &` in a script does), the command must still be interrupted."""
+    script = (
+        "import signal, subprocess, sys, time\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from conftest import default_signals\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)'],\n"
+        "                         preexec_fn=default_signals if sys.argv[1] == 'default' else None)\n"
+        "time.sleep(0.5)\n"
+        "child.send_signal(signal.SIGINT)\n"
+        "try:\n"
+        "    print(child.wait(timeout=5))\n"
+        "except subprocess.TimeoutExpired:\n"
+        "    child.kill()\n"
+        "    print('ignored')\n"
+    )
+    ignoring = dict(preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN), capture_output=True, timeout=30)
+    inherited = subprocess.run([sys.executable, "-c", script, "inherit"], **ignoring)
+    restored = subprocess.run([sys.executable, "-c", script, "default"], **ignoring)
+    assert inherited.stdout.strip() == b"ignored"  # the trap the Ctrl-C tests would fall into
+    assert restored.stdout.strip() != b"ignored" and restored.returncode == 0, restored.stderr

@@ -19,7 +19,7 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import ROOT, command_env, run_pipeline
+from conftest import ROOT, command_env, default_signals, run_pipeline
 from servers import body_for
 from any2dataset.shard import ShardOptions, shard
 
@@ -226,7 +226,8 @@ def test_makefile_builds_only_missing_shards_after_an_interruption(http_server, 
     make = ["make", "-f", str(EXAMPLES / "Makefile"), "-j", "3", "URLS=urls.csv", "OUT=out", "PER_SHARD=6"]
     out = tmp_path / "out"
     first = subprocess.Popen([*make, "FETCH_OPTS=--timeout 60 --deadline 60"], cwd=tmp_path, env=command_env(),
-                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+                             start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             preexec_fn=default_signals)
     # make echoes a recipe's last line (`test -e TARGET`) once a2d-fetch | a2d-write is done.
     pending = {f"test -e out/{s:05d}_stats.json" for s in (0, 1, 2, 4, 5, 6)}
     watchdog = threading.Timer(60, os.killpg, (first.pid, signal.SIGKILL))  # never hang the suite
