@@ -23,14 +23,15 @@ import dataclasses
 import json
 import math
 import os
+import re
 import subprocess
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import orjson
 
-from .errors import A2DError, BadInput, ExitCode, UsageProblem
+from .errors import A2DError, BadInput, ExitCode, NothingSucceeded, UsageProblem
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ def stage_commands(**arguments) -> list[list[str]]:
     """The stage commands (argument lists after `python -m any2dataset.STAGE`) for these arguments."""
     _check(arguments)
     a = {**DEFAULTS, **arguments}
+    if "input_format" not in arguments:  # img2dataset's default is txt; a name that says otherwise wins
+        a["input_format"] = guessed_input_format(str(a["url_list"])) or DEFAULTS["input_format"]
     for name in ("save_additional_columns", "verify_hash", "disallowed_header_directives"):
         a[name] = as_list(a[name])
     out = a["output_folder"]
@@ -193,6 +196,71 @@ def stage_commands(**arguments) -> list[list[str]]:
     return stages
 
 
+def guessed_input_format(url_list: str) -> str | None:
+    """The list format a2d-read would read `url_list` as, from its name (None: no guess)."""
+    from .read import LIST_FORMATS, format_of
+
+    guess = format_of(url_list) if url_list != "-" else None
+    return guess if guess in LIST_FORMATS else None
+
+
+# Stage options that are not simply the dashed spelling of an all-in-one argument.
+_STAGE_OPTION_ARGUMENTS = {"-j": "thread_count", "-w": "processes_count", "--hash": "compute_hash",
+                           "--format": "output_format", "--skip-done": "output_folder", "--extend": "output_folder",
+                           "--exif": "extract_exif", "--no-exif": "extract_exif", "OUTPUT_FOLDER": "output_folder",
+                           "INPUTS": "url_list", "--input-format": "input_format"}
+
+
+def _in_our_words(message: str) -> str:
+    """A stage's click message with its option names given as the all-in-one's arguments."""
+    def argument(match: re.Match) -> str:
+        name = match.group(1)
+        if name in _STAGE_OPTION_ARGUMENTS:
+            return _STAGE_OPTION_ARGUMENTS[name]
+        plain = name.lstrip("-").replace("-", "_")
+        return plain if plain in DEFAULTS else name
+
+    return re.sub(r"'(-{0,2}[A-Za-z][\w-]*)'", lambda m: f"'{argument(m)}'", message.split("\n")[-1])
+
+
+def check_before_work(stages: list[list[str]], url_list: str) -> None:
+    """Every stage's arguments parsed and built as its command would, the extras they need
+    imported and the URL list found, before anything is downloaded: a typo in the last
+    stage's arguments must not cost the whole download first."""
+    import click
+
+    from .commands import fetch, read, shard, subsample, write
+    from .read import expand_paths
+
+    commands = {"read": read, "shard": shard, "fetch": fetch, "subsample": subsample, "write": write}
+    builders = {"read": read.read_options, "fetch": fetch.fetch_options, "subsample": subsample.subsample_options,
+                "write": write.write_options}
+    try:
+        for name, *arguments in stages:
+            params = _parsed(commands[name].main, arguments)
+            if name in builders:
+                builders[name](**params)
+    except click.ClickException as error:
+        raise UsageProblem(_in_our_words(error.format_message())) from None
+    if url_list == "-":
+        return
+    input_format = stages[0][stages[0].index("--input-format") + 1]
+    found = expand_paths([url_list], input_format)
+    sizes = [_size(path) for path, _ in found]
+    if found and all(size == 0 for size in sizes):
+        raise NothingSucceeded(f"url_list {url_list}: empty, nothing to download")
+
+
+def _size(path: str) -> int | None:
+    import fsspec
+
+    try:
+        fs, inner = fsspec.core.url_to_fs(path)
+        return fs.size(inner)
+    except (OSError, ValueError):
+        return None
+
+
 def _remove_output(folder: str) -> None:
     import fsspec
 
@@ -201,10 +269,19 @@ def _remove_output(folder: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def download(progress: bool = False, quiet: bool = False, **arguments) -> dict:
+def download(*, progress: bool = False, quiet: bool = False, on_note: Callable[[str], None] | None = None,
+             **arguments) -> dict:
     """Download `url_list` into `output_folder` with img2dataset's arguments; returns the
-    a2d-stats report of the output folder. Raises A2DError subclasses on failure."""
+    a2d-stats report of the output folder. Raises A2DError subclasses on failure, before any
+    work when an argument is wrong. `on_note` receives warnings (default: standard error)."""
+    note = on_note or (lambda text: print(f"any2dataset: warning: {text}", file=sys.stderr))
     stages = stage_commands(**arguments)
+    url_list = str(arguments.get("url_list"))
+    guess = guessed_input_format(url_list)
+    given = str(arguments.get("input_format", "")).split(".")[0]
+    if "input_format" in arguments and guess is not None and given != guess:
+        note(f"url_list {url_list} looks like {guess}, read as input_format {arguments['input_format']} as given")
+    check_before_work(stages, url_list)
     if arguments.get("incremental_mode") == "overwrite":
         _remove_output(arguments.get("output_folder", DEFAULTS["output_folder"]))
     if any(stage[0] == "subsample" for stage in stages):
@@ -218,7 +295,13 @@ def download(progress: bool = False, quiet: bool = False, **arguments) -> dict:
         run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet)
     from .stats import dataset_stats
 
-    return dataset_stats(arguments.get("output_folder", DEFAULTS["output_folder"]))
+    output_folder = arguments.get("output_folder", DEFAULTS["output_folder"])
+    try:
+        return dataset_stats(output_folder)
+    except UsageProblem:  # no shard at all: the list gave no row
+        raise NothingSucceeded(f"url_list {url_list} gave no rows (input_format "
+                               f"{stages[0][stages[0].index('--input-format') + 1]}): nothing was written to "
+                               f"{output_folder}") from None
 
 
 def _first_shard_settled(stages: list[list[str]]) -> list[list[str]]:

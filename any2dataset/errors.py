@@ -71,6 +71,12 @@ class UpstreamFailed(A2DError):
         self.origin = origin  # the failing stage's own abort text, passed on unchanged
 
 
+class NothingSucceeded(A2DError):
+    """A run that ended without a single sample: an empty list, or every row failed."""
+
+    exit_code = ExitCode.ERROR
+
+
 class MissingExtra(A2DError):
     """An optional feature needs a package that is not installed."""
 

@@ -38,7 +38,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         url_list = os.path.join(work, "urls.txt")
         with open(url_list, "w") as urls:
-            urls.writelines(f"{base}/{name}\n" for name in sorted(os.listdir(data)))
+            # The images only: with resizing on, a file that is not an image fails (decode_error),
+            # as in img2dataset; disable_all_reencoding=True would keep every file as it is.
+            urls.writelines(f"{base}/{name}\n" for name in sorted(os.listdir(data)) if name.endswith(".png"))
         report = download(
             url_list=url_list,
             output_folder=output_folder,

@@ -162,7 +162,7 @@ def test_arguments_map_onto_the_stage_options():
 def test_simple_example_runs(tmp_path, pipeline):
     result = pipeline(f"python3 {ROOT / 'examples' / 'simple_example.py'} {tmp_path / 'out'}")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.decode().startswith("12 rows, 12 files in") and b"3 shards" in result.stdout
+    assert result.stdout.decode().startswith("8 rows, 8 files in") and b"2 shards" in result.stdout
 
 
 def test_thread_count_is_per_process_as_in_img2dataset():

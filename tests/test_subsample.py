@@ -143,12 +143,28 @@ def test_exif_is_extracted():
     assert orjson.loads(out["exif"])["Make"] == "CameraMaker"
 
 
-def test_failed_and_non_image_records_pass_through():
+def test_failed_records_pass_through_and_non_images_fail_unless_kept():
     failed = {"key": "f", "url": "u", "status": "failed_to_download", "error_kind": "dns", "error_message": "x"}
     text = record(b"just text", "txt", key="t")
-    outs = run([failed, text], image=ImageOptions())
+    html = record(b"<html><body>Not found</body></html>", "html", key="h")
+    outs = run([failed, text, html], image=ImageOptions())
     assert outs[0] == failed
-    assert outs[1]["files"] == {"txt": b"just text"} and "width" not in outs[1]
+    # img2dataset counts a reply that is not an image as a decode error when it resizes
+    assert [(o["status"], o["error_kind"]) for o in outs[1:]] == [("failed_to_subsample", "decode_error")] * 2
+    assert "not an image: txt" in outs[1]["error_message"] and not outs[1].get("files")
+    kept = run([dict(failed), record(b"just text", "txt", key="t")], image=ImageOptions(non_images="keep"))
+    assert kept[1]["status"] == "success" and kept[1]["files"] == {"txt": b"just text"} and "width" not in kept[1]
+
+
+def test_non_images_option_on_the_command(cli, tmp_path):
+    from any2dataset.commands.subsample import main
+
+    lines = b"".join(rec.dumps(r) for r in [record(b"<html>gone</html>", "html", key="0"), record(photo(8, 8), key="1")])
+    failing = cli(main, ["--image-size", "4", "-w", "1"], input=lines)
+    keeping = cli(main, ["--image-size", "4", "-w", "1", "--non-images", "keep"], input=lines)
+    statuses = [orjson.loads(line)["status"] for line in failing.stdout_bytes.splitlines()]
+    assert statuses == ["failed_to_subsample", "success"], failing.stderr
+    assert [orjson.loads(line)["status"] for line in keeping.stdout_bytes.splitlines()] == ["success", "success"]
 
 
 def test_missing_pillow_names_the_extra(monkeypatch):

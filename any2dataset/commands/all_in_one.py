@@ -5,6 +5,7 @@ import orjson
 
 from .. import all_in_one as api
 from ..cli import CONTEXT_SETTINGS, EXIT_CODES_HELP, common_options
+from ..errors import NothingSucceeded
 
 
 def _option(argument: api.Argument):
@@ -47,13 +48,16 @@ def _with_arguments(function):
 @common_options
 def main(as_json, console, **values):
     given = {name: value for name, value in values.items() if value is not None}
-    report = api.download(progress=console.progress, quiet=console.quiet, **given)
+    report = api.download(progress=console.progress, quiet=console.quiet, on_note=console.warn, **given)
     if as_json:
         click.echo(orjson.dumps(report).decode())
     elif not console.quiet:
         from ..stats import render_text
 
         click.echo(render_text(report), err=True, nl=False)
+    if not report.get("samples"):  # a run that saved nothing is a failure, whatever each row says
+        raise NothingSucceeded(f"no sample saved: all {report.get('records', 0)} rows failed (see the summary; "
+                               f"is input_format right for {given.get('url_list')}?)")
 
 
 if __name__ == "__main__":

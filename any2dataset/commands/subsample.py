@@ -8,6 +8,7 @@ from ..subsample import SubsampleOptions, default_workers, subsample, subsample_
 from ..subsample.image import (
     ENCODE_FORMATS,
     INTERPOLATIONS,
+    NON_IMAGES,
     RESIZE_MODES,
     ImageOptions,
     require_pillow,
@@ -59,6 +60,10 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               "[default: on]")
 @click.option("--max-image-pixels", "max_pixels", type=click.IntRange(1),
               help="Decompression-bomb limit: refuse larger images before decoding them. [default: 89478485]")
+@click.option("--non-images", type=click.Choice(NON_IMAGES), help="With image options, what becomes of a payload "
+              "that is not an image (an HTML error page, a text reply): fail (failed_to_subsample, decode_error, "
+              "as img2dataset counts them) or keep (passed through as it is). [default: fail; keep when audio or "
+              "video options are given too]")
 @click.option("--video-size", type=click.IntRange(min=2), help="Resize videos to this many pixels (see "
               "--video-resize-mode); dimensions are rounded to even numbers. Audio and video options need ffmpeg.")
 @click.option("--video-resize-mode", type=click.Choice(["scale", "crop", "pad"]), default="scale", show_default=True,
@@ -116,7 +121,8 @@ def main(inputs, on_error, console, **values):
 
 def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,
                       video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
-                      thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, **other) -> SubsampleOptions:
+                      thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, non_images=None,
+                      **other) -> SubsampleOptions:
     """The command's parameters (as click parsed them) as SubsampleOptions, with the media tools they
     need checked now (not in a worker); the all-in-one uses it too."""
     given = {name: other[name] for name in IMAGE_OPTIONS if other.get(name) is not None}
@@ -127,7 +133,7 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
     options = SubsampleOptions(
         selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
                             where=tuple(Condition.parse(text) for text in conditions)),
-        image=ImageOptions(**given) if given else None,
+        image=ImageOptions(**given, non_images=non_images or ("keep" if video.enabled else "fail")) if given else None,
         video=video if video.enabled else None,
         max_bytes=max_bytes, oversize=oversize, sniff=sniff,
         workers=workers or default_workers(), ordered=ordered,

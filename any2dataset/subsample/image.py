@@ -27,6 +27,7 @@ ENCODE_FORMATS = {"jpg": ("JPEG", "image/jpeg"), "png": ("PNG", "image/png"), "w
 IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff", "ico", "ppm", "pgm",
                               "pbm", "jfif", "avif", "heic"})
 INTERPOLATIONS = ("nearest", "linear", "bilinear", "cubic", "bicubic", "area", "lanczos", "lanczos4")
+NON_IMAGES = ("fail", "keep")
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (about 0.25 GB of RGBA)
 
 
@@ -45,6 +46,8 @@ class ImageOptions:
     max_aspect_ratio: float = float("inf")
     extract_exif: bool = True
     max_pixels: int = DEFAULT_MAX_PIXELS  # refuse larger images before decoding them
+    # A payload that is not an image: failed_to_subsample (as img2dataset counts it), or kept as it is.
+    non_images: str = "fail"
 
     def __post_init__(self):
         if self.resize_mode not in RESIZE_MODES:
@@ -54,6 +57,8 @@ class ImageOptions:
         for name in ("upscale_interpolation", "downscale_interpolation"):
             if getattr(self, name) not in INTERPOLATIONS:
                 raise UsageProblem(f"unknown {name.replace('_', ' ')} {getattr(self, name)!r}")
+        if self.non_images not in NON_IMAGES:
+            raise UsageProblem(f"unknown non-images policy {self.non_images!r} (one of {', '.join(NON_IMAGES)})")
         if self.encode_quality is None:
             self.encode_quality = 9 if self.encode_format == "png" else 95
 
@@ -137,6 +142,11 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
             return [record]
         extension = image_payload(record)
         if extension is None:
+            files = record.get(rec.FILES)
+            if files and options.non_images == "fail":
+                what = ", ".join(sorted(files)) + (f" ({record['mime']})" if record.get("mime") else "")
+                return [rec.failure(record, "failed_to_subsample", "decode_error",
+                                    f"not an image: {what} (--non-images keep passes other files through)")]
             return [record]
         data = record[rec.FILES][extension]
         try:
