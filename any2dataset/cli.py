@@ -3,6 +3,7 @@
 import functools
 import io
 import os
+import re
 import signal
 import sys
 import threading
@@ -55,9 +56,12 @@ class Console:
                     position=position)
 
     def skipped(self, reader) -> None:
-        """Say how many bad input lines --on-error skip dropped."""
+        """At the end of the input: say how many bad input lines --on-error skip dropped, and
+        that there was no record at all (a pipe of empty stages otherwise ends in silence)."""
         if reader.skipped:
             self.warn(f"skipped {reader.skipped} bad input line(s); first: {reader.first_skipped}")
+        elif not reader.count:
+            self.warn("no records in the input")
 
     def waiting_on_terminal(self, paths) -> None:
         if (not paths or list(paths) == ["-"]) and sys.stdin.isatty():
@@ -143,8 +147,27 @@ def _end_stream_with_abort(console: Console, message: str, origin: str | None = 
         pass  # no output to speak of (closed, or replaced in a test runner)
 
 
+class _OneBracketOption(click.Option):
+    """An option whose help ends in one bracket: `[default: 256; x>=1]`, where click would add its
+    own `[x>=1]` after a default written into the help text (options whose default is None)."""
+
+    def get_help_record(self, ctx):
+        record = super().get_help_record(ctx)
+        if record is None:
+            return None
+        names, text = record
+        return names, re.sub(r"\[([^\[\]]+)\]\s+\[([^\[\]]+)\]$", r"[\1; \2]", text)
+
+
+def one_bracket_help(command_object: click.Command) -> click.Command:
+    for param in command_object.params:
+        if type(param) is click.Option:
+            param.__class__ = _OneBracketOption
+    return command_object
+
+
 def command(name: str, summary: str, help_text: str, example: str):
     """A click command with our help layout: description, an example and the exit codes."""
     epilog = f"\b\nExample:\n  {example}\n\n{EXIT_CODES_HELP}"
-    return click.command(name, short_help=summary, help=help_text, epilog=epilog,
-                         context_settings=CONTEXT_SETTINGS)
+    make = click.command(name, short_help=summary, help=help_text, epilog=epilog, context_settings=CONTEXT_SETTINGS)
+    return lambda function: one_bracket_help(make(function))

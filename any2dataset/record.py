@@ -114,6 +114,7 @@ TAKEN_NAMES = frozenset({"json", "txt", EXTRA_COLUMN, *RESERVED})
 # Extensions name tar members `{key}.{ext}`: letters and digits first (webdataset skips `_`).
 _EXTENSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*(\.[A-Za-z0-9][A-Za-z0-9_-]*)*$")
 _KEY = re.compile(r"^[^./\\\x00-\x1f\x7f]+$")
+MAX_KEY_LENGTH = 200  # bytes: a key names files ({key}.{ext}, and a temporary name), and names have 255
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", dict: "an object", list: "an array"}
 
 
@@ -149,6 +150,9 @@ def check(record: dict) -> None:
     key = record.get("key")
     if key is not None and not _KEY.match(key):
         raise BadInput(f"invalid key {key!r}: keys may not be empty or contain dots or slashes")
+    if key is not None and len(key) > MAX_KEY_LENGTH // 4 and len(key.encode()) > MAX_KEY_LENGTH:
+        raise BadInput(f"key of {len(key.encode())} bytes is too long (at most {MAX_KEY_LENGTH}: keys name "
+                       f"files, whose names have 255 bytes at most): {key[:40]}...")
     for name in ("shard", "shard_size"):
         if record.get(name) is not None and record[name] < 0:
             raise BadInput(f"field {name} must not be negative")
@@ -286,6 +290,14 @@ def compare_shard(stats: dict, rows: list[dict]) -> str:
         if stored == shard_fingerprint(first):
             return "prefix"
     return "different"
+
+
+def shard_difference(stats: dict, rows: list[dict]) -> str:
+    """In words, how a finished shard's rows differ from `rows` (compare_shard said "different")."""
+    count = stats.get("count")
+    if count != len(rows):
+        return f"{count} rows then, {len(rows)} now"
+    return f"{count} rows then and now, but other URLs or keys"
 
 
 def _json_type(value) -> str:

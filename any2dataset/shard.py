@@ -188,8 +188,8 @@ def _verify(shard_id: int, rows: list[dict], options: ShardOptions) -> str:
     if verdict == "different":
         name = rec.shard_name(shard_id, options.oom_shard_count)
         raise InputChanged(
-            f"shard {name} in the output was written from different rows ({stats.get('count')} rows then, "
-            f"{len(rows)} now, or other URLs): the input or --number-sample-per-shard changed since; "
+            f"shard {name} in the output was written from different rows ({rec.shard_difference(stats, rows)}): "
+            f"the input or --number-sample-per-shard changed since; "
             f"stopping rather than giving new rows old keys. Use a new output folder"
         )
     return verdict

@@ -496,7 +496,7 @@ def dataset_stats(folder: str, *, top: int = 10, first_shard: int = 0, threads: 
                 samples += shard_samples
                 if type(stats.get("bytes")) is int:
                     byte_total += stats["bytes"]
-                begun, ended = stats.get("start_time"), stats.get("end_time")
+                begun, ended = stats.get("run_start_time", stats.get("start_time")), stats.get("end_time")
                 if type(begun) in (int, float) and type(ended) in (int, float):
                     times.append((begun, ended, result.shard.name, shard_samples))
 

@@ -140,6 +140,9 @@ class RecordReader:
                 if decode:
                     rec.decode_payloads(record)
             except BadInput as error:
+                if not self.count and not line.lstrip().startswith((b"{", b"[")):
+                    error = BadInput(f"{error.what}: records are JSON objects, one per line; for a list of URLs "
+                                     f"(txt, csv, parquet, ...) run a2d-read first (a2d-read urls.csv | ...)")
                 self.bad(error)
                 continue
             if rec.ABORT in record:

@@ -408,7 +408,7 @@ def page(module_name: str) -> str:
     out.append(".SH EXAMPLES")
     for example in PROSE[module_name]["examples"]:
         out += [".PP", ".nf", f"\\fB{roff(example)}\\fR", ".fi"]
-    others = ", ".join(f"a2d\\-{other}(1)" for other in COMMANDS if other != module_name)
+    others = ", ".join(f"{roff(command_name(other))}(1)" for other in COMMANDS if other != module_name)
     out += [".SH SEE ALSO", f"{others}, a2d\\-record(5)", ""]
     return "\n".join(out)
 

@@ -304,7 +304,7 @@ def check_dataset_report(report, out, rows, complete):
     assert report["bytes"] == sum(s["bytes"] for s in stats) == sum(
         len(base64.b64decode(p)) for r in rows if r.get("status") == "success" for p in r["files"].values())
     assert report["samples"] == successes
-    duration = max(s["end_time"] for s in stats) - min(s["start_time"] for s in stats)
+    duration = max(s["end_time"] for s in stats) - min(s["run_start_time"] for s in stats)
     assert report["duration"] == pytest.approx(duration, abs=0.002)
     assert report["samples_per_second"] == pytest.approx(successes / duration, rel=0.01)
     check_sizes(report["size"], sizes)  # from the parquet `size` column: only rows that had one

@@ -39,7 +39,8 @@ def main(inputs, split_folder, shards_per_file, on_error, output, console, **par
     console.waiting_on_terminal(inputs)
     options = shard_options(**params, on_unreadable=console.warn)
     if options.done:
-        console.info(f"{len(options.done)} finished shard(s) in {params['skip_done']} will be skipped")
+        console.info(f"{len(options.done)} finished shard(s) in {params['skip_done']}: each is left out once its "
+                     f"rows are checked against this input")
     reader = RecordReader(inputs, on_error=on_error)
     records = console.track(sharding.shard(reader, options))
     if split_folder:

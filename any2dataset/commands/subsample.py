@@ -1,5 +1,7 @@
 """a2d-subsample: transform payloads (images, audio, video, any file) and sample or filter records."""
 
+from collections import Counter
+
 import click
 
 from ..cli import command, common_options, input_paths_argument, on_error_option
@@ -99,24 +101,34 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
 @click.option("--ordered/--unordered", default=True, show_default=True,
               help="Keep the input order on output, or write each batch as soon as it is done.")
 @on_error_option
+@click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, on_error, console, **values):
+def main(inputs, on_error, output, console, **values):
     console.waiting_on_terminal(inputs)
     options = subsample_options(**values)
     # In one process the reader decodes payloads, so bad base64 is reported with its position.
     reader = RecordReader(inputs, on_error=on_error, decode=options.workers == 1)
-    with RecordWriter() as out:
+    statuses: Counter = Counter()
+    with RecordWriter(output) as out:
         if options.workers == 1:
-            out.write_all(subsample(console.track(reader), options))
+            out.write_all(_counted(subsample(console.track(reader), options), statuses))
         else:
             write = out.stream.write
             chunks = subsample_lines(console.track(reader.pairs()), options,
-                                     lambda: (reader.source, reader.line), reader.bad)
+                                     lambda: (reader.source, reader.line), reader.bad, statuses)
             for chunk in chunks:
                 write(chunk)
                 out.count += 1  # lets the flusher pass finished records on
     console.skipped(reader)
-    console.info(f"{reader.count} records read")
+    written = sum(statuses.values())
+    counts = ", ".join(f"{status or 'no status'} {n}" for status, n in statuses.most_common())
+    console.info(f"{reader.count} records read, {written} written" + (f": {counts}" if written else ""))
+
+
+def _counted(records, statuses: Counter):
+    for record in records:
+        statuses[record.get("status")] += 1
+        yield record
 
 
 def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,

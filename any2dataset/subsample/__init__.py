@@ -6,7 +6,7 @@ records: usually one, several when a video is cut into clips, and a failure reco
 """
 
 import os
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -87,16 +87,18 @@ def _start_worker(options: SubsampleOptions) -> None:
     _worker_transform = build_transform(options)
 
 
-def _work(lines: list[bytes]) -> tuple[bytes, list[tuple[int, str]]]:
-    out, errors = [], []
+def _work(lines: list[bytes]) -> tuple[bytes, list[tuple[int, str]], Counter]:
+    out, errors, statuses = [], [], Counter()
     for index, line in enumerate(lines):
         try:
             record = rec.decode_payloads(orjson.loads(line))
         except BadInput as error:
             errors.append((index, error.what))
             continue
-        out.extend(rec.dumps(result) for result in _worker_transform(record))
-    return b"".join(out), errors
+        for result in _worker_transform(record):
+            statuses[result.get("status")] += 1
+            out.append(rec.dumps(result))
+    return b"".join(out), errors, statuses
 
 
 def default_workers() -> int:
@@ -104,9 +106,11 @@ def default_workers() -> int:
 
 
 def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptions, position: Callable[[], tuple],
-                    on_bad_record: Callable[[BadInput], None]) -> Iterator[bytes]:
+                    on_bad_record: Callable[[BadInput], None], statuses: Counter | None = None) -> Iterator[bytes]:
     """Over worker processes: (line, record) pairs in, JSONL chunks out (in input order
-    if options.ordered). `position()` gives the reader's (source, line) as it reads."""
+    if options.ordered). `position()` gives the reader's (source, line) as it reads; the
+    statuses of the records written are counted into `statuses`."""
+    statuses = Counter() if statuses is None else statuses
     selection = options.selection
 
     def batches():
@@ -126,7 +130,8 @@ def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptio
             yield batch, places
 
     def results(future, places) -> bytes:
-        blob, errors = future.result()
+        blob, errors, counted = future.result()
+        statuses.update(counted)
         for index, what in errors:
             on_bad_record(BadInput(what, *places[index]))
         return blob

@@ -91,6 +91,9 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
     # Checked below from the header, before decoding; Pillow's own error stays as a second line.
     Image.MAX_IMAGE_PIXELS = options.max_pixels
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+    # Pillow's warnings about odd files (corrupt EXIF, palette transparency) would flood stderr,
+    # one per image of a crawl, about nothing anyone can act on: the image itself decodes or fails.
+    warnings.filterwarnings("ignore", module=r"PIL\.")
     filters = {"nearest": Image.Resampling.NEAREST, "linear": Image.Resampling.BILINEAR,
                "bilinear": Image.Resampling.BILINEAR, "cubic": Image.Resampling.BICUBIC,
                "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX,

@@ -10,6 +10,7 @@ each shard is finished as soon as it holds `shard_size` rows. Records without a
 shard are numbered in arrival order with img2dataset's key formula.
 """
 
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
@@ -71,7 +72,7 @@ class _OpenShard:
         self.source_rows: set[str] = set()
         self.clips_awaited: dict[str, int] = {}
         self.samples = 0
-        self.stats = ShardStats()
+        self.stats = ShardStats(writer.run_start_time)
         self.data_name = None if writer.sink_class.suffix is None else f"{name}{writer.sink_class.suffix}"
         self.sink = None  # opened by start(), once the writer knows this shard and can abandon it
         self.previous: dict | None = None  # the stats of this shard if the folder had it finished
@@ -138,8 +139,7 @@ class _OpenShard:
         if self.previous is not None and not self.overwrite and \
                 rec.compare_shard(self.previous, self.rows) not in ("same", "prefix"):
             # Another input's shard: replacing it would leave a folder of two datasets.
-            raise self._conflict(f"{self.previous.get('count')} rows then, {len(self.source_rows)} now, or other "
-                                 f"keys or URLs")
+            raise self._conflict(rec.shard_difference(self.previous, self.rows))
         count = len(self.source_rows)  # shard_size counts source rows, as a2d-shard gave it
         if self.sink.holds_metadata:
             self.sink.close(count)
@@ -188,6 +188,7 @@ class ShardWriter:
         for extension in options.payload_columns:
             if not rec.valid_extension(extension):
                 raise UsageProblem(f"invalid payload column {extension!r}: it must be a file extension")
+        self.run_start_time = time.time()
         self.folder = output_folder
         self.destination = destination(output_folder)
         self.options = options

@@ -140,8 +140,11 @@ class MetadataSchema:
 class ShardStats:
     """The counts img2dataset users check in `{shard}_stats.json`, plus bytes and error kinds."""
 
-    def __init__(self):
+    def __init__(self, run_start_time: float | None = None):
         self.start_time = time.time()
+        # When this run of a2d-write began: in a pipe, with the stages before it, so a dataset's
+        # throughput counts the downloads too, not only the moments of writing.
+        self.run_start_time = self.start_time if run_start_time is None else run_start_time
         self.statuses = Counter()
         self.messages = Counter()
         self.error_kinds = Counter()
@@ -174,6 +177,7 @@ class ShardStats:
             "bytes": self.bytes,
             "duration": round(end_time - self.start_time, 4),
             "start_time": self.start_time,
+            "run_start_time": self.run_start_time,
             "end_time": end_time,
             "status_dict": dict(self.messages.most_common()),
             "error_kinds": dict(self.error_kinds.most_common()),
