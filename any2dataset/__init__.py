@@ -3,9 +3,9 @@
 __version__ = "0.1.0"
 
 
-def download(**arguments) -> dict:
-    """Download a URL list into a dataset with img2dataset's arguments (see all_in_one.py);
-    returns the a2d-stats summary of the output folder."""
+def download(*positional, **arguments) -> dict:
+    """Download a URL list into a dataset with img2dataset's arguments, by name or in its order
+    (see all_in_one.py); returns the a2d-stats summary of the output folder."""
     from .all_in_one import download as run
 
-    return run(**arguments)
+    return run(*positional, **arguments)

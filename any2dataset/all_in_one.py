@@ -42,13 +42,13 @@ class Argument:
     kind: type = str
 
 
-# The order is img2dataset's README order, with any2dataset/video2dataset additions after.
+# img2dataset's download() signature, in its order (its arguments can be given positionally),
+# then any2dataset's and video2dataset's additions.
 ARGUMENTS = [
     Argument("url_list", None, "A file, folder, glob or fsspec URL with the URLs to download (required)."),
     Argument("image_size", 256, "Side in pixels to resize images to.", int),
     Argument("output_folder", "images", "Output folder (local or fsspec URL such as s3://bucket/out)."),
     Argument("processes_count", 1, "Processes: workers for fetching and resizing, or parts of the shards.", int),
-    Argument("thread_count", 256, "Downloads in flight per process.", int),
     Argument("resize_mode", "border", "no, border, keep_ratio, keep_ratio_largest or center_crop."),
     Argument("resize_only_if_bigger", False, "Only ever make images smaller.", bool),
     Argument("upscale_interpolation", "lanczos", "Interpolation when enlarging."),
@@ -57,35 +57,41 @@ ARGUMENTS = [
     Argument("encode_format", "jpg", "jpg, png or webp."),
     Argument("skip_reencode", False, "Keep original bytes of images that need no resizing.", bool),
     Argument("output_format", "files", "files, webdataset, parquet, tfrecord or dummy."),
-    Argument("input_format", "txt", "txt, csv, tsv, tsv.gz, json, jsonl, parquet, ..."),
+    Argument("input_format", "txt", "txt, csv, tsv, tsv.gz, json, jsonl, parquet, ... (default: from the "
+                                    "url_list's name, else txt)."),
     Argument("url_col", "url", "Column holding the URL."),
     Argument("caption_col", None, "Column holding the caption."),
-    Argument("clip_col", None, "Column holding clips [[start, end], ...] (video2dataset)."),
-    Argument("save_additional_columns", None, "Other columns to keep in the metadata (default: none).", list),
+    Argument("bbox_col", None, "Not supported: column of boxes to blur.", str),
+    Argument("thread_count", 256, "Downloads in flight per process.", int),
     Argument("number_sample_per_shard", 10000, "Samples per shard.", int),
-    Argument("oom_shard_count", 5, "Digits of shard numbers.", int),
+    Argument("extract_exif", True, "Put EXIF tags into `exif`.", bool),
+    Argument("save_additional_columns", None, "Other columns to keep in the metadata (default: none).", list),
     Argument("timeout", 10.0, "Seconds to connect, and at most between two reads.", float),
-    Argument("retries", 0, "Further attempts after a retryable failure.", int),
+    Argument("enable_wandb", False, "Not supported: use a2d-stats --html for a report.", bool),
+    Argument("wandb_project", "img2dataset", "Not supported (see enable_wandb)."),
+    Argument("oom_shard_count", 5, "Digits of shard numbers.", int),
     Argument("compute_hash", "sha256", "md5, sha256, sha512, xxh64 or None."),
     Argument("verify_hash", None, "[column, algorithm]: compare downloads with a hash column.", list),
+    Argument("distributor", "multiprocessing", "multiprocessing only; see the README's scale-out recipes."),
+    Argument("subjob_size", 1000, "Not used: fan out with a2d-shard --part or --split instead.", int),
+    Argument("retries", 0, "Further attempts after a retryable failure.", int),
+    Argument("disable_all_reencoding", False, "Keep downloaded files as they are: no resizing at all.", bool),
     Argument("min_image_size", 0, "Refuse images whose shorter side is smaller.", int),
     Argument("max_image_area", math.inf, "Refuse images of more pixels.", float),
     Argument("max_aspect_ratio", math.inf, "Refuse images longer than this ratio.", float),
-    Argument("extract_exif", True, "Put EXIF tags into `exif`.", bool),
-    Argument("disable_all_reencoding", False, "Keep downloaded files as they are: no resizing at all.", bool),
+    Argument("incremental_mode", "incremental", "incremental (skip finished shards), overwrite or extend."),
+    Argument("max_shard_retry", 1, "Not used: rerun the command, finished shards are skipped.", int),
     Argument("user_agent_token", None, "Add '(compatible; TOKEN)' to the User-Agent."),
     Argument("disallowed_header_directives", ["noai", "noimageai", "noindex", "noimageindex"],
-             "X-Robots-Tag directives that opt a file out.", list),
-    Argument("incremental_mode", "incremental", "incremental (skip finished shards), overwrite or extend."),
+             "X-Robots-Tag directives that opt a file out (None: these four; []: none).", list),
+    # any2dataset's and video2dataset's own
+    Argument("clip_col", None, "Column holding clips [[start, end], ...] (video2dataset)."),
     Argument("save_metadata", True, "Metadata parquet and stats are always written (False is refused).", bool),
-    Argument("enable_wandb", False, "Not supported: use a2d-stats --html for a report.", bool),
-    Argument("wandb_project", "img2dataset", "Not supported (see enable_wandb)."),
-    Argument("distributor", "multiprocessing", "multiprocessing only; see the README's scale-out recipes."),
-    Argument("subjob_size", 1000, "Not used: fan out with a2d-shard --part or --split instead.", int),
-    Argument("max_shard_retry", 1, "Not used: rerun the command, finished shards are skipped.", int),
     Argument("per_host", 16, "Downloads in flight to one host at most, reached by ramping up; 0: no cap "
                              "(any2dataset's addition: img2dataset has no cap).", int),
 ]
+IMG2DATASET_ORDER = [argument.name for argument in ARGUMENTS[:ARGUMENTS.index(
+    next(a for a in ARGUMENTS if a.name == "disallowed_header_directives")) + 1]]
 DEFAULTS = {argument.name: argument.default for argument in ARGUMENTS}
 INCREMENTAL_MODES = ("incremental", "overwrite", "extend")
 # Seed arguments we accept only at the value that changes nothing, with the reason.
@@ -98,6 +104,7 @@ UNSUPPORTED = {
     "max_shard_retry": "shards are not retried within a run: run the same command again, finished shards "
                        "are skipped and failed downloads can be retried with a2d-fetch --retry-failed",
     "save_metadata": "metadata (a parquet per shard and _stats.json) is always written",
+    "bbox_col": "blurring boxes in images is not supported yet",
 }
 
 
@@ -143,6 +150,8 @@ def stage_commands(**arguments) -> list[list[str]]:
         a["input_format"] = guessed_input_format(str(a["url_list"])) or DEFAULTS["input_format"]
     for name in ("save_additional_columns", "verify_hash", "disallowed_header_directives"):
         a[name] = as_list(a[name])
+    if a["disallowed_header_directives"] is None:  # img2dataset: None means its four, [] means none
+        a["disallowed_header_directives"] = DEFAULTS["disallowed_header_directives"]
     out = a["output_folder"]
     workers = str(max(1, int(a["processes_count"])))
 
@@ -269,11 +278,13 @@ def _remove_output(folder: str) -> None:
         fs.rm(path, recursive=True)
 
 
-def download(*, progress: bool = False, quiet: bool = False, on_note: Callable[[str], None] | None = None,
-             **arguments) -> dict:
-    """Download `url_list` into `output_folder` with img2dataset's arguments; returns the
-    a2d-stats report of the output folder. Raises A2DError subclasses on failure, before any
-    work when an argument is wrong. `on_note` receives warnings (default: standard error)."""
+def download(*positional, progress: bool = False, quiet: bool = False,
+             on_note: Callable[[str], None] | None = None, **arguments) -> dict:
+    """Download `url_list` into `output_folder` with img2dataset's arguments (by name, or by
+    position in img2dataset's order: `download("urls.txt", 256, "out")`); returns the a2d-stats
+    report of the output folder. Raises A2DError subclasses on failure, before any work when an
+    argument is wrong. `on_note` receives warnings (default: standard error)."""
+    arguments = _with_positional(positional, arguments)
     note = on_note or (lambda text: print(f"any2dataset: warning: {text}", file=sys.stderr))
     stages = stage_commands(**arguments)
     url_list = str(arguments.get("url_list"))
@@ -302,6 +313,17 @@ def download(*, progress: bool = False, quiet: bool = False, on_note: Callable[[
         raise NothingSucceeded(f"url_list {url_list} gave no rows (input_format "
                                f"{stages[0][stages[0].index('--input-format') + 1]}): nothing was written to "
                                f"{output_folder}") from None
+
+
+def _with_positional(positional: tuple, named: dict) -> dict:
+    if len(positional) > len(IMG2DATASET_ORDER):
+        raise UsageProblem(f"download() takes at most {len(IMG2DATASET_ORDER)} positional arguments "
+                           f"({len(positional)} given)")
+    given = dict(zip(IMG2DATASET_ORDER, positional))
+    twice = sorted(set(given) & set(named))
+    if twice:
+        raise UsageProblem(f"download() got {', '.join(twice)} both by position and by name")
+    return {**given, **named}
 
 
 def _first_shard_settled(stages: list[list[str]]) -> list[list[str]]:

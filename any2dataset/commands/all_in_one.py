@@ -5,7 +5,7 @@ import orjson
 
 from .. import all_in_one as api
 from ..cli import CONTEXT_SETTINGS, EXIT_CODES_HELP, common_options
-from ..errors import NothingSucceeded
+from ..errors import NothingSucceeded, UsageProblem
 
 
 def _option(argument: api.Argument):
@@ -43,12 +43,14 @@ def _with_arguments(function):
            f"{EXIT_CODES_HELP}",
     context_settings=CONTEXT_SETTINGS,
 )
+@click.argument("positional", nargs=-1, metavar="[URL_LIST [IMAGE_SIZE [OUTPUT_FOLDER ...]]]")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
 @_with_arguments
 @common_options
-def main(as_json, console, **values):
+def main(positional, as_json, console, **values):
     given = {name: value for name, value in values.items() if value is not None}
-    report = api.download(progress=console.progress, quiet=console.quiet, on_note=console.warn, **given)
+    report = api.download(*_typed(positional), progress=console.progress, quiet=console.quiet, on_note=console.warn,
+                          **given)
     if as_json:
         click.echo(orjson.dumps(report).decode())
     elif not console.quiet:
@@ -58,6 +60,21 @@ def main(as_json, console, **values):
     if not report.get("samples"):  # a run that saved nothing is a failure, whatever each row says
         raise NothingSucceeded(f"no sample saved: all {report.get('records', 0)} rows failed (see the summary; "
                                f"is input_format right for {given.get('url_list')}?)")
+
+
+def _typed(positional: tuple[str, ...]) -> list:
+    """Arguments given by position (`any2dataset urls.txt 256 out`, as img2dataset's command
+    line takes them), converted as their options would be."""
+    kinds = {argument.name: argument.kind for argument in api.ARGUMENTS}
+    typed = []
+    for name, text in zip(api.IMG2DATASET_ORDER, positional):
+        kind = kinds[name]
+        try:
+            typed.append(click.BOOL.convert(text, None, None) if kind is bool else
+                         kind(text) if kind in (int, float) else text)
+        except (ValueError, click.BadParameter):
+            raise UsageProblem(f"{name} (given by position) must be {kind.__name__}, not {text!r}") from None
+    return typed + list(positional[len(typed):])  # (too many: download() says so)
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ class _OpenShard:
         self.destination.unpublish(stats_name)  # a shard being redone is unfinished until its new stats land
         if self.data_name is not None:
             self.destination.publish(self.data_name)
-        if not self.sink.holds_metadata:
+        if not self.sink.holds_metadata and getattr(self.sink, "writes_metadata", True):
             for row in self.rows:
                 row["shard_size"] = count
             parquet_name = f"{self.name}.parquet"

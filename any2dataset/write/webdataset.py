@@ -90,10 +90,12 @@ class WebdatasetSink:
 
 
 class DummySink:
-    """Writes no data file: metadata and stats only (for benchmarks)."""
+    """Writes no data file and no metadata parquet: `{shard}_stats.json` only, as img2dataset's
+    dummy format does (for benchmarks and dry runs)."""
 
     suffix = None
     holds_metadata = False
+    writes_metadata = False
 
     def __init__(self, temp_path: str | None, schema=None, expected_size=None):
         pass
