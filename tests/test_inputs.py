@@ -91,7 +91,7 @@ def test_jsonl_mapped_columns_missing_from_the_first_row(tmp_path):
 
 def test_jsonl_url_column_that_no_row_has_is_a_usage_error(cli, tmp_path):
     path = tmp_path / "urls.jsonl"
-    path.write_text('{"url": "http://x/1"}\n')
+    path.write_text('{"href": "http://x/1"}\n')
     result = cli(read_command.main, [str(path), "--url-col", "link"])
     assert result.exit_code == 2
     assert f"{path}: no row has column 'link' for --url-col" in result.stderr
@@ -134,7 +134,7 @@ def test_csv_fields_over_128_kib(tmp_path):
     caption = "word " * 60000  # 300 KB
     url = "data:image/png;base64," + "A" * 400000
     path = tmp_path / "urls.csv"
-    path.write_text(f'url,caption\n{url},"{caption}"\n')
+    path.write_text(f'url,caption\n"{url}","{caption}"\n')
     assert list(read([str(path)])) == [{"url": url, "caption": caption}]
 
 
@@ -284,3 +284,9 @@ def test_corrupt_inputs_are_bad_input_naming_the_file(cli, tmp_path, name):
     path.write_bytes(_corrupt(name))
     line = one_error_line(cli(read_command.main, [str(path)]))
     assert line.startswith(f"a2d-read: error: {path}:")
+
+
+def test_zstd_of_several_frames_is_read_whole(tmp_path):
+    path = tmp_path / "urls.txt.zst"
+    path.write_bytes(b"".join(zstandard.ZstdCompressor().compress(b"http://x/%d\n" % i) for i in range(3)))
+    assert [r["url"] for r in read([str(path)])] == ["http://x/0", "http://x/1", "http://x/2"]
