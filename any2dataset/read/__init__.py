@@ -87,20 +87,31 @@ class BadRows:
         self.first_skipped: BadInput | None = None
         self._warned: set[str] = set()
 
-    def of(self, source: str) -> Bad:
-        def bad(error: BadInput) -> None:
-            error = error.located(source, None)
-            if self.on_error != "skip":
-                raise error
-            self.skipped += 1
-            if self.first_skipped is None:
-                self.first_skipped = error
-            if source not in self._warned:
-                self._warned.add(source)
-                if self.warn is not None:
-                    self.warn(f"{error} (skipping this and any other bad row of {source})")
+    def of(self, source: str) -> "_FileRows":
+        return _FileRows(self, source)
 
-        return bad
+
+class _FileRows:
+    """The bad-row policy for one file (called with a row's error), and the last row read from
+    it (`row`), to say where a file that breaks off broke off."""
+
+    def __init__(self, policy: BadRows, source: str):
+        self.policy = policy
+        self.source = source
+        self.row: int | None = None
+
+    def __call__(self, error: BadInput) -> None:
+        policy, source = self.policy, self.source
+        error = error.located(source, None)
+        if policy.on_error != "skip":
+            raise error
+        policy.skipped += 1
+        if policy.first_skipped is None:
+            policy.first_skipped = error
+        if source not in policy._warned:
+            policy._warned.add(source)
+            if policy.warn is not None:
+                policy.warn(f"{error} (skipping this and any other bad row of {source})")
 
 
 def format_of(path: str) -> str | None:
@@ -243,29 +254,34 @@ class ColumnMap:
 
     def records(self, rows) -> Iterator[dict]:
         names = self.names
-        if not self.clips and not self.typed:
-            # The common case (csv, tsv, txt: values are strings or null), kept lean: this runs
-            # for every row of every list.
+        line = None
+        try:
+            if not self.clips and not self.typed:
+                # The common case (csv, tsv, txt: values are strings or null), kept lean: this runs
+                # for every row of every list.
+                for line, values, unknown in rows:
+                    record = dict(zip(names, values))
+                    if unknown and not self._add_unknown(record, unknown, line):
+                        continue
+                    yield record
+                return
+            bad = self.bad
             for line, values, unknown in rows:
                 record = dict(zip(names, values))
                 if unknown and not self._add_unknown(record, unknown, line):
                     continue
-                yield record
-            return
-        bad = self.bad
-        for line, values, unknown in rows:
-            record = dict(zip(names, values))
-            if unknown and not self._add_unknown(record, unknown, line):
-                continue
-            if self.clips:
-                try:
-                    record["clips"] = _clips(record["clips"], line)
-                except BadInput as error:
-                    bad(error)
+                if self.clips:
+                    try:
+                        record["clips"] = _clips(record["clips"], line)
+                    except BadInput as error:
+                        bad(error)
+                        continue
+                if self.typed and not self._typed(record, line):
                     continue
-            if self.typed and not self._typed(record, line):
-                continue
-            yield record
+                yield record
+        except Exception:
+            self.bad.row = line  # (the row before the failure: no cost per row)
+            raise
         if not self.url_seen:
             raise UsageProblem(f"{self.source}: no row has column {self.url_col!r} for --url-col")
 
@@ -354,8 +370,8 @@ def _read_list(path: str, fmt: str, options: ReadOptions, text: TextDecoding, ba
 
 
 def _open_list(path: str):
-    """A list's bytes. zstd is decompressed here: fsspec's reader ends a cut-short .zst quietly, and
-    stops at the end of the first frame of a file of several (pzstd, concatenated files)."""
+    """A list's bytes. zstd is decompressed here: fsspec's reader (python-zstandard's stream_reader)
+    ends a cut-short .zst quietly, as if the list ended there."""
     if path != STDIO and path.lower().endswith(".zst"):
         return io.BufferedReader(_ZstdReader(fsspec.open(path, "rb", compression=None).open()), 1 << 20)
     return open_input(path, "rb")
@@ -457,8 +473,7 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
                     count += 1
                     yield record
             else:
-                for count, record in enumerate(records, 1):
-                    yield record
+                yield from records
         except BadInput as error:
             raise error.located(source, None) from None
         except UnicodeDecodeError as error:
@@ -466,7 +481,10 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
         except Exception as error:
             if not _unreadable(error):
                 raise
-            where = f" after {count} record{'s' if count != 1 else ''}" if count else ""
+            if bad.row is not None:
+                where = f" after row {bad.row}"
+            else:
+                where = f" after {count} record{'s' if count != 1 else ''}" if count else ""
             raise BadInput(f"corrupt or cut short{where} ({type(error).__name__}: {error})", source) from None
 
 
