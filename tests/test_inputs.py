@@ -290,3 +290,13 @@ def test_zstd_of_several_frames_is_read_whole(tmp_path):
     path = tmp_path / "urls.txt.zst"
     path.write_bytes(b"".join(zstandard.ZstdCompressor().compress(b"http://x/%d\n" % i) for i in range(3)))
     assert [r["url"] for r in read([str(path)])] == ["http://x/0", "http://x/1", "http://x/2"]
+
+
+def test_tar_members_under_dot_slash_keep_plain_keys_and_bad_metadata_is_named(cli, tmp_path):
+    _tar(tmp_path / "00000.tar", [("./0001.png", b"A"), ("./0002.png", b"B")])
+    assert [(r["key"], "wds_key" in r) for r in read([str(tmp_path / "00000.tar")])] == [
+        ("0001", False), ("0002", False)]
+    (tmp_path / "00000.parquet").write_bytes(b"not parquet at all")
+    line = one_error_line(cli(read_command.main, [str(tmp_path / "00000.tar")]))
+    assert line.startswith(f"a2d-read: error: {tmp_path / '00000.tar'}: its metadata {tmp_path / '00000.parquet'} "
+                           f"is corrupt or cut short (ArrowInvalid:")

@@ -8,11 +8,7 @@ onto record fields and places errors at their input position. Existing datasets
 
 import glob as globlib
 import io
-import lzma
 import posixpath
-import sys
-import tarfile
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -28,7 +24,7 @@ from . import csv as csv_format
 from . import dataset, raw
 from . import json as json_format
 from . import txt as txt_format
-from .table import Bad, Table, TextDecoding
+from .table import Bad, Table, TextDecoding, unreadable
 
 # List formats: name -> (text: the stream is decoded with --encoding, function(stream, TextDecoding, Bad) -> Table)
 LIST_FORMATS = {
@@ -479,24 +475,10 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
         except UnicodeDecodeError as error:
             raise BadInput(f"not {options.encoding} text ({error.reason})", source) from None
         except Exception as error:
-            if not _unreadable(error):
+            if not unreadable(error):
                 raise
             if bad.row is not None:
                 where = f" after row {bad.row}"
             else:
                 where = f" after {count} record{'s' if count != 1 else ''}" if count else ""
             raise BadInput(f"corrupt or cut short{where} ({type(error).__name__}: {error})", source) from None
-
-
-def _unreadable(error: Exception) -> bool:
-    """A file that is not what its name says, or cut short: compressed streams, parquet, Arrow."""
-    if isinstance(error, (EOFError, zlib.error, lzma.LZMAError, tarfile.TarError)):
-        return True
-    if isinstance(error, OSError):
-        return error.errno is None  # bz2, gzip, pyarrow: bad data, not a failing disk or a missing right
-    kinds = []
-    if "pyarrow" in sys.modules:
-        kinds.append(sys.modules["pyarrow"].ArrowException)
-    if "zstandard" in sys.modules:
-        kinds.append(sys.modules["zstandard"].ZstdError)
-    return bool(kinds) and isinstance(error, tuple(kinds))

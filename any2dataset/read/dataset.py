@@ -20,6 +20,7 @@ import orjson
 from .. import record as rec
 from ..errors import BadInput
 from ..streams import open_input
+from .table import unreadable
 
 EXTRA_COLUMN = rec.EXTRA_COLUMN
 
@@ -52,11 +53,17 @@ def _metadata_beside(path: str) -> list[dict] | None:
     fs, local = fsspec.core.url_to_fs(meta_path)
     if not fs.exists(local):
         return None
-    with fs.open(local, "rb") as stream:
-        # ParquetFile, not read_table: read_table scans through pyarrow.dataset, whose threads could abort
-        # the interpreter at exit ("terminate called without an active exception").
-        table = pq.ParquetFile(stream, pre_buffer=False).read(use_threads=False)
-        return [unpack_row(row) for row in table.to_pylist()]
+    try:
+        with fs.open(local, "rb") as stream:
+            # ParquetFile, not read_table: read_table scans through pyarrow.dataset, whose threads could abort
+            # the interpreter at exit ("terminate called without an active exception").
+            table = pq.ParquetFile(stream, pre_buffer=False).read(use_threads=False)
+    except Exception as error:
+        if not unreadable(error):
+            raise
+        raise BadInput(f"its metadata {meta_path} is corrupt or cut short ({type(error).__name__}: {error})") \
+            from None
+    return [unpack_row(row) for row in table.to_pylist()]
 
 
 def source_rows(rows: list[dict]) -> int:

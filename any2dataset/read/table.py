@@ -4,7 +4,11 @@ and what the text formats share: decoding with a row to blame for a byte that is
 import codecs
 import io
 import itertools
+import lzma
 import re
+import sys
+import tarfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -78,3 +82,17 @@ class TextDecoding:
             if self.codec == "utf-8-sig" else ""
         bad(BadInput(f"not valid {self.label} text (byte 0x{byte:02x}){hint}", line=line))
         return False
+
+
+def unreadable(error: Exception) -> bool:
+    """A file that is not what its name says, or cut short: compressed streams, parquet, Arrow."""
+    if isinstance(error, (EOFError, zlib.error, lzma.LZMAError, tarfile.TarError)):
+        return True
+    if isinstance(error, OSError):
+        return error.errno is None  # bz2, gzip, pyarrow: bad data, not a failing disk or a missing right
+    kinds = []
+    if "pyarrow" in sys.modules:
+        kinds.append(sys.modules["pyarrow"].ArrowException)
+    if "zstandard" in sys.modules:
+        kinds.append(sys.modules["zstandard"].ZstdError)
+    return bool(kinds) and isinstance(error, tuple(kinds))
