@@ -3,7 +3,7 @@
 import click
 
 from .. import read as reading
-from ..cli import command, common_options, input_paths_argument
+from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..streams import RecordWriter
 
 
@@ -29,23 +29,28 @@ def _column_list(text: str | None) -> list[str] | None:
 @click.option("--save-additional-columns", default=None, metavar="A,B,...",
               help="Keep only these other columns (default: keep every other column).")
 @click.option("--inline", is_flag=True, help="With --input-format raw: put each file's bytes in its record.")
+@click.option("--encoding", default="utf-8", show_default=True,
+              help="Encoding of text lists (txt, csv, tsv, json, jsonl), e.g. latin-1; a byte-order mark is dropped.")
+@on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
 def main(inputs, output, console, **params):
     options = read_options(**params)
+    bad_rows = reading.BadRows(options.on_error, console.warn)
     with RecordWriter(output) as out:
-        count = out.write_all(console.track(reading.read(inputs or ["-"], options)))
+        count = out.write_all(console.track(reading.read(inputs or ["-"], options, bad_rows)))
+    console.skipped(bad_rows)
     console.info(f"{count} records")
 
 
 def read_options(*, input_format, url_col, caption_col, clip_col, save_additional_columns, inline,
-                 **_other) -> reading.ReadOptions:
+                 encoding="utf-8", on_error="fail", **_other) -> reading.ReadOptions:
     """The command's parameters (as click parsed them) as ReadOptions; the all-in-one uses it too."""
     if inline and input_format != "raw":
         raise click.UsageError("--inline goes with --input-format raw")
     return reading.ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
                                clip_col=clip_col, save_additional_columns=_column_list(save_additional_columns),
-                               inline=inline)
+                               inline=inline, encoding=encoding, on_error=on_error)
 
 
 if __name__ == "__main__":

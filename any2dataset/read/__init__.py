@@ -7,9 +7,11 @@ onto record fields and places errors at their input position. Existing datasets
 """
 
 import glob as globlib
+import io
 import posixpath
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 
 import braceexpand
 import fsspec
@@ -22,18 +24,20 @@ from . import csv as csv_format
 from . import dataset, raw
 from . import json as json_format
 from . import txt as txt_format
-from .table import Table
+from .table import Bad, Table, TextDecoding, unreadable
 
-# List formats: name -> (file mode, function(stream) -> Table)
+# List formats: name -> (text: the stream is decoded with --encoding, function(stream, TextDecoding, Bad) -> Table)
 LIST_FORMATS = {
-    "txt": ("rt", txt_format.table),
-    "csv": ("rt", csv_format.table),
-    "tsv": ("rt", csv_format.tsv_table),
-    "json": ("rb", json_format.json_table),
-    "jsonl": ("rt", json_format.jsonl_table),
-    "parquet": ("rb", lambda stream: _arrow().parquet_table(stream)),
-    "arrow": ("rb", lambda stream: _arrow().arrow_table(stream)),
+    "txt": (True, txt_format.table),
+    "csv": (True, csv_format.table),
+    "tsv": (True, csv_format.tsv_table),
+    "json": (False, json_format.json_table),  # decodes itself (orjson reads UTF-8 bytes)
+    "jsonl": (True, json_format.jsonl_table),
+    "parquet": (False, lambda stream, text, bad: _arrow().parquet_table(stream)),
+    "arrow": (False, lambda stream, text, bad: _arrow().arrow_table(stream)),
 }
+# Formats whose values have JSON or Arrow types: url and caption are checked as they are read.
+TYPED_FORMATS = frozenset({"json", "jsonl", "parquet", "arrow"})
 
 
 def _arrow():
@@ -61,6 +65,49 @@ class ReadOptions:
     clip_col: str | None = None
     save_additional_columns: list[str] | None = None
     inline: bool = False
+    encoding: str = "utf-8"  # of text lists (txt, csv, tsv, json, jsonl); a byte-order mark is dropped
+    on_error: str = "fail"  # a bad row: "fail" stops, "skip" drops it (BadRows counts it)
+
+
+class BadRows:
+    """What a bad row of a list does: with on_error="fail" its error is raised; with "skip"
+    it is dropped, counted in `skipped` (the first kept in `first_skipped`) and `warn` is
+    called once per file that has any."""
+
+    def __init__(self, on_error: str = "fail", warn=None):
+        if on_error not in ("fail", "skip"):
+            raise UsageProblem(f"unknown --on-error {on_error!r} (fail or skip)")
+        self.on_error = on_error
+        self.warn = warn
+        self.skipped = 0
+        self.first_skipped: BadInput | None = None
+        self._warned: set[str] = set()
+
+    def of(self, source: str) -> "_FileRows":
+        return _FileRows(self, source)
+
+
+class _FileRows:
+    """The bad-row policy for one file (called with a row's error), and the last row read from
+    it (`row`), to say where a file that breaks off broke off."""
+
+    def __init__(self, policy: BadRows, source: str):
+        self.policy = policy
+        self.source = source
+        self.row: int | None = None
+
+    def __call__(self, error: BadInput) -> None:
+        policy, source = self.policy, self.source
+        error = error.located(source, None)
+        if policy.on_error != "skip":
+            raise error
+        policy.skipped += 1
+        if policy.first_skipped is None:
+            policy.first_skipped = error
+        if source not in policy._warned:
+            policy._warned.add(source)
+            if policy.warn is not None:
+                policy.warn(f"{error} (skipping this and any other bad row of {source})")
 
 
 def format_of(path: str) -> str | None:
@@ -160,12 +207,14 @@ def _folder(fs, folder: str, name, input_format: str | None) -> list[tuple[str, 
 class ColumnMap:
     """How one list's columns become record fields."""
 
-    def __init__(self, table: Table, source: str, fmt: str, options: ReadOptions):
+    def __init__(self, table: Table, source: str, fmt: str, options: ReadOptions, bad: Bad):
         columns = table.columns
         available = ", ".join(columns) or "none"
+        # jsonl: a column missing from the first row may come in later rows.
+        lenient = table.open_columns
 
         def require(column: str, option: str) -> str:
-            if column not in columns:
+            if column not in columns and not lenient:
                 raise UsageProblem(f"{source}: no column {column!r} for {option} (columns: {available})")
             return column
 
@@ -191,31 +240,91 @@ class ColumnMap:
         self.selected = [*fields.values(), *extra]  # the input columns they come from
         self.keep_unknown = options.save_additional_columns is None
         self.clips = "clips" in fields
+        # A later row's `caption` is its caption when no column is named for it (jsonl).
+        self.late_caption = lenient and "caption" not in fields
+        self.typed = fmt in TYPED_FORMATS
+        self.bad = bad
+        self.url_seen = not lenient or options.url_col in columns
+        self.url_col = options.url_col
+        self.source = source
 
     def records(self, rows) -> Iterator[dict]:
         names = self.names
-        if not self.clips:
-            # The common case, kept lean: this runs for every row of every list.
-            for _line, values, unknown in rows:
+        line = None
+        try:
+            if not self.clips and not self.typed:
+                # The common case (csv, tsv, txt: values are strings or null), kept lean: this runs
+                # for every row of every list.
+                for line, values, unknown in rows:
+                    record = dict(zip(names, values))
+                    if unknown and not self._add_unknown(record, unknown, line):
+                        continue
+                    yield record
+                return
+            bad = self.bad
+            for line, values, unknown in rows:
                 record = dict(zip(names, values))
-                if unknown:
-                    self._add_unknown(record, unknown, _line)
+                if unknown and not self._add_unknown(record, unknown, line):
+                    continue
+                if self.clips:
+                    try:
+                        record["clips"] = _clips(record["clips"], line)
+                    except BadInput as error:
+                        bad(error)
+                        continue
+                if self.typed and not self._typed(record, line):
+                    continue
                 yield record
-            return
-        for line, values, unknown in rows:
-            record = dict(zip(names, values))
-            if unknown:
-                self._add_unknown(record, unknown, line)
-            record["clips"] = _clips(record["clips"], line)
-            yield record
+        except Exception:
+            self.bad.row = line  # (the row before the failure: no cost per row)
+            raise
+        if not self.url_seen:
+            raise UsageProblem(f"{self.source}: no row has column {self.url_col!r} for --url-col")
 
-    def _add_unknown(self, record: dict, unknown: dict, line) -> None:
+    def _typed(self, record: dict, line) -> bool:
+        """url and caption as the next stages take them (record.check's rules): a caption that is a
+        number becomes its text (img2dataset writes str(caption)), NaN no caption."""
+        url = record.get("url")
+        if type(url) is not str:
+            if url is not None:
+                return self._refuse("url", url, line)
+        elif not self.url_seen:
+            self.url_seen = True
+        caption = record.get("caption")
+        if caption is not None and type(caption) is not str:
+            if type(caption) in _NUMBERS:
+                record["caption"] = None if caption != caption else str(caption)  # (NaN != NaN)
+            else:
+                return self._refuse("caption", caption, line)
+        return True
+
+    def _refuse(self, name: str, value, line) -> bool:
+        try:
+            rec.check({name: value})
+        except BadInput as error:
+            self.bad(BadInput(error.what, line=line))
+        else:  # (a type record.check takes but the list should not give: not the case today)
+            self.bad(BadInput(f"field {name} has an unexpected type", line=line))
+        return False
+
+    def _add_unknown(self, record: dict, unknown: dict, line) -> bool:
+        """Fields of a row beyond the first row's columns (jsonl); False if the row is bad."""
+        if self.late_caption and "caption" in unknown:
+            record["caption"] = unknown["caption"]
+            if len(unknown) == 1:
+                return True
+            unknown = {name: value for name, value in unknown.items() if name != "caption"}
         if not self.keep_unknown:
-            return
+            return True
         for column in unknown:
             if column in rec.RESERVED:
-                raise BadInput(f"field {column!r} is a reserved record field", line=line)
+                self.bad(BadInput(f"field {column!r} is a reserved record field", line=line))
+                return False
         record.update(unknown)
+        return True
+
+
+_NUMBERS = (int, float, Decimal)
 
 
 def _clips(value, line):
@@ -232,26 +341,84 @@ def _clips(value, line):
     return clips
 
 
-def _read_list(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
-    mode, open_table = LIST_FORMATS[fmt]
-    text = {"encoding": "utf-8", "newline": ""} if mode == "rt" else {}
-    with open_input(path, mode, **text) as stream:
-        table = open_table(stream)
+def _read_list(path: str, fmt: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
+    decoded, open_table = LIST_FORMATS[fmt]
+    with _open_list(path) as binary:
+        stream = text.wrap(binary) if decoded else binary
+        table = open_table(stream, text, bad)
         if not table.columns:  # an empty file has no rows to account for
             return
         if dataset.is_record_table(table.columns) and fmt != "txt":
             # A table of records (it has keys): an existing dataset's metadata, kept whole.
-            for _line, values, unknown in table.rows(table.columns):
+            for line, values, unknown in table.rows(table.columns):
                 record = dataset.unpack_row(dict(zip(table.columns, values)))
                 if unknown:
                     record.update(unknown)
+                try:
+                    rec.check(record)
+                except BadInput as error:
+                    bad(BadInput(error.what, line=line))
+                    continue
                 yield record
             return
-        mapping = ColumnMap(table, display_name(path), fmt, options)
+        mapping = ColumnMap(table, display_name(path), fmt, options, bad)
         yield from mapping.records(table.rows(mapping.selected))
 
 
-def _records_of(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
+def _open_list(path: str):
+    """A list's bytes. zstd is decompressed here: fsspec's reader (python-zstandard's stream_reader)
+    ends a cut-short .zst quietly, as if the list ended there."""
+    if path != STDIO and path.lower().endswith(".zst"):
+        return io.BufferedReader(_ZstdReader(fsspec.open(path, "rb", compression=None).open()), 1 << 20)
+    return open_input(path, "rb")
+
+
+class _ZstdReader(io.RawIOBase):
+    def __init__(self, raw):
+        import zstandard
+
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._frame = self._new()
+        self._in_frame = False  # part of a frame was read, not its end
+        self._out = b""
+        self._at = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._at == len(self._out):
+            data = self._raw.read(1 << 20)
+            if not data:
+                if self._in_frame:
+                    raise EOFError("compressed file ended before the end of its zstd frame")
+                return 0
+            self._out, self._at = self._decompress(data), 0
+        size = min(len(buffer), len(self._out) - self._at)
+        buffer[:size] = self._out[self._at:self._at + size]
+        self._at += size
+        return size
+
+    def _decompress(self, data: bytes) -> bytes:
+        out = []
+        while data:
+            out.append(self._frame.decompress(data))
+            self._in_frame = True
+            if not self._frame.eof:
+                break
+            data = self._frame.unused_data  # the next frame starts here
+            self._frame = self._new()
+            self._in_frame = False
+        return b"".join(out)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+def _records_of(path: str, fmt: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
     if fmt == "webdataset":
         return dataset.read_webdataset(path)
     if fmt == "files":
@@ -261,11 +428,11 @@ def _records_of(path: str, fmt: str, options: ReadOptions) -> Iterator[dict]:
     if fmt == "raw":
         return raw.read_raw(path, options.inline)
     if fmt == "parquet" and path != STDIO:
-        return _parquet(path, options)
-    return _read_list(path, fmt, options)
+        return _parquet(path, options, text, bad)
+    return _read_list(path, fmt, options, text, bad)
 
 
-def _parquet(path: str, options: ReadOptions) -> Iterator[dict]:
+def _parquet(path: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
     # A parquet of records (with a `key` column) may hold payloads in binary columns.
     import pyarrow.parquet as pq
 
@@ -273,25 +440,45 @@ def _parquet(path: str, options: ReadOptions) -> Iterator[dict]:
         columns = pq.ParquetFile(_arrow().seekable(stream)).schema_arrow.names
     if dataset.is_record_table(columns):
         return dataset.read_record_parquet(path)
-    return _read_list(path, "parquet", options)
+    return _read_list(path, "parquet", options, text, bad)
 
 
-def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None) -> Iterator[dict]:
-    """Records from URL lists, datasets or folders. Every record of one list has the same fields."""
+def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
+         bad_rows: BadRows | None = None) -> Iterator[dict]:
+    """Records from URL lists, datasets or folders. Every record of one list has the same fields.
+    A bad row raises BadInput, or is counted in `bad_rows` and dropped (options.on_error skip)."""
     options = options or ReadOptions()
     if options.input_format is not None and options.input_format not in FORMATS:
         raise UsageProblem(f"unknown input format {options.input_format!r} (one of {', '.join(FORMATS)})")
+    text = TextDecoding(options.encoding)
+    bad_rows = bad_rows or BadRows(options.on_error)
     for path, fmt in expand_paths(list(paths), options.input_format):
         source = display_name(path)
+        bad = bad_rows.of(source)
+        count = 0
         try:
-            if fmt in DATASET_FORMATS or fmt in ("parquet", "jsonl"):
-                for record in _records_of(path, fmt, options):
+            records = _records_of(path, fmt, options, text, bad)
+            if fmt in DATASET_FORMATS or fmt == "parquet":
+                for record in records:
                     if "key" in record:  # records of an existing dataset: check them here
-                        rec.check(record)
+                        try:
+                            rec.check(record)
+                        except BadInput as error:
+                            bad(error)
+                            continue
+                    count += 1
                     yield record
             else:
-                yield from _records_of(path, fmt, options)
+                yield from records
         except BadInput as error:
             raise error.located(source, None) from None
         except UnicodeDecodeError as error:
-            raise BadInput(f"not UTF-8 text ({error.reason})", source) from None
+            raise BadInput(f"not {options.encoding} text ({error.reason})", source) from None
+        except Exception as error:
+            if not unreadable(error):
+                raise
+            if bad.row is not None:
+                where = f" after row {bad.row}"
+            else:
+                where = f" after {count} record{'s' if count != 1 else ''}" if count else ""
+            raise BadInput(f"corrupt or cut short{where} ({type(error).__name__}: {error})", source) from None

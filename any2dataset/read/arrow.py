@@ -24,10 +24,12 @@ def seekable(stream):
 
 
 def _rows(batches):
+    """Rows numbered from 1 (a parquet or Arrow file has no lines)."""
+    number = 0
     for batch in batches:
         columns = [column.to_pylist() for column in batch.columns]
-        for values in zip(*columns):
-            yield None, values, None
+        for number, values in enumerate(zip(*columns), number + 1):
+            yield number, values, None
 
 
 def parquet_table(stream) -> Table:

@@ -10,6 +10,7 @@ sample, come out too, so re-processing loses no row. Records keep their `key` an
 """
 
 import posixpath
+import re
 import tarfile
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ import orjson
 from .. import record as rec
 from ..errors import BadInput
 from ..streams import open_input
+from .table import unreadable
 
 EXTRA_COLUMN = rec.EXTRA_COLUMN
 
@@ -51,11 +53,17 @@ def _metadata_beside(path: str) -> list[dict] | None:
     fs, local = fsspec.core.url_to_fs(meta_path)
     if not fs.exists(local):
         return None
-    with fs.open(local, "rb") as stream:
-        # ParquetFile, not read_table: read_table scans through pyarrow.dataset, whose threads could abort
-        # the interpreter at exit ("terminate called without an active exception").
-        table = pq.ParquetFile(stream, pre_buffer=False).read(use_threads=False)
-        return [unpack_row(row) for row in table.to_pylist()]
+    try:
+        with fs.open(local, "rb") as stream:
+            # ParquetFile, not read_table: read_table scans through pyarrow.dataset, whose threads could abort
+            # the interpreter at exit ("terminate called without an active exception").
+            table = pq.ParquetFile(stream, pre_buffer=False).read(use_threads=False)
+    except Exception as error:
+        if not unreadable(error):
+            raise
+        raise BadInput(f"its metadata {meta_path} is corrupt or cut short ({type(error).__name__}: {error})") \
+            from None
+    return [unpack_row(row) for row in table.to_pylist()]
 
 
 def source_rows(rows: list[dict]) -> int:
@@ -105,8 +113,11 @@ def _merge(path: str, samples: Iterator[tuple[str, dict[str, bytes]]], rows: lis
     by_key = {str(row.get("key")): row for row in rows} if rows is not None else {}
     shard = _shard_number(path)
     shard_size = source_rows(rows) if rows is not None else None
-    for key, members in samples:
+    for sample_key, members in samples:
+        key = _record_key(sample_key)
         record = _sample_record(key, members, by_key.pop(key, None))
+        if key != sample_key:
+            record[TAR_KEY] = sample_key
         yield _placed(record, shard, shard_size)
     for row in by_key.values():  # rows with no sample: failures, filtered rows
         yield _placed(row, shard, shard_size)
@@ -123,13 +134,17 @@ def _placed(record: dict, shard: int | None, shard_size: int | None) -> dict:
 
 
 def _group(named: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, bytes]]]:
-    """Consecutive `key.ext` files to (key, {ext: bytes}), as webdataset groups tar members."""
+    """Consecutive `key.ext` files to (key, {ext: bytes}), as webdataset groups tar members: the
+    key is the path up to the first dot of the file name (`train/0001.seg.png`: `train/0001`)."""
     key, members = None, {}
     for name, data in named:
-        base = posixpath.basename(name)
+        while name.startswith("./"):  # (`tar -cf x.tar .`)
+            name = name[2:]
+        folder, base = posixpath.split(name)
         if base.startswith(".") or "." not in base:
             continue
-        sample_key, extension = base.split(".", 1)
+        stem, extension = base.split(".", 1)
+        sample_key = f"{folder}/{stem}" if folder else stem
         if sample_key != key:
             if members:
                 yield key, members
@@ -139,6 +154,17 @@ def _group(named: Iterator[tuple[str, bytes]]) -> Iterator[tuple[str, dict[str, 
         members[extension] = data
     if members:
         yield key, members
+
+
+# What a key may not hold (record.py: keys name files), in a sample key from a tar's folders.
+_NOT_IN_KEYS = re.compile(r"[./\\\x00-\x1f\x7f]")
+TAR_KEY = "wds_key"  # a sample's own key when it is not a valid record key (members in folders)
+
+
+def _record_key(sample_key: str) -> str:
+    """A record key for a sample key: `train/0001` becomes `train_0001` (keys name files, so hold
+    no slash or dot); the sample key is kept in the record's `wds_key`."""
+    return _NOT_IN_KEYS.sub("_", sample_key)
 
 
 def read_webdataset(path: str) -> Iterator[dict]:
@@ -180,11 +206,12 @@ def read_tfrecord(path: str) -> Iterator[dict]:
 
 def read_files_layout(path: str) -> Iterator[dict]:
     fs, folder = fsspec.core.url_to_fs(path)
+    root = folder.rstrip("/") + "/"
 
     def members():
         for name in sorted(fs.find(folder)):
             with fs.open(name, "rb") as stream:
-                yield name, stream.read()
+                yield name[len(root):] if name.startswith(root) else posixpath.basename(name), stream.read()
 
     return _merge(path, _group(members()))
 

@@ -4,66 +4,98 @@ jsonl streams. A json array has to be parsed whole, so its memory grows with the
 file: use jsonl (or csv, parquet) for large lists.
 """
 
+import codecs
+
 import orjson
 
 from .. import record as rec
 from ..errors import BadInput
-from .table import EMPTY, Table
+from .table import EMPTY, Bad, Table, TextDecoding
 
 
-def json_table(stream) -> Table:
+def json_table(stream, text: TextDecoding, bad: Bad) -> Table:
+    """(`stream` is binary: orjson parses UTF-8 bytes itself, fastest.) Rows are numbered by
+    their place in the array; a byte that is not text is named by its line."""
+    data = stream.read()
     try:
-        data = orjson.loads(stream.read())
-    except orjson.JSONDecodeError as error:
-        raise BadInput(f"not valid JSON ({error.args[0]})") from None
-    if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
+        if text.codec != "utf-8-sig":
+            raise ValueError("another encoding: decode first")
+        parsed = orjson.loads(data[3:] if data.startswith(codecs.BOM_UTF8) else data)
+    except ValueError:  # (orjson.JSONDecodeError is one)
+        errors = text.errors
+        decoded = text.decode(data)
+        if text.errors != errors:  # name the line of the first byte that is not text
+            line = decoded.count("\n", 0, TextDecoding.first_undecodable(decoded)) + 1
+            text.check(decoded, line, _raise)
+        try:
+            parsed = orjson.loads(decoded.removeprefix("\ufeff"))
+        except orjson.JSONDecodeError as error:
+            raise BadInput(f"not valid JSON ({error.args[0]})") from None
+    if not isinstance(parsed, list) or not all(isinstance(row, dict) for row in parsed):
         raise BadInput("expected a JSON array of objects (use jsonl for one object a line)")
     # Every row gets every column that any row has (null where it has none).
-    columns = list({name: None for row in data for name in row})
+    columns = list({name: None for row in parsed for name in row})
 
     def rows(selected):
-        for row in data:
-            yield None, tuple(row.get(name) for name in selected), None
+        for number, row in enumerate(parsed, 1):
+            yield number, tuple(row.get(name) for name in selected), None
 
     return Table(columns, rows)
 
 
-def jsonl_table(stream) -> Table:
+def _raise(error: BadInput) -> None:
+    raise error
+
+
+def jsonl_table(stream, text: TextDecoding, bad: Bad) -> Table:
     """Columns are those of the first object; later objects may lack some (null) or add
-    more (kept under their names when every column is kept)."""
-    lines = enumerate(stream, 1)
-    first = None
-    for number, line in lines:
-        if line.strip():
-            first = (number, _object(line, number))
-            break
+    more (kept under their names when every column is kept, and taken by --caption-col etc.
+    whatever the first object had)."""
+    errors = text.errors  # bytes that were not text before this file
+
+    def objects():
+        for number, line in enumerate(stream, 1):
+            if line.isspace():
+                continue
+            if text.errors != errors and not text.check(line, number, bad):
+                continue
+            obj = _object(line, number, bad)
+            if obj is not None:
+                yield number, obj
+
+    parsed = objects()
+    first = next(parsed, None)
     if first is None:
         return EMPTY
     columns = list(first[1])
-    known = set(columns)
 
     def rows(selected):
+        known = set(selected)
+        width = len(known)
+
         def row(number, obj):
-            extra = {k: v for k, v in obj.items() if k not in known} if len(obj) > len(known) or \
+            extra = {k: v for k, v in obj.items() if k not in known} if len(obj) > width or \
                 not known.issuperset(obj) else None
             return number, tuple(obj.get(name) for name in selected), extra or None
 
         yield row(*first)
-        for number, line in lines:
-            if line.strip():
-                yield row(number, _object(line, number))
+        for number, obj in parsed:
+            yield row(number, obj)
 
-    return Table(columns, rows)
+    return Table(columns, rows, open_columns=True)
 
 
-def _object(line, number: int) -> dict:
+def _object(line, number: int, bad: Bad) -> dict | None:
     if len(line) > rec.MAX_LINE_BYTES:
-        raise BadInput(f"a line of {len(line)} characters is over the {rec.MAX_LINE_BYTES >> 20} MiB a row may take",
-                       line=number)
+        bad(BadInput(f"a line of {len(line)} characters is over the {rec.MAX_LINE_BYTES >> 20} MiB a row may take",
+                     line=number))
+        return None
     try:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as error:
-        raise BadInput(f"not valid JSON ({error.args[0]})", line=number) from None
+        bad(BadInput(f"not valid JSON ({error.args[0]})", line=number))
+        return None
     if type(obj) is not dict:
-        raise BadInput("expected a JSON object", line=number)
+        bad(BadInput("expected a JSON object", line=number))
+        return None
     return obj

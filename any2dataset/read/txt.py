@@ -7,12 +7,14 @@ URL is caught before it is held whole.
 
 from .. import record as rec
 from ..errors import BadInput
-from .table import Table
+from .table import Bad, Table, TextDecoding
 
 PIECE = 1 << 20
 
 
-def table(stream) -> Table:
+def table(stream, text: TextDecoding, bad: Bad) -> Table:
+    errors = text.errors  # bytes that were not text before this file
+
     def rows(selected):
         number = 0  # lines before the current piece
         pending = ""  # the start of a line that continues in the next piece
@@ -20,30 +22,32 @@ def table(stream) -> Table:
             piece = stream.read(PIECE)
             if not piece:
                 break
-            text = pending + piece if pending else piece
-            end = text.rfind("\n") + 1
-            pending = text[end:]
+            chunk = pending + piece if pending else piece
+            end = chunk.rfind("\n") + 1
+            pending = chunk[end:]
             if len(pending) > rec.MAX_LINE_BYTES // 2:
                 raise BadInput(f"a line of over {len(pending)} characters is too long for a URL", line=number + 1)
             if not end:
                 continue
-            whole = text[:end]
+            whole = chunk[:end]
             if whole.isspace():
                 number += whole.count("\n")
                 continue
+            marked = text.errors != errors  # (this piece, or one before it, had bytes that were not text)
             for line in whole.split("\n")[:-1]:
                 number += 1
                 url = line.strip()
-                if url:
-                    yield number, _checked(url, number), None
+                if url and (not marked or text.check(url, number, bad)) and _fits(url, number, bad):
+                    yield number, (url,), None
         url = pending.strip()
-        if url:
-            yield number + 1, _checked(url, number + 1), None
+        if url and (text.errors == errors or text.check(url, number + 1, bad)) and _fits(url, number + 1, bad):
+            yield number + 1, (url,), None
 
     return Table(["url"], rows)
 
 
-def _checked(url: str, number: int) -> tuple[str]:
+def _fits(url: str, number: int, bad: Bad) -> bool:
     if len(url) > rec.MAX_LINE_BYTES // 2:
-        raise BadInput(f"a line of {len(url)} characters is too long for a URL", line=number)
-    return (url,)
+        bad(BadInput(f"a line of {len(url)} characters is too long for a URL", line=number))
+        return False
+    return True
