@@ -60,12 +60,12 @@ class Console:
         that there was no record at all (a pipe of empty stages otherwise ends in silence)."""
         if reader.skipped:
             self.warn(f"skipped {reader.skipped} bad input line(s); first: {reader.first_skipped}")
-        elif not reader.count:
+        elif getattr(reader, "count", None) == 0:
             self.warn("no records in the input")
 
-    def waiting_on_terminal(self, paths) -> None:
+    def waiting_on_terminal(self, paths, what: str = "records") -> None:
         if (not paths or list(paths) == ["-"]) and sys.stdin.isatty():
-            self.warn("waiting for records on standard input (Ctrl-D to end, -h for help)")
+            self.warn(f"waiting for {what} on standard input (Ctrl-D to end, -h for help)")
 
 
 def common_options(function):

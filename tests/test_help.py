@@ -80,3 +80,21 @@ def test_pillow_warnings_about_odd_files_stay_off_stderr(pipeline):
         assert result.returncode == 0
         assert orjson.loads(result.stdout)["status"] == "success"
         assert result.stderr == b"a2d-subsample: 1 records read, 1 written: success 1\n"
+
+
+def test_a2d_read_says_it_waits_when_standard_input_is_a_terminal(tmp_path):
+    import pty
+
+    from conftest import command_env
+
+    main, terminal = pty.openpty()
+    process = subprocess.Popen(["a2d-read"], stdin=terminal, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=command_env())
+    os.close(terminal)
+    try:
+        os.write(main, b"http://127.0.0.1:9/a.jpg\n\x04")  # a line typed, then Ctrl-D
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        os.close(main)
+    assert stderr.startswith(b"a2d-read: warning: waiting for a list of URLs, one per line, on standard input"), stderr
+    assert orjson.loads(stdout)["url"] == "http://127.0.0.1:9/a.jpg"

@@ -58,3 +58,10 @@ def test_an_over_long_key_is_bad_input_not_an_os_error(pipeline):
     result = pipeline("a2d-write --format files out/", input=record)
     assert result.returncode == 3, result.stderr
     assert result.stderr.startswith(b"a2d-write: error: <stdin>:1: key of 300 bytes is too long"), result.stderr
+
+
+def test_a2d_read_warns_about_an_empty_list(pipeline, tmp_path):
+    (tmp_path / "urls.csv").write_text("url,caption\n")
+    result = pipeline("a2d-read urls.csv")
+    assert result.returncode == 0 and result.stdout == b""
+    assert b"a2d-read: warning: no rows in urls.csv\n" in result.stderr

@@ -36,10 +36,13 @@ def _column_list(text: str | None) -> list[str] | None:
 @common_options
 def main(inputs, output, console, **params):
     options = read_options(**params)
+    console.waiting_on_terminal(inputs, "a list of URLs, one per line,")
     bad_rows = reading.BadRows(options.on_error, console.warn)
     with RecordWriter(output) as out:
         count = out.write_all(console.track(reading.read(inputs or ["-"], options, bad_rows)))
     console.skipped(bad_rows)
+    if not count and not bad_rows.skipped:
+        console.warn(f"no rows in {', '.join(inputs) if inputs else 'standard input'}")
     console.info(f"{count} records")
 
 

@@ -18,10 +18,14 @@ def table(stream, text: TextDecoding, bad: Bad) -> Table:
     def rows(selected):
         number = 0  # lines before the current piece
         pending = ""  # the start of a line that continues in the next piece
-        while True:
+        more = True
+        while more:
             piece = stream.read(PIECE)
             if not piece:
                 break
+            # A text stream's read(n) returns fewer than n characters only at the end: reading on
+            # would wait for a second Ctrl-D on a terminal.
+            more = len(piece) == PIECE
             chunk = pending + piece if pending else piece
             end = chunk.rfind("\n") + 1
             pending = chunk[end:]
