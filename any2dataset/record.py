@@ -12,6 +12,7 @@ import binascii
 from collections.abc import Iterable
 import math
 import re
+from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
 
@@ -195,12 +196,16 @@ def decode_payloads(record: dict) -> dict:
 
 
 def json_default(value):
-    """What orjson cannot write itself: bytes (payloads, binary columns) and decimals."""
+    """What orjson cannot write itself (it writes dates and times as ISO 8601): bytes (payloads,
+    binary columns), decimals as text, durations as seconds, anything else a list may hold
+    (a parquet interval, an extension type) as its text rather than a failed run."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return pybase64.b64encode(value).decode("ascii")
     if isinstance(value, Decimal):
         return str(value)
-    raise TypeError(f"cannot write {type(value).__name__} in a record")
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return str(value)
 
 
 def dumps(record: dict) -> bytes:

@@ -300,3 +300,22 @@ def test_tar_members_under_dot_slash_keep_plain_keys_and_bad_metadata_is_named(c
     line = one_error_line(cli(read_command.main, [str(tmp_path / "00000.tar")]))
     assert line.startswith(f"a2d-read: error: {tmp_path / '00000.tar'}: its metadata {tmp_path / '00000.parquet'} "
                            f"is corrupt or cut short (ArrowInvalid:")
+
+
+def test_dates_durations_and_decimals_in_a_parquet_list_pass_as_text_or_seconds(pipeline, tmp_path):
+    import datetime
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({
+        "url": ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"],
+        "when": [datetime.datetime(2024, 1, 2, 3, 4, 5), None], "day": [datetime.date(2024, 1, 2), None],
+        "amount": [decimal.Decimal("1.50"), None], "took": [datetime.timedelta(seconds=3), None],
+    }), tmp_path / "dated.parquet")
+    result = pipeline("a2d-read dated.parquet | a2d-shard | a2d-write --format webdataset out/")
+    assert result.returncode == 0, result.stderr
+    first = pq.read_table(tmp_path / "out" / "00000.parquet").to_pylist()[0]
+    assert (first["when"], first["day"], first["amount"], first["took"]) == ("2024-01-02T03:04:05", "2024-01-02",
+                                                                              "1.50", 3.0)
