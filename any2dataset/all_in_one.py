@@ -87,11 +87,17 @@ ARGUMENTS = [
     # any2dataset's and video2dataset's own
     Argument("clip_col", None, "Column holding clips [[start, end], ...] (video2dataset)."),
     Argument("save_metadata", True, "Metadata parquet and stats are always written (False is refused).", bool),
+    Argument("all_columns", False, "Also write any2dataset's own metadata columns (size, http_status, "
+                                   "error_kind, fetch_seconds, ...; any2dataset's addition: by default the "
+                                   "metadata has exactly img2dataset's columns).", bool),
     Argument("per_host", 16, "Downloads in flight to one host at most, reached by ramping up; 0: no cap "
                              "(any2dataset's addition: img2dataset has no cap).", int),
 ]
 IMG2DATASET_ORDER = [argument.name for argument in ARGUMENTS[:ARGUMENTS.index(
     next(a for a in ARGUMENTS if a.name == "disallowed_header_directives")) + 1]]
+# Each row's list file, so that every file starts on a new shard as in img2dataset (not written
+# into the metadata: the all-in-one writes img2dataset's columns).
+INPUT_FILE_FIELD = "input_file"
 DEFAULTS = {argument.name: argument.default for argument in ARGUMENTS}
 INCREMENTAL_MODES = ("incremental", "overwrite", "extend")
 # Seed arguments we accept only at the value that changes nothing, with the reason.
@@ -157,16 +163,19 @@ def stage_commands(**arguments) -> list[list[str]]:
 
     input_format = str(a["input_format"]).split(".")[0]  # tsv.gz, csv.gz: the compression is in the name
     read = ["read", "--input-format", input_format, "--url-col", a["url_col"]]
-    if a["caption_col"]:
-        read += ["--caption-col", a["caption_col"]]
-    if a["clip_col"]:
-        read += ["--clip-col", a["clip_col"]]
-    read += ["--save-additional-columns", ",".join(a["save_additional_columns"] or [])]
-    read.append(str(a["url_list"]))
+    if input_format == "txt":  # a txt list is URLs only: img2dataset ignores the column arguments then
+        read += ["--save-additional-columns", ""]
+    else:
+        # No caption_col, no captions (even from a column named caption), as in img2dataset.
+        read += ["--caption-col", a["caption_col"] or ""]
+        if a["clip_col"]:
+            read += ["--clip-col", a["clip_col"]]
+        read += ["--save-additional-columns", ",".join(a["save_additional_columns"] or [])]
+    read += ["--file-field", INPUT_FILE_FIELD, str(a["url_list"])]
 
     sizes = ["--number-sample-per-shard", str(a["number_sample_per_shard"]),
              "--oom-shard-count", str(a["oom_shard_count"])]
-    shard = ["shard", *sizes]
+    shard = ["shard", *sizes, "--new-shard-on", INPUT_FILE_FIELD]  # each input file starts a new shard
     if a["incremental_mode"] == "incremental":
         shard += ["--skip-done", out]
     elif a["incremental_mode"] == "extend":
@@ -201,8 +210,28 @@ def stage_commands(**arguments) -> list[list[str]]:
         if a["skip_reencode"]:
             subsample.append("--skip-reencode")
         stages.append(subsample)
-    stages.append(["write", "--format", a["output_format"], *sizes, out])
+    stages.append(["write", "--format", a["output_format"], *sizes, "--like", "img2dataset",
+                   *([] if a["all_columns"] else ["--columns", ",".join(img2dataset_columns(a, input_format))]), out])
     return stages
+
+
+def img2dataset_columns(a: dict, input_format: str) -> list[str]:
+    """The metadata columns img2dataset writes for these arguments, in its order: the list's
+    columns it keeps, then its own, then exif and the hash when they are on."""
+    columns = []
+    if input_format != "txt":
+        columns += a["save_additional_columns"] or []
+        if a["caption_col"]:
+            columns.append("caption")
+        if a["verify_hash"]:
+            columns.append(a["verify_hash"][1])
+    columns += ["url", "key", "status", "error_message", "width", "height", "original_width", "original_height"]
+    if a["extract_exif"]:
+        columns.append("exif")
+    hash_name = str(a["compute_hash"] or "none").lower()
+    if hash_name != "none" and hash_name not in columns:
+        columns.append(hash_name)
+    return columns
 
 
 def guessed_input_format(url_list: str) -> str | None:

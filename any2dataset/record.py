@@ -33,6 +33,8 @@ ABORT = "a2d_abort"
 MAX_LINE_BYTES = 1 << 30
 MAX_PAYLOAD_BYTES = 768 << 20  # its base64 is 1 GiB
 
+# Other tools' names for our statuses, taken when their datasets are read back.
+STATUS_ALIASES = {"failed_to_resize": "failed_to_subsample"}  # img2dataset's
 STATUSES = frozenset(
     {"success", "failed_to_download", "failed_to_subsample", "filtered"}
 )

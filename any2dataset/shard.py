@@ -24,6 +24,7 @@ class ShardOptions:
     start_shard: int = 0
     part: tuple[int, int] | None = None  # (I, N): keep shards with shard % N == I
     done: dict[int, dict] = field(default_factory=dict)  # finished shards to skip, with their stats
+    new_shard_on: str | None = None  # a field whose change of value starts a new shard (one input file each)
 
 
 def parse_part(text: str) -> tuple[int, int]:
@@ -98,7 +99,16 @@ def _assign(first: dict, records: Iterator[dict], options: ShardOptions) -> Iter
             record["shard_size"] = size
             yield record
 
+    boundary = options.new_shard_on
+    group = first.get(boundary) if boundary else None
     for record in _chain(first, records):
+        if boundary and record.get(boundary) != group:
+            group = record.get(boundary)
+            if index:  # as img2dataset does with each input file: the next file starts a new shard
+                yield from release(index)
+                passing = []
+                shard_id += 1
+                index = 0
         if index == per_shard:
             yield from release(per_shard)
             passing = []

@@ -1,5 +1,6 @@
 """img2dataset's calls, as its documentation writes them, give img2dataset's outputs."""
 
+import orjson
 import pyarrow.parquet as pq
 import pytest
 
@@ -47,3 +48,74 @@ def test_the_command_takes_them_by_position_too(pipeline, bin_list, tmp_path):
     wrong = pipeline(f"any2dataset {bin_list} big out")
     assert wrong.returncode == 2
     assert wrong.stderr == b"any2dataset: error: image_size (given by position) must be int, not 'big'\n"
+
+
+def rows_of(folder):
+    import pyarrow.dataset as ds
+
+    table = ds.dataset(str(folder), format="parquet", exclude_invalid_files=True).to_table()
+    return table.schema, sorted(table.to_pylist(), key=lambda row: row["key"])
+
+
+def test_txt_lists_ignore_caption_and_additional_columns(bin_list, tmp_path):
+    report = any2dataset.download(url_list=str(bin_list), output_folder=str(tmp_path / "out"), input_format="txt",
+                                  caption_col="caption", save_additional_columns=["lang"], quiet=True,
+                                  disable_all_reencoding=True, output_format="webdataset")
+    assert report["samples"] == 3
+    schema, _ = rows_of(tmp_path / "out")
+    assert "caption" not in schema.names and "lang" not in schema.names
+
+
+def test_pandas_json_layout_is_read(http_server, tmp_path):
+    urls = [http_server.url(f"dropin/j{i}.bin") for i in range(12)]
+    # DataFrame.to_json()'s default layout: {column: {index: value}}, indexes as text ("10" after "9")
+    (tmp_path / "urls.json").write_text(orjson.dumps({
+        "url": {str(i): url for i, url in enumerate(urls)},
+        "caption": {str(i): f"c{i}" for i in range(12)},
+    }).decode())
+    any2dataset.download(url_list=str(tmp_path / "urls.json"), output_folder=str(tmp_path / "out"), input_format="json",
+                         caption_col="caption", quiet=True, disable_all_reencoding=True, output_format="webdataset")
+    _, rows = rows_of(tmp_path / "out")
+    assert [(row["url"], row["caption"]) for row in rows] == [(url, f"c{i}") for i, url in enumerate(urls)]
+
+
+def test_every_input_file_starts_a_new_shard(http_server, tmp_path):
+    lists = tmp_path / "lists"
+    lists.mkdir()
+    for name in ("a", "b"):
+        (lists / f"{name}.txt").write_text("".join(http_server.url(f"dropin/{name}{i}.bin") + "\n" for i in range(5)))
+    report = any2dataset.download(url_list=str(lists), output_folder=str(tmp_path / "out"), number_sample_per_shard=10,
+                                  quiet=True, disable_all_reencoding=True, output_format="webdataset")
+    assert report["shards"]["complete"] == 2
+    _, rows = rows_of(tmp_path / "out")
+    assert [row["key"] for row in rows] == [f"0000{s}{i}" for s in (0, 1) for i in range(5)]  # 10 a shard: 1 digit
+    assert [row["url"][-6:-4] for row in rows] == [f"{n}{i}" for n in "ab" for i in range(5)]
+
+
+def test_no_caption_col_means_no_captions(http_server, tmp_path):
+    (tmp_path / "urls.csv").write_text("url,caption\n" + http_server.url("dropin/c.bin") + ",a caption\n")
+    any2dataset.download(url_list=str(tmp_path / "urls.csv"), output_folder=str(tmp_path / "out"), quiet=True,
+                         disable_all_reencoding=True, output_format="files")
+    assert sorted(p.suffix for p in (tmp_path / "out" / "00000").iterdir()) == [".bin", ".json"]
+    schema, _ = rows_of(tmp_path / "out")
+    assert "caption" not in schema.names
+
+
+def test_metadata_has_img2dataset_columns_unless_all_columns(http_server, tmp_path):
+    (tmp_path / "urls.csv").write_text("url,caption,lang\n" + http_server.url("dropin/m.bin") + ",cap,en\n"
+                                       + http_server.url("dropin/m404.bin", status=404) + ",gone,de\n")
+    common = dict(url_list=str(tmp_path / "urls.csv"), caption_col="caption", save_additional_columns=["lang"],
+                  quiet=True, disable_all_reencoding=True, output_format="webdataset")
+    any2dataset.download(output_folder=str(tmp_path / "exact"), **common)
+    schema, rows = rows_of(tmp_path / "exact")
+    assert [(field.name, str(field.type)) for field in schema] == [
+        ("lang", "string"), ("caption", "string"), ("url", "string"), ("key", "string"), ("status", "string"),
+        ("error_message", "string"), ("width", "int32"), ("height", "int32"), ("original_width", "int32"),
+        ("original_height", "int32"), ("exif", "string"), ("sha256", "string")]
+    assert [row["status"] for row in rows] == ["success", "failed_to_download"]
+    assert rows[1]["sha256"] is None and len(rows[0]["sha256"]) == 64
+    stats = orjson.loads((tmp_path / "exact" / "00000_stats.json").read_bytes())
+    assert stats["failed_to_resize"] == 0 and stats["failed_to_download"] == 1
+    any2dataset.download(output_folder=str(tmp_path / "all"), all_columns=True, **common)
+    schema, rows = rows_of(tmp_path / "all")
+    assert {"size", "http_status", "error_kind", "fetch_seconds", "lang", "caption"} <= set(schema.names)

@@ -23,7 +23,8 @@ def _column_list(text: str | None) -> list[str] | None:
 @click.option("--input-format", type=click.Choice(reading.FORMATS),
               help="Format of every input (default: from the file name; stdin is txt).")
 @click.option("--url-col", default="url", show_default=True, help="Column holding the URL.")
-@click.option("--caption-col", default=None, help="Column holding the caption (default: 'caption' if present).")
+@click.option("--caption-col", default=None, help="Column holding the caption (default: 'caption' if present; "
+              "'' for no caption, as img2dataset without caption_col).")
 @click.option("--clip-col", default=None,
               help="Column holding clips, [[start, end], ...] in seconds; becomes the clips field.")
 @click.option("--save-additional-columns", default=None, metavar="A,B,...",
@@ -31,6 +32,8 @@ def _column_list(text: str | None) -> list[str] | None:
 @click.option("--inline", is_flag=True, help="With --input-format raw: put each file's bytes in its record.")
 @click.option("--encoding", default="utf-8", show_default=True,
               help="Encoding of text lists (txt, csv, tsv, json, jsonl), e.g. latin-1; a byte-order mark is dropped.")
+@click.option("--file-field", metavar="NAME", help="Add each row's input file under this field (with a2d-shard "
+              "--new-shard-on NAME, every input file starts a new shard, as in img2dataset).")
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
@@ -47,13 +50,13 @@ def main(inputs, output, console, **params):
 
 
 def read_options(*, input_format, url_col, caption_col, clip_col, save_additional_columns, inline,
-                 encoding="utf-8", on_error="fail", **_other) -> reading.ReadOptions:
+                 encoding="utf-8", on_error="fail", file_field=None, **_other) -> reading.ReadOptions:
     """The command's parameters (as click parsed them) as ReadOptions; the all-in-one uses it too."""
     if inline and input_format != "raw":
         raise click.UsageError("--inline goes with --input-format raw")
     return reading.ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
                                clip_col=clip_col, save_additional_columns=_column_list(save_additional_columns),
-                               inline=inline, encoding=encoding, on_error=on_error)
+                               inline=inline, encoding=encoding, on_error=on_error, file_field=file_field)
 
 
 if __name__ == "__main__":

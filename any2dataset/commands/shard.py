@@ -32,6 +32,8 @@ from ..streams import RecordReader, RecordWriter
               help="Write one JSONL file per shard into FOLDER instead of standard output.")
 @click.option("--shards-per-file", default=1, show_default=True, type=click.IntRange(1),
               help="With --split: shards per file.")
+@click.option("--new-shard-on", metavar="FIELD", help="Start a new shard whenever FIELD changes value (with "
+              "a2d-read --file-field FIELD: each input file starts on a new shard, as in img2dataset).")
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
@@ -55,7 +57,7 @@ def main(inputs, split_folder, shards_per_file, on_error, output, console, **par
 
 
 def shard_options(*, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part,
-                  on_unreadable=None, **_other) -> sharding.ShardOptions:
+                  on_unreadable=None, new_shard_on=None, **_other) -> sharding.ShardOptions:
     """The command's parameters (as click parsed them) as ShardOptions; the all-in-one uses it too."""
     if extend and start_shard:
         raise click.UsageError("--extend and --start-shard both set the first shard; give one")
@@ -65,6 +67,7 @@ def shard_options(*, number_sample_per_shard, oom_shard_count, start_shard, exte
         start_shard=sharding.extend_after(extend) if extend else start_shard,
         part=sharding.parse_part(part) if part else None,
         done=sharding.resume_from(skip_done, on_unreadable) if skip_done else {},
+        new_shard_on=new_shard_on,
     )
 
 

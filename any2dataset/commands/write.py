@@ -5,6 +5,7 @@ import click
 from ..cli import command, common_options, input_paths_argument, on_error_option
 from ..streams import RecordReader
 from ..write import FORMATS, WriteOptions, write
+from ..write.metadata import LIKES
 
 
 @command(
@@ -40,6 +41,10 @@ from ..write import FORMATS, WriteOptions, write
                    "(by default that is an error; the same rows again rewrite a shard, as a resume does).")
 @click.option("--index", is_flag=True,
               help="Also write shardindex.json, a wids shard index of every finished tar and its sample count.")
+@click.option("--columns", metavar="A,B,...", help="The metadata's columns, in this order (.json members, "
+              "tfrecord features, the metadata parquet; must include key and url). Default: every field.")
+@click.option("--like", type=click.Choice(LIKES), help="Metadata as this tool writes it: img2dataset's status "
+              "names (failed_to_resize), column types (int32 sizes), exif '{}' and _stats.json keys.")
 @on_error_option
 @common_options
 def main(output_folder, inputs, on_error, console, **params):
@@ -60,11 +65,13 @@ def main(output_folder, inputs, on_error, console, **params):
 
 
 def write_options(*, output_format, number_sample_per_shard, oom_shard_count, start_shard, max_open_shards,
-                  keep_failed, index, payload_columns, overwrite=False, **_other) -> WriteOptions:
+                  keep_failed, index, payload_columns, overwrite=False, columns=None, like=None,
+                  **_other) -> WriteOptions:
     """The command's parameters (as click parsed them) as WriteOptions; the all-in-one uses it too."""
     return WriteOptions(output_format=output_format, number_sample_per_shard=number_sample_per_shard,
                         oom_shard_count=oom_shard_count, start_shard=start_shard, max_open_shards=max_open_shards,
-                        keep_failed=keep_failed, index=index, overwrite=overwrite,
+                        keep_failed=keep_failed, index=index, overwrite=overwrite, like=like,
+                        columns=None if columns is None else [c.strip() for c in columns.split(",") if c.strip()],
                         payload_columns=[ext.strip() for ext in payload_columns.split(",") if ext.strip()])
 
 

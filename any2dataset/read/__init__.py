@@ -67,6 +67,7 @@ class ReadOptions:
     inline: bool = False
     encoding: str = "utf-8"  # of text lists (txt, csv, tsv, json, jsonl); a byte-order mark is dropped
     on_error: str = "fail"  # a bad row: "fail" stops, "skip" drops it (BadRows counts it)
+    file_field: str | None = None  # a field for each record's input file (a2d-shard --new-shard-on takes it)
 
 
 class BadRows:
@@ -219,9 +220,9 @@ class ColumnMap:
             return column
 
         fields = {"url": columns[0] if fmt == "txt" else require(options.url_col, "--url-col")}
-        if options.caption_col is not None:
+        if options.caption_col:
             fields["caption"] = require(options.caption_col, "--caption-col")
-        elif "caption" in columns:
+        elif options.caption_col is None and "caption" in columns:  # ("": no caption at all)
             fields["caption"] = "caption"
         if options.clip_col is not None:
             fields["clips"] = require(options.clip_col, "--clip-col")
@@ -241,7 +242,7 @@ class ColumnMap:
         self.keep_unknown = options.save_additional_columns is None
         self.clips = "clips" in fields
         # A later row's `caption` is its caption when no column is named for it (jsonl).
-        self.late_caption = lenient and "caption" not in fields
+        self.late_caption = lenient and "caption" not in fields and options.caption_col is None
         self.typed = fmt in TYPED_FORMATS
         self.bad = bad
         self.url_seen = not lenient or options.url_col in columns
@@ -443,6 +444,12 @@ def _parquet(path: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> I
     return _read_list(path, "parquet", options, text, bad)
 
 
+def _with_field(records: Iterable[dict], name: str, value: str) -> Iterator[dict]:
+    for record in records:
+        record[name] = value
+        yield record
+
+
 def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
          bad_rows: BadRows | None = None) -> Iterator[dict]:
     """Records from URL lists, datasets or folders. Every record of one list has the same fields.
@@ -458,9 +465,13 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
         count = 0
         try:
             records = _records_of(path, fmt, options, text, bad)
+            if options.file_field:
+                records = _with_field(records, options.file_field, source)
             if fmt in DATASET_FORMATS or fmt == "parquet":
                 for record in records:
                     if "key" in record:  # records of an existing dataset: check them here
+                        if record.get("status") in rec.STATUS_ALIASES:
+                            record["status"] = rec.STATUS_ALIASES[record["status"]]
                         try:
                             rec.check(record)
                         except BadInput as error:

@@ -31,8 +31,11 @@ def json_table(stream, text: TextDecoding, bad: Bad) -> Table:
             parsed = orjson.loads(decoded.removeprefix("\ufeff"))
         except orjson.JSONDecodeError as error:
             raise BadInput(f"not valid JSON ({error.args[0]})") from None
+    if isinstance(parsed, dict):
+        parsed = _pandas_columns(parsed)
     if not isinstance(parsed, list) or not all(isinstance(row, dict) for row in parsed):
-        raise BadInput("expected a JSON array of objects (use jsonl for one object a line)")
+        raise BadInput("expected a JSON array of objects, or an object of columns as pandas writes it "
+                       "(use jsonl for one object a line)")
     # Every row gets every column that any row has (null where it has none).
     columns = list({name: None for row in parsed for name in row})
 
@@ -41,6 +44,24 @@ def json_table(stream, text: TextDecoding, bad: Bad) -> Table:
             yield number, tuple(row.get(name) for name in selected), None
 
     return Table(columns, rows)
+
+
+def _pandas_columns(columns: dict) -> list[dict] | None:
+    """pandas' default layout (DataFrame.to_json(): {"url": {"0": ..., "1": ...}, ...}), the one
+    img2dataset's pd.read_json reads, or columns as arrays ({"url": [...], ...}), as rows."""
+    if not columns:
+        return []
+    values = list(columns.values())
+    if all(isinstance(value, list) for value in values):
+        if len({len(value) for value in values}) != 1:
+            raise BadInput("the columns of this JSON object have different lengths")
+        return [dict(zip(columns, row)) for row in zip(*values)]
+    if not all(isinstance(value, dict) for value in values):
+        return None
+    index = list({row: None for value in values for row in value})  # in order of first appearance
+    if all(row.lstrip("-").isdigit() for row in index):
+        index.sort(key=int)  # pandas reads "0", "1", "10" as numbers
+    return [{name: column.get(row) for name, column in columns.items()} for row in index]
 
 
 def _raise(error: BadInput) -> None:

@@ -21,7 +21,7 @@ from ..errors import BadInput, IncompleteOutput, UsageProblem
 from .destination import destination
 from .files import FilesSink
 from ..layout import finished_shards, parse_stats
-from .metadata import MetadataSchema, ShardStats
+from .metadata import MetadataSchema, Presentation, ShardStats
 from .parquet import ParquetSink
 from .tfrecord import TFRecordSink
 from .webdataset import DummySink, WebdatasetSink, payload_bytes
@@ -47,6 +47,8 @@ class WriteOptions:
     payload_columns: list[str] = field(default_factory=list)  # parquet format: binary columns declared up front
     index: bool = False  # write a wids shard index of the finished tars
     overwrite: bool = False  # replace finished shards even when they were written from other rows
+    columns: list[str] | None = None  # the metadata's columns, in order (default: every field)
+    like: str | None = None  # "img2dataset": its status names, column types and stats keys
 
 
 _MISSING = object()
@@ -72,7 +74,8 @@ class _OpenShard:
         self.source_rows: set[str] = set()
         self.clips_awaited: dict[str, int] = {}
         self.samples = 0
-        self.stats = ShardStats(writer.run_start_time)
+        self.stats = ShardStats(writer.run_start_time, writer.options.like)
+        self.show = writer.presentation.show
         self.data_name = None if writer.sink_class.suffix is None else f"{name}{writer.sink_class.suffix}"
         self.sink = None  # opened by start(), once the writer knows this shard and can abandon it
         self.previous: dict | None = None  # the stats of this shard if the folder had it finished
@@ -94,15 +97,16 @@ class _OpenShard:
         if self.previous_urls is not None:
             self._check_against_previous(key, record.get("url"))
         success = bool(record.get(rec.FILES)) and record.get("status") in (None, "success")
+        shown = self.show(record)  # (the record itself keeps what the bookkeeping below reads)
         if self.sink.holds_metadata:  # parquet format: every row, payloads null for failures
-            self.sink.add_row(record)
+            self.sink.add_row(shown)
             self.rows.append({"key": key, "url": record.get("url")})  # enough for the fingerprint
             self.samples += success
         else:
             if success or self.keep_failed:
-                self.sink.add_sample(record)
+                self.sink.add_sample(shown)
                 self.samples += 1
-            self.rows.append(rec.metadata(record))
+            self.rows.append(rec.metadata(shown))
         self.keys.add(key)
         source = record.get("source_key")
         if source is None:
@@ -114,7 +118,7 @@ class _OpenShard:
                 self.clips_awaited[source] = awaited
             else:
                 self.clips_awaited.pop(source, None)
-        self.stats.add(record, payload_bytes(record) if success else 0)
+        self.stats.add(shown, payload_bytes(record) if success else 0)
 
     def complete(self, size: int) -> bool:
         return len(self.source_rows) == size and not self.clips_awaited
@@ -193,7 +197,9 @@ class ShardWriter:
         self.destination = destination(output_folder)
         self.options = options
         self.sink_class = FORMATS[options.output_format]
-        self.schema = MetadataSchema(options.payload_columns, with_payloads=self.sink_class.holds_metadata)
+        self.presentation = Presentation(options.columns, options.like)
+        self.schema = MetadataSchema(options.payload_columns, with_payloads=self.sink_class.holds_metadata,
+                                     presentation=self.presentation)
         self.open: dict[int, _OpenShard] = {}
         self.finished: set[int] = set()
         self.arrivals = 0  # records numbered in arrival order so far
@@ -305,9 +311,11 @@ class ShardWriter:
         unplaced = sorted(self.schema.unplaced_payloads)
         if not unplaced:
             return list(self.unreadable_stats)
+        kept = "left out (--columns leaves no extra_json)" if self.schema.columns is not None else \
+            "kept as base64 in extra_json"
         return self.unreadable_stats + [f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
-                f"first rows written: {', '.join(self.schema.payload_columns) or 'none'}); they were kept as "
-                f"base64 in extra_json. Declare every extension with --payload-columns to give each a column."]
+                f"first rows written: {', '.join(self.schema.payload_columns) or 'none'}); they were {kept}. "
+                f"Declare every extension with --payload-columns to give each a column."]
 
     def write_index(self) -> None:
         """A wids shard index of every finished tar in the folder (not only this run's)."""

@@ -8,6 +8,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import record as rec
+from ..errors import UsageProblem
 
 _CLIPS = pa.list_(pa.list_(pa.float64()))
 _ARROW_TYPES = {rec._STR: pa.string(), rec._INT: pa.int64(), rec._NUM: pa.float64(), rec._LIST: _CLIPS}
@@ -19,6 +20,56 @@ RESERVED_NAMES = frozenset(field.name for field in RESERVED_FIELDS)
 # Where a value that does not fit its column's type goes, as JSON text, so nothing is dropped.
 EXTRA_COLUMN = rec.EXTRA_COLUMN
 STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dataset caps it
+
+# img2dataset's metadata, for --like img2dataset: its types where they are not ours, its name
+# for a payload the image step could not use, and its `exif` for an image without EXIF tags.
+IMG2DATASET_TYPES = {"width": pa.int32(), "height": pa.int32(), "original_width": pa.int32(),
+                     "original_height": pa.int32()}
+IMG2DATASET_STATUSES = {"failed_to_subsample": "failed_to_resize"}
+LIKES = ("img2dataset",)
+_IMG2DATASET_SUCCESS_ONLY = ("md5", "sha256", "sha512", "xxh64", "exif")
+
+
+class Presentation:
+    """What the metadata of a sample shows (.json members, tfrecord features, the metadata
+    parquet): every field of the record (the default), or chosen columns in order; with
+    like="img2dataset", img2dataset's status names and values too. Columns must include key
+    and url: they name the sample's files and check a finished shard."""
+
+    def __init__(self, columns: list[str] | None = None, like: str | None = None):
+        if like is not None and like not in LIKES:
+            raise UsageProblem(f"unknown --like {like!r} (one of {', '.join(LIKES)})")
+        if columns is not None and not {"key", "url"} <= set(columns):
+            raise UsageProblem("--columns must include key and url")
+        self.columns = list(columns) if columns is not None else None
+        self.like = like
+
+    @property
+    def everything(self) -> bool:
+        return self.columns is None and self.like is None
+
+    def show(self, record: dict) -> dict:
+        if self.everything:
+            return record
+        if self.columns is None:  # like img2dataset, with every field
+            shown = {name: value for name, value in record.items()}
+        else:
+            shown = {name: record.get(name) for name in self.columns}
+            if record.get(rec.FILES) is not None:
+                shown[rec.FILES] = record[rec.FILES]
+        if self.like == "img2dataset":
+            status = shown.get("status")
+            shown["status"] = IMG2DATASET_STATUSES.get(status, status)
+            if status != "success":  # img2dataset hashes and describes the files it keeps only
+                for name in _IMG2DATASET_SUCCESS_ONLY:
+                    if shown.get(name) is not None:
+                        shown[name] = None
+            elif "exif" in shown and shown["exif"] is None and record.get("width") is not None:
+                shown["exif"] = "{}"  # an image without EXIF tags
+        return shown
+
+    def types(self) -> dict:
+        return IMG2DATASET_TYPES if self.like == "img2dataset" else {}
 
 
 def use_system_memory_pool() -> None:
@@ -47,6 +98,8 @@ def _fits(value, arrow_type: pa.DataType) -> bool:
         return type(value) in (int, float)
     if arrow_type == pa.int64():
         return type(value) is int and -(1 << 63) <= value < (1 << 63)
+    if arrow_type == pa.int32():
+        return type(value) is int and -(1 << 31) <= value < (1 << 31)
     return _arrow_type_of(value) == arrow_type
 
 
@@ -72,9 +125,14 @@ class MetadataSchema:
     under `files`, exactly as records carry it (a2d-read restores it).
     """
 
-    def __init__(self, payload_columns: list[str] | None = None, with_payloads: bool = False):
+    def __init__(self, payload_columns: list[str] | None = None, with_payloads: bool = False,
+                 presentation: Presentation | None = None):
         self.with_payloads = with_payloads
         self.payload_columns = list(payload_columns or [])
+        # Chosen columns: exactly those, typed as the record format (or img2dataset) types them,
+        # with no extra_json column; a value that does not fit a text column is kept as JSON text.
+        self.columns = presentation.columns if presentation is not None else None
+        self.column_types = presentation.types() if presentation is not None else {}
         self.fields: list[pa.Field] | None = None
         self.schema: pa.Schema | None = None
         self.unplaced_payloads: set[str] = set()
@@ -89,10 +147,18 @@ class MetadataSchema:
                         payloads.update(dict.fromkeys(value))
                 elif name not in RESERVED_NAMES and name != EXTRA_COLUMN and extra_types.get(name) is None:
                     extra_types[name] = None if value is None else _arrow_type_of(value)
-        extra_fields = [pa.field(n, t or pa.string()) for n, t in extra_types.items() if n not in payloads]
-        self.fields = RESERVED_FIELDS + extra_fields
         self.payload_columns = list(payloads) if self.with_payloads else []
         payload_fields = [pa.field(name, pa.binary()) for name in self.payload_columns]
+        if self.columns is not None:
+            reserved = {field.name: field.type for field in RESERVED_FIELDS}
+            self.fields = [pa.field(name, self.column_types.get(name) or reserved.get(name)
+                                    or extra_types.get(name) or pa.string()) for name in self.columns]
+            self.schema = pa.schema(self.fields + payload_fields)
+            return
+        extra_fields = [pa.field(n, t or pa.string()) for n, t in extra_types.items() if n not in payloads]
+        for name, arrow_type in self.column_types.items():
+            extra_fields = [pa.field(f.name, arrow_type) if f.name == name else f for f in extra_fields]
+        self.fields = [pa.field(f.name, self.column_types.get(f.name, f.type)) for f in RESERVED_FIELDS] + extra_fields
         self.schema = pa.schema(self.fields + payload_fields + [pa.field(EXTRA_COLUMN, pa.string())])
 
     def table(self, rows: list[dict]) -> pa.Table:
@@ -111,11 +177,17 @@ class MetadataSchema:
             name = field.name
             values = [row.get(name) for row in rows]
             for position in _misfit_positions(values, field.type):
+                if self.columns is not None:  # no extra_json: text columns take the value as JSON text
+                    values[position] = orjson.dumps(values[position], default=rec.json_default).decode() \
+                        if field.type == pa.string() else None
+                    continue
                 keep(position, name, values[position])
                 values[position] = None
             arrays.append(pa.array(values, type=field.type))
         known = {field.name for field in self.fields} | {rec.FILES}
         for position, row in enumerate(rows):
+            if self.columns is not None:
+                break  # the chosen columns only (the parquet format's rows carry shard_size too)
             for name in row.keys() - known:  # columns first seen after the schema was set
                 if row[name] is not None:
                     keep(position, name, row[name])
@@ -129,8 +201,9 @@ class MetadataSchema:
                 if unplaced:  # kept as base64, as records carry payloads; a2d-read restores them
                     keep(position, rec.FILES, unplaced)
                     self.unplaced_payloads.update(unplaced)
-        leftovers = [orjson.dumps(m, default=rec.json_default).decode() if m else None for m in misfits]
-        arrays.append(pa.array(leftovers, type=pa.string()))
+        if self.columns is None:
+            leftovers = [orjson.dumps(m, default=rec.json_default).decode() if m else None for m in misfits]
+            arrays.append(pa.array(leftovers, type=pa.string()))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
     def write(self, rows: list[dict], path: str) -> None:
@@ -140,7 +213,8 @@ class MetadataSchema:
 class ShardStats:
     """The counts img2dataset users check in `{shard}_stats.json`, plus bytes and error kinds."""
 
-    def __init__(self, run_start_time: float | None = None):
+    def __init__(self, run_start_time: float | None = None, like: str | None = None):
+        self.like = like  # "img2dataset": its failed_to_resize among the counts
         self.start_time = time.time()
         # When this run of a2d-write began: in a pipe, with the stages before it, so a dataset's
         # throughput counts the downloads too, not only the moments of writing.
@@ -165,13 +239,15 @@ class ShardStats:
 
     def summary(self, shard: int, output_format: str) -> dict:
         end_time = time.time()
-        return {
+        not_transformed = self.statuses["failed_to_subsample"] + self.statuses["failed_to_resize"]
+        summary = {
             "shard": shard,
             "format": output_format,
             "count": sum(self.statuses.values()),
             "successes": self.statuses["success"],
             "failed_to_download": self.statuses["failed_to_download"],
-            "failed_to_subsample": self.statuses["failed_to_subsample"],
+            "failed_to_subsample": not_transformed,
+            **({"failed_to_resize": not_transformed} if self.like == "img2dataset" else {}),
             "filtered": self.statuses["filtered"],
             "no_status": self.statuses["no_status"],
             "bytes": self.bytes,
@@ -182,3 +258,4 @@ class ShardStats:
             "status_dict": dict(self.messages.most_common()),
             "error_kinds": dict(self.error_kinds.most_common()),
         }
+        return summary
