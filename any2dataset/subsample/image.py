@@ -3,12 +3,19 @@
 Resize modes: no; keep_ratio (shorter side to image_size); keep_ratio_largest
 (longer side to image_size); center_crop (shorter side to image_size, then the
 centre square); border (longer side to image_size, then padded to a square with
-white). Transparent images are composited on white. Records get width, height,
-original_width, original_height and, unless turned off, the EXIF tags as JSON text.
+white). With resize_only_if_bigger an image whose measured side is not larger than
+image_size is left as it is (no border, no crop), as in img2dataset. Transparent
+images are composited on white; grey images stay grey. Records get width, height,
+original_width, original_height and, unless turned off, the EXIF tags as JSON text;
+refused images get img2dataset's error message and no sizes.
 
-JPEGs are decoded at a reduced scale when the target is at most half their size
-(Pillow's draft mode: the JPEG decoder skips detail the output cannot show), which
-is where most of the time of resizing large photos goes.
+Sizes, refusals and messages are img2dataset's (checked against it by
+tests/test_img2dataset_resize.py); pixels differ by about 1-2 grey levels on average,
+as Pillow's filters are not OpenCV's.
+
+JPEGs are decoded at a reduced scale when the target is at most a quarter of their
+size (Pillow's draft mode: the JPEG decoder skips detail the output cannot show),
+which is where most of the time of resizing large photos goes.
 """
 
 from collections.abc import Callable
@@ -64,6 +71,10 @@ class ImageOptions:
             raise UsageProblem(f"unknown non-images policy {self.non_images!r} (one of {', '.join(NON_IMAGES)})")
         if self.encode_quality is None:
             self.encode_quality = 9 if self.encode_format == "png" else 95
+        if self.encode_format == "png" and not 0 <= self.encode_quality <= 9:
+            # img2dataset refuses it at the start too; Pillow would fail every image instead
+            raise UsageProblem(f"for png, encode quality is the compression level, between 0 and 9 "
+                               f"(got {self.encode_quality})")
 
 
 def already_encoded_as(data: bytes, encode_format: str) -> bool:
@@ -109,7 +120,10 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
     warnings.filterwarnings("ignore", module=r"PIL\.")
     filters = {"nearest": Image.Resampling.NEAREST, "linear": Image.Resampling.BILINEAR,
                "bilinear": Image.Resampling.BILINEAR, "cubic": Image.Resampling.BICUBIC,
-               "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX,
+               # OpenCV's INTER_AREA weighs each source pixel by the part of it an output pixel covers;
+               # Pillow's BOX takes whole pixels or none, 2-3 grey levels off at ratios such as 640 -> 341,
+               # and its HAMMING comes closest (measured against img2dataset: tests/test_img2dataset_resize.py).
+               "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.HAMMING,
                "lanczos": Image.Resampling.LANCZOS, "lanczos4": Image.Resampling.LANCZOS}
     upscale, downscale = filters[options.upscale_interpolation], filters[options.downscale_interpolation]
     size = options.image_size
@@ -181,8 +195,10 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
                     raise _Rejected(f"decompression bomb: {width}x{height} is over {options.max_pixels:,} pixels")
                 # img2dataset decodes every image, refusing broken ones, before it checks sizes.
                 target = target_size(width, height)
-                if target is not None and image.format == "JPEG" and target[0] * 2 <= width:
-                    image.draft(image.mode, target)  # decode at 1/2, 1/4 or 1/8 scale: never below target
+                if target is not None and image.format == "JPEG" and target[0] * 4 <= width:
+                    # decode at 1/2, 1/4 or 1/8 scale, never below twice the target: closer to that
+                    # the JPEG decoder's scaling shows (about 1 grey level more off img2dataset's pixels)
+                    image.draft(image.mode, (target[0] * 2, target[1] * 2))
                 image.load()
                 if min(width, height) < options.min_image_size:
                     raise _Rejected(TOO_SMALL)
