@@ -50,6 +50,15 @@ def picture(width: int, height: int):
     return image
 
 
+def textured(width: int, height: int):
+    """The picture with fine detail, as photos have (seeded noise, slightly blurred)."""
+    from PIL import ImageFilter
+
+    noise = np.random.default_rng(width * 10_000 + height).normal(0, 40, (height, width, 3))
+    pixels = np.clip(np.asarray(picture(width, height), dtype=np.float64) + noise, 0, 255).astype(np.uint8)
+    return Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(0.7))
+
+
 def encoded(image, fmt: str, **save) -> bytes:
     out = io.BytesIO()
     image.save(out, fmt, **save)
@@ -71,6 +80,7 @@ def palette_with_transparency(image):
 # name -> (extension, bytes of a width x height picture)
 PIXEL_MODES = {
     "RGB jpg": lambda w, h: ("jpg", encoded(picture(w, h), "JPEG", quality=95)),
+    "textured jpg": lambda w, h: ("jpg", encoded(textured(w, h), "JPEG", quality=95)),
     "L jpg": lambda w, h: ("jpg", encoded(picture(w, h).convert("L"), "JPEG", quality=95)),
     "CMYK jpg": lambda w, h: ("jpg", encoded(picture(w, h).convert("CMYK"), "JPEG", quality=95)),
     "RGB png": lambda w, h: ("png", encoded(picture(w, h), "PNG")),
@@ -117,7 +127,8 @@ def build_cases() -> dict:
         for mode, only_if_bigger, skip in [("border", False, False), ("center_crop", False, False),
                                            ("keep_ratio", True, True), ("no", False, True),
                                            ("keep_ratio_largest", False, True), ("border", True, True)]:
-            for width, height in [(150, 90), (40, 30)]:
+            shapes = [(150, 90), (40, 30)] + ([(640, 480)] if pixel_mode == "textured jpg" else [])
+            for width, height in shapes:
                 add(f"{pixel_mode} {mode} only_if_bigger={only_if_bigger} skip={skip} {width}x{height}",
                     pixel_mode, (width, height), options(mode, only_if_bigger, skip))
     for encode_format, qualities in [("jpg", (95, 40)), ("png", (9, 0)), ("webp", (95, 40))]:
