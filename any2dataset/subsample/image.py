@@ -13,7 +13,7 @@ Sizes, refusals and messages are img2dataset's (checked against it by
 tests/test_img2dataset_resize.py); pixels differ by about 1-2 grey levels on average,
 as Pillow's filters are not OpenCV's.
 
-JPEGs are decoded at a reduced scale when the target is at most a quarter of their
+JPEGs are decoded at a reduced scale when the target is at most a third of their
 size (Pillow's draft mode: the JPEG decoder skips detail the output cannot show),
 which is where most of the time of resizing large photos goes.
 """
@@ -195,10 +195,10 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
                     raise _Rejected(f"decompression bomb: {width}x{height} is over {options.max_pixels:,} pixels")
                 # img2dataset decodes every image, refusing broken ones, before it checks sizes.
                 target = target_size(width, height)
-                if target is not None and image.format == "JPEG" and target[0] * 4 <= width:
-                    # decode at 1/2, 1/4 or 1/8 scale, never below twice the target: closer to that
-                    # the JPEG decoder's scaling shows (about 1 grey level more off img2dataset's pixels)
-                    image.draft(image.mode, (target[0] * 2, target[1] * 2))
+                if target is not None and image.format == "JPEG" and target[0] * 3 <= width:
+                    # decode at 1/2, 1/4 or 1/8 scale, never below 1.5 times the target: closer to it
+                    # the JPEG decoder's scaling would show (up to 2 grey levels off img2dataset's pixels)
+                    image.draft(image.mode, (target[0] * 3 // 2, target[1] * 3 // 2))
                 image.load()
                 if min(width, height) < options.min_image_size:
                     raise _Rejected(TOO_SMALL)
