@@ -129,15 +129,17 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
     size = options.image_size
     pil_format, mime = ENCODE_FORMATS[options.encode_format]
 
+    def measured_side(width: int, height: int) -> int:
+        return min(width, height) if options.resize_mode in ("keep_ratio", "center_crop") else max(width, height)
+
     def target_size(width: int, height: int) -> tuple[int, int] | None:
         """The size to resize to before any crop or border, or None when the mode leaves the image as it
         is. img2dataset's rules: no resizing at all with --resize-only-if-bigger unless the side that
         the mode measures (shorter for keep_ratio and center_crop, longer for border and
         keep_ratio_largest) is larger than image_size: then no crop and no border either."""
-        mode = options.resize_mode
-        if mode == "no":
+        if options.resize_mode == "no":
             return None
-        side = min(width, height) if mode in ("keep_ratio", "center_crop") else max(width, height)
+        side = measured_side(width, height)
         if options.resize_only_if_bigger and side <= size:
             return None
         scale = size / side
@@ -193,19 +195,20 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
                 width, height = image.size
                 if width * height > options.max_pixels:
                     raise _Rejected(f"decompression bomb: {width}x{height} is over {options.max_pixels:,} pixels")
-                # img2dataset decodes every image, refusing broken ones, before it checks sizes.
-                target = target_size(width, height)
-                if target is not None and image.format == "JPEG" and target[0] * 3 <= width:
-                    # decode at 1/2, 1/4 or 1/8 scale, never below 1.5 times the target: closer to it
-                    # the JPEG decoder's scaling would show (up to 2 grey levels off img2dataset's pixels)
-                    image.draft(image.mode, (target[0] * 3 // 2, target[1] * 3 // 2))
-                image.load()
+                # Refused from the header, before decoding (img2dataset decodes first: a broken image
+                # that is also refused is a decode error there).
                 if min(width, height) < options.min_image_size:
                     raise _Rejected(TOO_SMALL)
                 if width * height > options.max_image_area:
                     raise _Rejected(AREA_TOO_LARGE)
                 if max(width, height) / max(1, min(width, height)) > options.max_aspect_ratio:
                     raise _Rejected(ASPECT_TOO_LARGE)
+                target = target_size(width, height)
+                if target is not None and image.format == "JPEG" and target[0] * 3 <= width:
+                    # decode at 1/2, 1/4 or 1/8 scale, never below 1.5 times the target: closer to it
+                    # the JPEG decoder's scaling would show (up to 2 grey levels off img2dataset's pixels)
+                    image.draft(image.mode, (target[0] * 3 // 2, target[1] * 3 // 2))
+                image.load()  # a broken image is refused even when its bytes would be kept, as img2dataset does
                 if options.extract_exif:
                     record["exif"] = exif_of(image)
                 record["original_width"], record["original_height"] = width, height
@@ -215,10 +218,8 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
                     return [record]  # nothing to change: the original bytes stay
                 image = flatten(image)
                 if target is not None:
-                    side = max(width, height) if options.resize_mode in ("border", "keep_ratio_largest") \
-                        else min(width, height)
                     if target != image.size:
-                        image = image.resize(target, downscale if side > size else upscale)
+                        image = image.resize(target, downscale if measured_side(width, height) > size else upscale)
                     w, h = image.size
                     if options.resize_mode == "center_crop":
                         left, top = (w - size) // 2, (h - size) // 2
