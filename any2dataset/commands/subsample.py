@@ -46,15 +46,17 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
                    "Example: --where 'width >= 256' --where 'mime ~ ^image/'.")
 @click.option("--image-size", type=click.IntRange(1), help="Image side in pixels. [default: 256]")
 @click.option("--resize-mode", type=click.Choice(RESIZE_MODES), help="How images are resized. [default: border]")
-@click.option("--resize-only-if-bigger", is_flag=True, default=None, help="Only ever make images smaller.")
+@click.option("--resize-only-if-bigger", is_flag=True, default=None, help="Only ever make images smaller: an "
+              "image whose side the mode measures (the shorter for keep_ratio and center_crop, the longer for border "
+              "and keep_ratio_largest) is not larger than --image-size stays as it is, without border or crop.")
 @click.option("--upscale-interpolation", type=click.Choice(INTERPOLATIONS), help="[default: lanczos]")
 @click.option("--downscale-interpolation", type=click.Choice(INTERPOLATIONS), help="[default: area]")
 @click.option("--encode-format", type=click.Choice(sorted(ENCODE_FORMATS)), help="Image output format. "
               "[default: jpg]")
 @click.option("--encode-quality", type=click.IntRange(0, 100), help="jpg and webp quality (95), png compression "
-              "level (9).")
+              "level 0-9 (9).")
 @click.option("--skip-reencode", is_flag=True, default=None, help="Keep an image's original bytes when it "
-              "needs no resizing.")
+              "needs no resizing, is already in --encode-format and has no transparency.")
 @click.option("--min-image-size", type=click.IntRange(0), help="Refuse images whose shorter side is smaller.")
 @click.option("--max-image-area", type=click.FloatRange(0), help="Refuse images of more pixels.")
 @click.option("--max-aspect-ratio", type=click.FloatRange(1), help="Refuse images longer than this ratio.")

@@ -3,18 +3,24 @@
 Resize modes: no; keep_ratio (shorter side to image_size); keep_ratio_largest
 (longer side to image_size); center_crop (shorter side to image_size, then the
 centre square); border (longer side to image_size, then padded to a square with
-white). Transparent images are composited on white. Records get width, height,
-original_width, original_height and, unless turned off, the EXIF tags as JSON text.
+white). With resize_only_if_bigger an image whose measured side is not larger than
+image_size is left as it is (no border, no crop), as in img2dataset. Transparent
+images are composited on white; grey images stay grey. Records get width, height,
+original_width, original_height and, unless turned off, the EXIF tags as JSON text;
+refused images get img2dataset's error message and no sizes.
 
-JPEGs are decoded at a reduced scale when the target is at most half their size
-(Pillow's draft mode: the JPEG decoder skips detail the output cannot show), which
-is where most of the time of resizing large photos goes.
+Sizes, refusals and messages are img2dataset's (checked against it by
+tests/test_img2dataset_resize.py); pixels differ by about 1-2 grey levels on average,
+as Pillow's filters are not OpenCV's.
+
+JPEGs are decoded at a reduced scale when the target is at most a third of their
+size (Pillow's draft mode: the JPEG decoder skips detail the output cannot show),
+which is where most of the time of resizing large photos goes.
 """
 
 from collections.abc import Callable
 from dataclasses import dataclass
 import io
-import re
 import warnings
 
 import orjson
@@ -28,6 +34,10 @@ IMAGE_EXTENSIONS = frozenset({"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif",
                               "pbm", "jfif", "avif", "heic"})
 INTERPOLATIONS = ("nearest", "linear", "bilinear", "cubic", "bicubic", "area", "lanczos", "lanczos4")
 NON_IMAGES = ("fail", "keep")
+GREY_MODES = frozenset({"1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+# img2dataset's messages (its stats count them by text, as ours do).
+TOO_SMALL, AREA_TOO_LARGE, ASPECT_TOO_LARGE = "image too small", "image area too large", "aspect ratio too large"
+DECODE_ERROR = "Image decoding error"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (about 0.25 GB of RGBA)
 
 
@@ -61,6 +71,20 @@ class ImageOptions:
             raise UsageProblem(f"unknown non-images policy {self.non_images!r} (one of {', '.join(NON_IMAGES)})")
         if self.encode_quality is None:
             self.encode_quality = 9 if self.encode_format == "png" else 95
+        if self.encode_format == "png" and not 0 <= self.encode_quality <= 9:
+            # img2dataset refuses it at the start too; Pillow would fail every image instead
+            raise UsageProblem(f"for png, encode quality is the compression level, between 0 and 9 "
+                               f"(got {self.encode_quality})")
+
+
+def already_encoded_as(data: bytes, encode_format: str) -> bool:
+    """Whether --skip-reencode may keep these bytes: img2dataset's test (Python's imghdr on the
+    first bytes), so a JPEG without a JFIF or Exif header (CMYK, Adobe, ICC first) is re-encoded."""
+    if encode_format == "jpg":
+        return data[6:10] in (b"JFIF", b"Exif") or data[:4] == b"\xff\xd8\xff\xdb"
+    if encode_format == "png":
+        return data.startswith(b"\x89PNG\r\n\x1a\n")
+    return data.startswith(b"RIFF") and data[8:12] == b"WEBP"
 
 
 class _Rejected(Exception):
@@ -96,33 +120,47 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
     warnings.filterwarnings("ignore", module=r"PIL\.")
     filters = {"nearest": Image.Resampling.NEAREST, "linear": Image.Resampling.BILINEAR,
                "bilinear": Image.Resampling.BILINEAR, "cubic": Image.Resampling.BICUBIC,
-               "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.BOX,
+               # OpenCV's INTER_AREA weighs each source pixel by the part of it an output pixel covers;
+               # Pillow's BOX takes whole pixels or none, 2-3 grey levels off at ratios such as 640 -> 341,
+               # and its HAMMING comes closest (measured against img2dataset: tests/test_img2dataset_resize.py).
+               "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.HAMMING,
                "lanczos": Image.Resampling.LANCZOS, "lanczos4": Image.Resampling.LANCZOS}
     upscale, downscale = filters[options.upscale_interpolation], filters[options.downscale_interpolation]
     size = options.image_size
     pil_format, mime = ENCODE_FORMATS[options.encode_format]
 
+    def measured_side(width: int, height: int) -> int:
+        return min(width, height) if options.resize_mode in ("keep_ratio", "center_crop") else max(width, height)
+
     def target_size(width: int, height: int) -> tuple[int, int] | None:
-        """The size to resize to before any crop or border, or None to keep the image as it is."""
-        mode = options.resize_mode
-        if mode == "no":
+        """The size to resize to before any crop or border, or None when the mode leaves the image as it
+        is. img2dataset's rules: no resizing at all with --resize-only-if-bigger unless the side that
+        the mode measures (shorter for keep_ratio and center_crop, longer for border and
+        keep_ratio_largest) is larger than image_size: then no crop and no border either."""
+        if options.resize_mode == "no":
             return None
-        if mode in ("keep_ratio", "center_crop"):
-            side = min(width, height)
-        else:  # border, keep_ratio_largest
-            side = max(width, height)
-        if side == size or (options.resize_only_if_bigger and side <= size):
+        side = measured_side(width, height)
+        if options.resize_only_if_bigger and side <= size:
             return None
         scale = size / side
         return max(1, round(width * scale)), max(1, round(height * scale))
 
+    def has_alpha(image) -> bool:
+        """What OpenCV decodes with 4 channels, which img2dataset composites on white and always
+        re-encodes (a grey PNG's single transparent value is not among them: it stays grey)."""
+        return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+            image.mode in ("P", "RGB") and "transparency" in image.info)
+
     def flatten(image):
-        """RGB, with transparency composited on white."""
-        if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        """RGB, with transparency composited on white; grey images stay grey (L), as img2dataset
+        writes them."""
+        if has_alpha(image):
             image = image.convert("RGBA")
             background = Image.new("RGBA", image.size, (255, 255, 255, 255))
             return Image.alpha_composite(background, image).convert("RGB")
-        return image if image.mode == "RGB" else image.convert("RGB")
+        if image.mode in ("L", "RGB"):
+            return image
+        return image.convert("L" if image.mode in GREY_MODES else "RGB")
 
     def exif_of(image) -> str | None:
         exif = image.getexif()
@@ -155,42 +193,41 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
         try:
             with Image.open(io.BytesIO(data)) as image:
                 width, height = image.size
-                record["original_width"], record["original_height"] = width, height
                 if width * height > options.max_pixels:
                     raise _Rejected(f"decompression bomb: {width}x{height} is over {options.max_pixels:,} pixels")
+                # Refused from the header, before decoding (img2dataset decodes first: a broken image
+                # that is also refused is a decode error there).
                 if min(width, height) < options.min_image_size:
-                    raise _Rejected(f"image too small: {width}x{height}, --min-image-size {options.min_image_size}")
+                    raise _Rejected(TOO_SMALL)
                 if width * height > options.max_image_area:
-                    raise _Rejected(f"image area too large: {width}x{height}, "
-                                    f"--max-image-area {options.max_image_area:g}")
+                    raise _Rejected(AREA_TOO_LARGE)
                 if max(width, height) / max(1, min(width, height)) > options.max_aspect_ratio:
-                    raise _Rejected(f"aspect ratio too large: {width}x{height}, "
-                                    f"--max-aspect-ratio {options.max_aspect_ratio:g}")
+                    raise _Rejected(ASPECT_TOO_LARGE)
+                target = target_size(width, height)
+                if target is not None and image.format == "JPEG" and target[0] * 3 <= width:
+                    # decode at 1/2, 1/4 or 1/8 scale, never below 1.5 times the target: closer to it
+                    # the JPEG decoder's scaling would show (up to 2 grey levels off img2dataset's pixels)
+                    image.draft(image.mode, (target[0] * 3 // 2, target[1] * 3 // 2))
+                image.load()  # a broken image is refused even when its bytes would be kept, as img2dataset does
                 if options.extract_exif:
                     record["exif"] = exif_of(image)
-                target = target_size(width, height)
-                resized = target or (width, height)
-                square = resized == (size, size)
-                crop = options.resize_mode == "center_crop" and not square and min(resized) >= size
-                pad = options.resize_mode == "border" and not square
-                if options.skip_reencode and target is None and not crop and not pad:
+                record["original_width"], record["original_height"] = width, height
+                if (options.skip_reencode and target is None and not has_alpha(image)
+                        and already_encoded_as(data, options.encode_format)):
                     record["width"], record["height"] = width, height
                     return [record]  # nothing to change: the original bytes stay
-                if target is not None and image.format == "JPEG" and target[0] * 2 <= width:
-                    image.draft("RGB", target)  # decode at 1/2, 1/4 or 1/8 scale: never below target
                 image = flatten(image)
                 if target is not None:
-                    method = downscale if target[0] < image.size[0] else upscale
-                    image = image.resize(target, method)
-                if crop:
+                    if target != image.size:
+                        image = image.resize(target, downscale if measured_side(width, height) > size else upscale)
                     w, h = image.size
-                    left, top = (w - size) // 2, (h - size) // 2
-                    image = image.crop((left, top, left + size, top + size))
-                if pad:
-                    w, h = image.size
-                    canvas = Image.new("RGB", (max(w, size), max(h, size)), (255, 255, 255))
-                    canvas.paste(image, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
-                    image = canvas
+                    if options.resize_mode == "center_crop":
+                        left, top = (w - size) // 2, (h - size) // 2
+                        image = image.crop((left, top, left + size, top + size))
+                    elif options.resize_mode == "border" and (w < size or h < size):
+                        canvas = Image.new(image.mode, (max(w, size), max(h, size)), "white")
+                        canvas.paste(image, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
+                        image = canvas
                 out = io.BytesIO()
                 if pil_format == "PNG":
                     image.save(out, pil_format, compress_level=options.encode_quality)
@@ -201,9 +238,8 @@ def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
             return [rec.failure(record, "failed_to_subsample", "rejected", str(error))]
         except Image.DecompressionBombError as error:
             return [rec.failure(record, "failed_to_subsample", "rejected", f"decompression bomb: {error}")]
-        except (OSError, ValueError, SyntaxError) as error:  # what Pillow raises for bytes it cannot decode
-            reason = re.sub(r" <[^>]*>", "", str(error))[:200]  # no object addresses: same input, same output
-            return [rec.failure(record, "failed_to_subsample", "decode_error", f"cannot decode image: {reason}")]
+        except (OSError, ValueError, SyntaxError):  # what Pillow raises for bytes it cannot decode
+            return [rec.failure(record, "failed_to_subsample", "decode_error", DECODE_ERROR)]
         files = record[rec.FILES]
         del files[extension]
         files[options.encode_format] = out.getvalue()
