@@ -282,7 +282,7 @@ PROSE = {
             "decompression\\-bomb limit, checked from the header before decoding) become "
             "\\fBfailed_to_subsample\\fR with \\fBerror_kind: rejected\\fR; bytes that do not decode, "
             "\\fBdecode_error\\fR. JPEGs are decoded at a reduced scale when the target is at most a third "
-            "of their size. Payloads that are not images fail the same way (--non-images keep passes them).",
+            "of their size. Payloads that are not images fail the same way (\\fB\\-\\-non\\-images keep\\fR passes them).",
             "Audio and video options run ffmpeg and ffprobe, which must be on PATH (apt\\-get install ffmpeg); "
             "a2d\\-subsample stops at once if they are missing. Videos are re\\-encoded to H.264 in mp4: "
             "\\fB\\-\\-video\\-size\\fR and \\fB\\-\\-video\\-resize\\-mode\\fR (scale, crop, pad) set the "
