@@ -11,6 +11,8 @@ from servers import FaultServer, S3Server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "bin"
+# Subprocesses (python -m any2dataset.X) import this checkout, not whichever copy pip installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 
 @pytest.fixture(scope="session")
