@@ -15,7 +15,7 @@ the fault it wants, and they compose (`?fail_times=2&status=503&retry_after=1`):
   redirect=N      redirect N times before answering; loop=1 redirects to itself forever
   location=URL    redirect (302) to URL
   robots=V        X-Robots-Tag: V (repeat the parameter for several X-Robots-Tag headers)
-  bighead=N       a header line of N bytes
+  bighead=N       a header line of N bytes (with heads=K, K of them)
   raw=KIND        not HTTP: `http09` (a body with no status line) or `garbage` (bytes, then close)
   ctype=T         Content-Type: T (default: from the path's extension)
   chunked=1       no Content-Length (chunked transfer encoding)
@@ -156,8 +156,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", ctype)
         for value in lists.get("robots", []):
             self.send_header("X-Robots-Tag", value)
-        if "bighead" in query:
-            self.send_header("X-Big", "b" * int(query["bighead"]))
+        for i in range(int(query.get("heads", 1)) if "bighead" in query else 0):
+            self.send_header(f"X-Big-{i}", "b" * int(query["bighead"]))
         chunked = "chunked" in query
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")

@@ -54,7 +54,8 @@ def test_replies_without_a_file_fail_and_are_not_retried(http_server, faults, ki
 @pytest.mark.parametrize(
     "faults, words",
     [({"raw": "http09"}, "no status line"), ({"raw": "garbage"}, "no status line"),
-     ({"bighead": 200_000}, "reply headers over libcurl's limits")],
+     ({"bighead": 200_000}, "reply headers over libcurl's limits"),
+     ({"bighead": 90_000, "heads": 4}, "reply headers over libcurl's limits")],
 )
 def test_replies_that_are_not_http_are_invalid_reply(http_server, faults, words):
     [record] = fetch_all([http_server.url("notahttpreply.bin", **faults)])

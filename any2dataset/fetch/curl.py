@@ -436,7 +436,7 @@ class CurlClient:
             if code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in text:
                 # Not a scheme we refused: the server answered with no status line (HTTP/0.9 or garbage).
                 kind, text = "invalid_reply", f"not an HTTP reply: no status line ({text})"
-            elif code == _E_TOO_LARGE:
+            elif code == _E_TOO_LARGE or text.startswith("Too large response headers"):
                 kind, text = "invalid_reply", (f"reply headers over libcurl's limits (100 KiB for one header, "
                                                f"300 KiB in all){': ' + message if message else ''}")
             if code == pycurl.E_OPERATION_TIMEDOUT:

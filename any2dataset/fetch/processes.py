@@ -191,7 +191,13 @@ def _worker_of(url, workers: int, by_host: bool = True) -> int:
     rest = url.partition("//")[2]
     for stop in "/?#":
         rest = rest.partition(stop)[0]
-    return xxhash.xxh64_intdigest(rest.rpartition("@")[2].lower().encode("utf-8", "replace")) % workers
+    host = rest.rpartition("@")[2].lower()
+    if not host.isascii():  # as it is requested (guards.py): bücher.example and xn--bcher-kva.example are one host
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+    return xxhash.xxh64_intdigest(host.encode("utf-8", "replace")) % workers
 
 
 class _Workers:
