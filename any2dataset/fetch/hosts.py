@@ -112,7 +112,7 @@ class Slots:
         if host.down_until > now:
             raise HostDown(host.problem)
         if not self.held and self.used < self.total and not host.waiters and host.active < host.limit \
-                and host.paused_until <= now and (self.pool is None or (not self.ready and self._token())):
+                and host.paused_until <= now and (self.pool is None or self._token()):
             host.active += 1
             self.used += 1
             return
@@ -191,9 +191,14 @@ class Slots:
     def resume(self) -> None:
         self._dispatch()
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, woken: bool = False) -> None:
+        """Start the waiting requests that may start. With a pool, a worker over its share of
+        -j reads a token only when the pipe wakes it (`woken`), as it wakes the others: a token
+        it just gave back is not simply read again."""
         while not self.held and self.used < self.total and self.ready:
             if self.pool is not None and not self.spare:
+                if self.used >= self.share and not woken:
+                    break
                 self.spare = self.pool.take(min(self.total - self.used, len(self.ready)))
                 if not self.spare:
                     break  # every slot of the command is in use: wait for a token
@@ -220,7 +225,10 @@ class Slots:
             self._settle()
 
     def _token(self) -> bool:
-        """Take a token of the pool for a request about to start."""
+        """Take a token of the pool for a request about to start (not over this worker's
+        share, nor ahead of requests already waiting for one)."""
+        if self.ready or self.used >= self.share:
+            return False
         if not self.spare:
             self.spare = self.pool.take(1)
             if not self.spare:
@@ -238,7 +246,7 @@ class Slots:
         if waiting != self.watching:
             loop = asyncio.get_running_loop()
             if waiting:
-                loop.add_reader(self.pool.read_fd, self._dispatch)
+                loop.add_reader(self.pool.read_fd, self._dispatch, True)
             else:
                 loop.remove_reader(self.pool.read_fd)
             self.watching = waiting
