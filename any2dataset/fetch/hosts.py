@@ -35,6 +35,7 @@ import os
 import time
 
 NO_ANSWER_KINDS = frozenset({"timeout", "connect"})
+TOKENS_AT_ONCE = 8  # tokens of the shared -j a worker reads from the pipe in one go
 PAUSE_STATUSES = frozenset({429, 503})
 
 
@@ -92,6 +93,7 @@ class Slots:
         self.share = share or total
         self.spare = 0  # tokens of the pool held for requests about to start
         self.watching = False  # the pool's pipe is watched: requests wait for a token
+        self.giving_back = False  # the spare tokens go back at the end of this turn of the loop
         self.used = 0
         self.cap = cap
         self.start = min(start, cap) if (cap and ramp_up) else (cap or float("inf"))
@@ -199,7 +201,7 @@ class Slots:
             if self.pool is not None and not self.spare:
                 if self.used >= self.share and not woken:
                     break
-                self.spare = self.pool.take(min(self.total - self.used, len(self.ready)))
+                self.spare = self.pool.take(min(self.total - self.used, max(len(self.ready), TOKENS_AT_ONCE)))
                 if not self.spare:
                     break  # every slot of the command is in use: wait for a token
             key = heapq.heappop(self.ready)[2]
@@ -226,22 +228,24 @@ class Slots:
 
     def _token(self) -> bool:
         """Take a token of the pool for a request about to start (not over this worker's
-        share, nor ahead of requests already waiting for one)."""
+        share, nor ahead of requests already waiting for one). A few are read at once: the
+        ones left over serve the next requests of this turn of the loop, then go back."""
         if self.ready or self.used >= self.share:
             return False
         if not self.spare:
-            self.spare = self.pool.take(1)
+            self.spare = self.pool.take(min(TOKENS_AT_ONCE, self.share - self.used))
             if not self.spare:
                 return False
+            self._give_back_soon()
         self.spare -= 1
         return True
 
     def _settle(self) -> None:
-        """Give back the tokens no request is about to use; watch the pipe while requests that
-        could start wait for one."""
+        """Give back the tokens no request is about to use (at the end of this turn of the
+        loop: requests that start meanwhile take them, with no system call); watch the pipe
+        while requests that could start wait for one."""
         if self.spare:
-            self.pool.give(self.spare)
-            self.spare = 0
+            self._give_back_soon()
         waiting = not self.held and self.used < self.total and bool(self.ready)
         if waiting != self.watching:
             loop = asyncio.get_running_loop()
@@ -250,6 +254,17 @@ class Slots:
             else:
                 loop.remove_reader(self.pool.read_fd)
             self.watching = waiting
+
+    def _give_back_soon(self) -> None:
+        if not self.giving_back:
+            self.giving_back = True
+            asyncio.get_running_loop().call_soon(self._give_back)
+
+    def _give_back(self) -> None:
+        self.giving_back = False
+        if self.spare:
+            self.pool.give(self.spare)
+            self.spare = 0
 
     def _woken(self, key: str) -> None:
         host = self.hosts.get(key)
