@@ -54,6 +54,8 @@ ERROR_KINDS = frozenset(
         "truncated",
         "too_large",
         "too_many_redirects",
+        "no_content",
+        "invalid_reply",
         "not_found",
         "access_denied",
         "http_4xx",

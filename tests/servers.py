@@ -4,7 +4,8 @@ Faults are chosen per request by query parameters, so a test builds the URL of
 the fault it wants, and they compose (`?fail_times=2&status=503&retry_after=1`):
 
   size=N          body of N deterministic bytes (default 1000); the path picks the bytes
-  status=N        answer with status N (with `fail_times=K`, only the first K requests)
+  status=N        answer with status N (with `fail_times=K`, only the first K requests); 1xx, 204,
+                  205 and 304 with no body
   retry_after=S   Retry-After header on an error answer
   delay=S         wait S seconds before the status line (slow first byte)
   drip=S          send the body one byte every S seconds
@@ -13,11 +14,13 @@ the fault it wants, and they compose (`?fail_times=2&status=503&retry_after=1`):
   truncate=N      announce `size` bytes in Content-Length but send only N and close
   redirect=N      redirect N times before answering; loop=1 redirects to itself forever
   location=URL    redirect (302) to URL
-  robots=V        X-Robots-Tag: V
+  robots=V        X-Robots-Tag: V (repeat the parameter for several X-Robots-Tag headers)
+  bighead=N       a header line of N bytes (with heads=K, K of them)
+  raw=KIND        not HTTP: `http09` (a body with no status line) or `garbage` (bytes, then close)
   ctype=T         Content-Type: T (default: from the path's extension)
   chunked=1       no Content-Length (chunked transfer encoding)
 
-Every request is logged (path, query, headers, time, client port) in `server.requests`, and
+Every request is logged (path, query, headers, time, client port, raw target) in `server.requests`, and
 `server.max_active` is the most requests it was answering at once.
 """
 
@@ -60,7 +63,7 @@ class FaultServer(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
     def url(self, path: str, **faults) -> str:
-        query = f"?{urlencode(faults)}" if faults else ""
+        query = f"?{urlencode(faults, doseq=True)}" if faults else ""  # a list: the parameter repeated
         return f"{self.base}/{path.lstrip('/')}{query}"
 
     def requests_for(self, path: str) -> list[dict]:
@@ -100,11 +103,12 @@ class _FaultHandler(BaseHTTPRequestHandler):
 
     def _answer(self):
         parts = urlsplit(self.path)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        lists = parse_qs(parts.query)
+        query = {k: v[-1] for k, v in lists.items()}
         with self.server.lock:
             self.server.requests.append(
                 {"path": parts.path, "query": query, "headers": dict(self.headers), "time": time.monotonic(),
-                 "client": self.client_address[1]}
+                 "client": self.client_address[1], "target": self.path}
             )
             self.server.hits[self.path] += 1
             hit = self.server.hits[self.path]
@@ -117,6 +121,11 @@ class _FaultHandler(BaseHTTPRequestHandler):
             return
         if "delay" in query:
             self.server.stopping.wait(float(query["delay"]))
+        if "raw" in query:
+            self.wfile.write({"http09": b"no status line, only bytes\n", "garbage": b"\x16\x03\x01\x00\xff junk\r\n\r\n"}
+                             [query["raw"]])
+            self.close_connection = True
+            return
         if "loop" in query:
             return self._redirect(self.path)
         if "location" in query:
@@ -129,12 +138,13 @@ class _FaultHandler(BaseHTTPRequestHandler):
         if "fail_times" in query and hit > int(query["fail_times"]):
             status = 200
         if status != 200:
-            body = f"error {status}\n".encode()
+            body = b"" if status < 200 or status in (204, 205, 304) else f"error {status}\n".encode()
             self.send_response(status)
             if "retry_after" in query:
                 self.send_header("Retry-After", query["retry_after"])
             self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
+            if status not in (204, 304) and status >= 200:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
             return
@@ -144,8 +154,10 @@ class _FaultHandler(BaseHTTPRequestHandler):
         self.send_response(200)
         ctype = query.get("ctype") or mimetypes.guess_type(parts.path)[0] or "application/octet-stream"
         self.send_header("Content-Type", ctype)
-        if "robots" in query:
-            self.send_header("X-Robots-Tag", query["robots"])
+        for value in lists.get("robots", []):
+            self.send_header("X-Robots-Tag", value)
+        for i in range(int(query.get("heads", 1)) if "bighead" in query else 0):
+            self.send_header(f"X-Big-{i}", "b" * int(query["bighead"]))
         chunked = "chunked" in query
         if chunked:
             self.send_header("Transfer-Encoding", "chunked")
@@ -182,7 +194,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
 
     def _redirect(self, location: str):
         self.send_response(302)
-        self.send_header("Location", location)
+        self.send_header("Location", location.encode("utf-8").decode("latin-1"))  # raw UTF-8, as servers send it
         self.send_header("Content-Length", "0")
         self.end_headers()
 

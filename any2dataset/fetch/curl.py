@@ -30,6 +30,7 @@ import time
 import pycurl
 
 from . import policy
+from .guards import ascii_pin
 
 _STATUS_LINE = b"HTTP/"
 _READS = frozenset({pycurl.POLL_IN, pycurl.POLL_INOUT})
@@ -54,6 +55,8 @@ def _ca_file() -> str | None:
 
 
 CA_FILE = _ca_file()
+_E_TOO_LARGE = getattr(pycurl, "E_TOO_LARGE", 100)  # (libcurl 8.6: a reply header over its limits)
+_E_WEIRD_SERVER_REPLY = getattr(pycurl, "E_WEIRD_SERVER_REPLY", 8)  # (pycurl knows it by its old FTP name)
 _ERRORS = {
     pycurl.E_COULDNT_RESOLVE_HOST: "dns",
     pycurl.E_COULDNT_CONNECT: "connect",
@@ -68,6 +71,9 @@ _ERRORS = {
     pycurl.E_URL_MALFORMAT: "invalid_url",
     pycurl.E_SSL_CONNECT_ERROR: "tls",
     pycurl.E_PEER_FAILED_VERIFICATION: "tls",
+    _E_WEIRD_SERVER_REPLY: "invalid_reply",
+    pycurl.E_BAD_CONTENT_ENCODING: "invalid_reply",  # a body that does not decode as its Content-Encoding says
+    _E_TOO_LARGE: "invalid_reply",
 }
 
 
@@ -208,7 +214,7 @@ class CurlClient:
         self.memory_per_transfer = options.memory_per_transfer()
         self.timeout = options.timeout
         self.headers = [f"{name}: {value}" for name, value in options.headers.items()]
-        self.pinned = list(options.resolve)
+        self.pinned = [ascii_pin(entry) for entry in options.resolve]
         # Addresses handed to libcurl, per HOST:PORT. Its DNS cache is told never to expire
         # entries (expiring means a scan of the whole cache after every transfer: 9% of the CPU
         # over 2,000 hosts); the oldest are removed here instead, so it stays this small.
@@ -427,6 +433,12 @@ class CurlClient:
         elif code is not None:
             kind = _ERRORS.get(code, "other")
             text = message or f"libcurl error {code}"
+            if code == pycurl.E_UNSUPPORTED_PROTOCOL and "HTTP/0.9" in text:
+                # Not a scheme we refused: the server answered with no status line (HTTP/0.9 or garbage).
+                kind, text = "invalid_reply", f"not an HTTP reply: no status line ({text})"
+            elif code == _E_TOO_LARGE or text.startswith("Too large response headers"):
+                kind, text = "invalid_reply", (f"reply headers over libcurl's limits (100 KiB for one header, "
+                                               f"300 KiB in all){': ' + message if message else ''}")
             if code == pycurl.E_OPERATION_TIMEDOUT:
                 if _before_connection(text):
                     kind, text = "connect", f"no connection within {min(self.timeout, transfer.deadline):g}s: {text}"
@@ -434,11 +446,14 @@ class CurlClient:
                     text = f"deadline of {transfer.deadline:g}s exceeded: {text}"
             outcome = Outcome(kind=kind, message=text)
         elif status in REDIRECT_STATUSES and transfer.header("location"):
-            outcome = Outcome(status=status, location=transfer.header("location")[0])
+            outcome = Outcome(status=status, location=_location(transfer.header("location")[0]))
         elif status is not None and status >= 400:
             kind, text = policy.http_error(status, transfer.reason)
             outcome = Outcome(kind=kind, message=text, status=status,
                               retry_after=policy.retry_after_seconds(next(iter(transfer.header("retry-after")), None)))
+        elif (problem := policy.not_content(status, transfer.reason, transfer.size,
+                                            bool(transfer.header("location")))) is not None:
+            outcome = Outcome(kind=problem[0], message=problem[1], status=status)
         else:
             outcome = Outcome(body=transfer.body(), status=status, content_type=content_type)
             transfer.spill = None  # the outcome owns it now
@@ -478,6 +493,17 @@ class CurlClient:
 
 def _ignore(data):
     return None
+
+
+def _location(value: str) -> str:
+    """A Location header as browsers read it: raw UTF-8 bytes are UTF-8 (the header came
+    decoded as latin-1, byte for byte); the guard then percent-encodes them for the request."""
+    if value.isascii():
+        return value
+    try:
+        return value.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return value
 
 
 def _before_connection(message: str) -> bool:

@@ -28,8 +28,8 @@ from .. import record as rec
 from ..errors import UsageProblem
 from . import dns, policy, sources
 from .curl import CurlClient, Outcome, SpilledBody
-from .guards import Guard, is_literal_address
-from .hosts import HostDown, Slots
+from .guards import Guard, ascii_pin, is_literal_address
+from .hosts import HostDown, SharedSlots, Slots
 from .options import DOWN_SECONDS, RAMP_START, FetchOptions
 
 _DONE = object()
@@ -64,7 +64,7 @@ def fetch(records: Iterable[dict], options: FetchOptions | None = None) -> Itera
     thresholds = gc.get_threshold()
     gc.freeze()
     gc.set_threshold(max(thresholds[0], 100_000), *thresholds[1:])
-    credits = _Credits(options.concurrency + options.buffer_default() + options.lookahead_default())
+    credits = _Credits(options.in_flight_limit() + options.buffer_default() + options.lookahead_default())
     results: queue.SimpleQueue = queue.SimpleQueue()
     run = _Run(iter(records), options, credits, results)
     thread = threading.Thread(target=run.loop_thread, name="a2d-fetch-loop", daemon=True)
@@ -175,8 +175,10 @@ class _Run:
         self.guard = Guard(options.allowed_schemes, options.allowed_networks)
         self.robots_tokens = options.robots_tokens()
         self.disallowed = frozenset(d.lower() for d in options.disallowed_directives)
-        self.slots = Slots(options.concurrency, options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
-                           down_after=options.down_after, down_seconds=DOWN_SECONDS, max_pause=options.max_retry_after)
+        pool = SharedSlots(*options.slot_pipe) if options.slot_pipe else None
+        self.slots = Slots(options.in_flight_limit(), options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
+                           down_after=options.down_after, down_seconds=DOWN_SECONDS, max_pause=options.max_retry_after,
+                           pool=pool, share=options.concurrency)
         self.pins = _pins(options.resolve)  # HOST:PORT -> addresses, from --resolve
         # Finished records the consumer has not taken yet. At `buffer` no request starts (the
         # input is still read ahead): a slow next stage holds back downloads, not just input.
@@ -208,7 +210,7 @@ class _Run:
         self.loop = asyncio.get_running_loop()
         self.main = asyncio.current_task()
         options = self.options
-        _allow_open_files(options.concurrency)
+        _allow_open_files(options.in_flight_limit())
         self.pending: set[asyncio.Task] = set()
         self.input_done = asyncio.Event()
         self.files = ThreadPoolExecutor(max_workers=min(options.concurrency, 32), thread_name_prefix="a2d-files")
@@ -311,6 +313,8 @@ class _Run:
                 mime = None
         except sources.SourceError as error:
             return _failed(record, error.kind, str(error), time.monotonic() - started, 0)
+        if not body:
+            return _failed(record, "no_content", "the file is empty", time.monotonic() - started, 0)
         return _succeeded(record, body, mime, url if scheme != "data" else "data:", time.monotonic() - started, 0)
 
     async def _fetch_http(self, record: dict, url: str, position: int) -> dict:
@@ -398,10 +402,11 @@ class _Run:
 
 
 def _pins(entries) -> dict[str, tuple[str, ...]]:
-    """--resolve's HOST:PORT:ADDRESS[,ADDRESS] entries (as curl takes them) by HOST:PORT."""
+    """--resolve's HOST:PORT:ADDRESS[,ADDRESS] entries (as curl takes them) by HOST:PORT
+    (a host name outside ASCII in IDNA, as requests name it)."""
     pins = {}
     for entry in entries:
-        host, _, rest = entry.lstrip("+").partition(":")
+        host, _, rest = ascii_pin(entry.lstrip("+")).partition(":")
         port, _, addresses = rest.partition(":")
         pins[f"{host.lower()}:{port}"] = tuple(a.strip().strip("[]") for a in addresses.split(",") if a.strip())
     return pins

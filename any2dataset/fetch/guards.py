@@ -7,12 +7,18 @@ dispatches on, so the check and the fetch cannot read a URL two ways. Literal ad
 and well-known metadata host names are refused before any request; the addresses of other
 names after DNS (the engine's resolver, or libcurl's open-socket callback in curl.py), at
 every redirect.
+
+A URL with characters outside ASCII is requested as browsers do: its host name in IDNA
+(`bücher.example` as `xn--bcher-kva.example`, checked like any other host after the
+conversion) and the rest percent-encoded as UTF-8 (`café.png` as `caf%C3%A9.png`), %XX
+escapes and reserved characters left as they are. Only the request uses that form: the
+record keeps the URL it was given.
 """
 
 import ipaddress
 import re
 import socket
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from .options import DEFAULT_SCHEMES
 
@@ -38,6 +44,10 @@ _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*):")
 # What inet_aton reads as an IPv4 address and libcurl too ("2852039166", "0xa9fea9fe",
 # "0251.0376.0251.0376", "169.254.43518"), but ipaddress does not.
 _NUMERIC_HOST = re.compile(r"^[0-9a-fA-FxX.]+$")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]+")
+# What a host name may not hold once in IDNA (WHATWG's forbidden domain code points): the
+# conversion maps full-width and other look-alike characters to ASCII ones such as these.
+_FORBIDDEN_IN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
 
 
 class Guard:
@@ -91,6 +101,8 @@ class Guard:
                                                 f"{', '.join(sorted(self.schemes))}; see --allow-scheme)")
         if scheme in ("http", "https"):
             try:
+                if not url.isascii():
+                    url = browser_form(url, match.end())
                 host = urlsplit(url).hostname
             except ValueError as error:
                 return url, None, "invalid_url", f"invalid URL: {error}"
@@ -102,6 +114,47 @@ class Guard:
                 return url, None, "address_denied", (f"address {host} is link-local or a cloud metadata "
                                                      f"address (see --allow-address)")
         return url, scheme, None, None
+
+
+def browser_form(url: str, scheme_end: int) -> str:
+    """An http(s) URL with characters outside ASCII as browsers request it: the host in IDNA,
+    everything else percent-encoded as UTF-8. `scheme_end` is where the scheme's colon ends.
+    Raises ValueError (UnicodeError included) when there is no such form."""
+    parts = urlsplit(url)
+    netloc, start = parts.netloc, scheme_end + 2
+    if url[scheme_end:start] != "//" or url[start:start + len(netloc)] != netloc:
+        raise ValueError("no //host after the scheme")
+    if not netloc.isascii():
+        userinfo, at, hostport = netloc.rpartition("@")
+        host, colon, port = hostport.partition(":") if not hostport.startswith("[") else (hostport, "", "")
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError as error:
+                raise ValueError(f"host name {host[:100]!r} has no IDNA form ({error})") from None
+            bad = _FORBIDDEN_IN_HOST.search(host)
+            if bad is not None:
+                raise ValueError(f"host name {host[:100]!r} holds {bad.group()!r} once in IDNA")
+        if not port.isascii():
+            raise ValueError(f"port {port[:20]!r} is not a number")
+        netloc = _percent_encoded(userinfo) + at + host + colon + port
+    return url[:start] + netloc + _percent_encoded(url[start + len(parts.netloc):])
+
+
+def _percent_encoded(text: str) -> str:
+    return _NON_ASCII.sub(lambda found: quote(found.group(), safe=""), text)
+
+
+def ascii_pin(entry: str) -> str:
+    """A --resolve entry (HOST:PORT:ADDRESS) with its host name in IDNA, as requests name it."""
+    host, colon, rest = entry.partition(":")
+    if host.isascii():
+        return entry
+    sign = host[:1] if host[:1] in "+-" else ""
+    try:
+        return sign + host[len(sign):].encode("idna").decode("ascii") + colon + rest
+    except UnicodeError:
+        return entry
 
 
 def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:

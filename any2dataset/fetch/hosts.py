@@ -17,15 +17,25 @@ never holds slots (or a place in line) that other hosts could use. When a slot f
 goes to the oldest waiting record (by input position, so retries and redirects come first)
 whose host has room: input order, less what politeness holds back. Waiting never counts
 toward a timeout: requests reach the network only once they have their slot.
+
+Worker processes (a2d-fetch -w N) share -j: each host is one worker's, so a list of few
+hosts may keep one worker busy and the others idle. The command's -j slots are tokens in a
+pipe (`SharedSlots`, as make's jobserver); a request takes one before it starts and gives it
+back when it ends, so any worker may use all of -j and all of them together never more. A
+worker within its share of -j hands a freed token straight to its next waiting request (no
+system call on a long list); over its share, it puts the token back for whichever worker
+reads it first.
 """
 
 import asyncio
 import collections
 import heapq
 import itertools
+import os
 import time
 
 NO_ANSWER_KINDS = frozenset({"timeout", "connect"})
+TOKENS_AT_ONCE = 8  # tokens of the shared -j a worker reads from the pipe in one go
 PAUSE_STATUSES = frozenset({429, 503})
 
 
@@ -50,13 +60,40 @@ class _Host:
         self.queued = False  # in the run-wide heap of hosts that have room and waiters
 
 
+class SharedSlots:
+    """The -j slots of a2d-fetch's worker processes: a pipe holding one byte per free slot. Its
+    read end is non-blocking (set by the parent, for every worker); it holds every token, so
+    giving one back never blocks."""
+
+    def __init__(self, read_fd: int, write_fd: int):
+        self.read_fd = read_fd
+        self.write_fd = write_fd
+
+    def take(self, count: int) -> int:
+        """Up to `count` tokens; 0 when the pipe is empty."""
+        try:
+            return len(os.read(self.read_fd, count))
+        except BlockingIOError:
+            return 0
+
+    def give(self, count: int) -> None:
+        os.write(self.write_fd, b"j" * count)
+
+
 class Slots:
     """`total` slots for the run; per host, `cap` (None: no cap and no ramp-up; pauses and
-    down hosts still apply)."""
+    down hosts still apply). With `pool` (worker processes), a slot also needs a token of the
+    command's shared -j; `share` is this worker's share of it."""
 
     def __init__(self, total: int, cap: int | None, start: int = 2, ramp_up: bool = True, down_after: int = 3,
-                 down_seconds: float = 60.0, max_pause: float = 60.0, remembered: int = 100_000):
+                 down_seconds: float = 60.0, max_pause: float = 60.0, remembered: int = 100_000,
+                 pool: SharedSlots | None = None, share: int | None = None):
         self.total = total
+        self.pool = pool
+        self.share = share or total
+        self.spare = 0  # tokens of the pool held for requests about to start
+        self.watching = False  # the pool's pipe is watched: requests wait for a token
+        self.giving_back = False  # the spare tokens go back at the end of this turn of the loop
         self.used = 0
         self.cap = cap
         self.start = min(start, cap) if (cap and ramp_up) else (cap or float("inf"))
@@ -77,7 +114,7 @@ class Slots:
         if host.down_until > now:
             raise HostDown(host.problem)
         if not self.held and self.used < self.total and not host.waiters and host.active < host.limit \
-                and host.paused_until <= now:
+                and host.paused_until <= now and (self.pool is None or self._token()):
             host.active += 1
             self.used += 1
             return
@@ -97,6 +134,11 @@ class Slots:
         """A request to `key` ended: `kind` is its error kind (None: a whole answer), `answered`
         whether the host began to answer."""
         self.used -= 1
+        if self.pool is not None:
+            if self.used < self.share:
+                self.spare += 1  # within this worker's share: for its next request
+            else:
+                self.pool.give(1)  # over it: for whichever worker needs it
         host = self.hosts.get(key)
         if host is not None:
             host.active -= 1
@@ -151,8 +193,17 @@ class Slots:
     def resume(self) -> None:
         self._dispatch()
 
-    def _dispatch(self) -> None:
+    def _dispatch(self, woken: bool = False) -> None:
+        """Start the waiting requests that may start. With a pool, a worker over its share of
+        -j reads a token only when the pipe wakes it (`woken`), as it wakes the others: a token
+        it just gave back is not simply read again."""
         while not self.held and self.used < self.total and self.ready:
+            if self.pool is not None and not self.spare:
+                if self.used >= self.share and not woken:
+                    break
+                self.spare = self.pool.take(min(self.total - self.used, max(len(self.ready), TOKENS_AT_ONCE)))
+                if not self.spare:
+                    break  # every slot of the command is in use: wait for a token
             key = heapq.heappop(self.ready)[2]
             host = self.hosts.get(key)
             if host is None:
@@ -168,8 +219,52 @@ class Slots:
             turn = heapq.heappop(host.waiters)[2]
             host.active += 1
             self.used += 1
+            if self.pool is not None:
+                self.spare -= 1
             turn.set_result(None)
             self._offer(key, host)
+        if self.pool is not None:
+            self._settle()
+
+    def _token(self) -> bool:
+        """Take a token of the pool for a request about to start (not over this worker's
+        share, nor ahead of requests already waiting for one). A few are read at once: the
+        ones left over serve the next requests of this turn of the loop, then go back."""
+        if self.ready or self.used >= self.share:
+            return False
+        if not self.spare:
+            self.spare = self.pool.take(min(TOKENS_AT_ONCE, self.share - self.used))
+            if not self.spare:
+                return False
+            self._give_back_soon()
+        self.spare -= 1
+        return True
+
+    def _settle(self) -> None:
+        """Give back the tokens no request is about to use (at the end of this turn of the
+        loop: requests that start meanwhile take them, with no system call); watch the pipe
+        while requests that could start wait for one."""
+        if self.spare:
+            self._give_back_soon()
+        waiting = not self.held and self.used < self.total and bool(self.ready)
+        if waiting != self.watching:
+            loop = asyncio.get_running_loop()
+            if waiting:
+                loop.add_reader(self.pool.read_fd, self._dispatch, True)
+            else:
+                loop.remove_reader(self.pool.read_fd)
+            self.watching = waiting
+
+    def _give_back_soon(self) -> None:
+        if not self.giving_back:
+            self.giving_back = True
+            asyncio.get_running_loop().call_soon(self._give_back)
+
+    def _give_back(self) -> None:
+        self.giving_back = False
+        if self.spare:
+            self.pool.give(self.spare)
+            self.spare = 0
 
     def _woken(self, key: str) -> None:
         host = self.hosts.get(key)

@@ -55,6 +55,15 @@ class FetchOptions:
     ordered: bool = False
     buffer: int | None = None  # finished records waiting for the consumer; default: buffer_default()
     body_memory: int | None = None  # bytes of bodies in memory, in flight or waiting; default: body_memory_default()
+    # In a worker process of `a2d-fetch -w N`, `concurrency` is its share of -j; the whole -j
+    # (`shared_concurrency`) is a pipe of tokens (`slot_pipe`: read and write descriptors) that
+    # every worker draws from, so one worker may use all of -j when the others are idle.
+    shared_concurrency: int | None = None
+    slot_pipe: tuple[int, int] | None = None
+
+    def in_flight_limit(self) -> int:
+        """The most requests this process may have in flight."""
+        return self.shared_concurrency if self.slot_pipe else self.concurrency
 
     def buffer_default(self) -> int:
         """Finished records that may wait for a slow consumer before no new download starts

@@ -24,6 +24,12 @@ HASHES = {
 RETRYABLE_KINDS = frozenset({"timeout", "connect", "reset", "truncated", "dns", "http_5xx"})
 RETRYABLE_STATUSES = frozenset({408, 429})
 
+# X-Robots-Tag: directives written `name: value`, not user agents; a user agent's product token;
+# directives that stand for others.
+_VALUED_DIRECTIVES = frozenset({"unavailable_after", "max-snippet", "max-image-preview", "max-video-preview"})
+_USER_AGENT = re.compile(r"[a-z0-9][a-z0-9_.-]*")
+_IMPLIED = {"none": ("noindex", "nofollow")}
+
 _URL_EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,6})$")
 # Content types that say nothing about the file: look at the bytes, then the URL.
 _VAGUE_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/binary",
@@ -56,6 +62,23 @@ def http_error(status: int, reason: str | None) -> tuple[str, str]:
     return kind, f"HTTP {status} {reason or ''}".rstrip()
 
 
+def not_content(status: int | None, reason: str | None, size: int, location: bool) -> tuple[str, str] | None:
+    """(error_kind, message) for a reply under 400 that carries no file: 204, 205 and 304 (and any
+    other empty body) are no_content; a 1xx or 3xx that is not a redirect followed (no Location,
+    or a status such as 300 that browsers do not follow) is invalid_reply. None: content."""
+    line = f"HTTP {status} {reason or ''}".rstrip()
+    if status is None or status < 200:
+        return "invalid_reply", f"{line}: not a final reply"
+    if status in (204, 205, 304):
+        return "no_content", f"{line}: the reply has no content"
+    if 300 <= status < 400:
+        why = "not a redirect that is followed (301, 302, 303, 307, 308)" if location else "a redirect with no Location"
+        return "invalid_reply", f"{line}: {why}"
+    if size == 0:
+        return "no_content", f"{line}: the body is empty"
+    return None
+
+
 def retryable(kind: str, http_status: int | None) -> bool:
     return kind in RETRYABLE_KINDS or http_status in RETRYABLE_STATUSES
 
@@ -80,19 +103,24 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 def robots_optout(values: list[str], tokens: frozenset[str], disallowed: frozenset[str]) -> str | None:
-    """The X-Robots-Tag value that opts out, if any. A value scoped to a user agent
-    (`otherbot: noai`) counts only when the scope is one of our tokens."""
+    """The X-Robots-Tag value that opts out, if any. A value is a comma-separated list of
+    directives; a part may start with a user agent and a colon (`otherbot: noindex,
+    any2dataset: noai`), which scopes the directives after it, up to the next user agent, to
+    that agent: they count only when it is one of our tokens. Directives before any user agent
+    are for all. `none` means noindex and nofollow."""
     for value in values:
-        scope, colon, rest = value.partition(":")
-        scope = scope.strip().lower()
-        if colon and scope and " " not in scope and "," not in scope:  # a user-agent scope
-            if scope not in tokens:
+        ours = True  # no user agent named yet: for everyone
+        for part in value.split(","):
+            name, colon, rest = part.partition(":")
+            name = name.strip().lower()
+            if colon and name not in _VALUED_DIRECTIVES and _USER_AGENT.fullmatch(name):
+                ours = name in tokens
+                part = rest
+            if not ours:
                 continue
-            directives = rest
-        else:  # no scope (a colon inside a directive such as unavailable_after is not one)
-            directives = value
-        if {d.strip().lower() for d in directives.split(",")} & disallowed:
-            return value.strip()
+            directive = part.strip().lower()
+            if directive in disallowed or not disallowed.isdisjoint(_IMPLIED.get(directive, ())):
+                return value.strip()
     return None
 
 

@@ -49,7 +49,7 @@ def options_to_environment(options: FetchOptions) -> str:
 def options_from_environment() -> FetchOptions:
     values = json.loads(os.environ[OPTIONS_VARIABLE])
     values["allowed_schemes"] = frozenset(values["allowed_schemes"])
-    for name in ("disallowed_directives", "allowed_networks", "verify_hash", "resolve", "dns_servers"):
+    for name in ("disallowed_directives", "allowed_networks", "verify_hash", "resolve", "dns_servers", "slot_pipe"):
         if values[name] is not None:
             values[name] = tuple(values[name])
     return FetchOptions(**values)
@@ -191,7 +191,13 @@ def _worker_of(url, workers: int, by_host: bool = True) -> int:
     rest = url.partition("//")[2]
     for stop in "/?#":
         rest = rest.partition(stop)[0]
-    return xxhash.xxh64_intdigest(rest.rpartition("@")[2].lower().encode("utf-8", "replace")) % workers
+    host = rest.rpartition("@")[2].lower()
+    if not host.isascii():  # as it is requested (guards.py): bücher.example and xn--bcher-kva.example are one host
+        try:
+            host = host.encode("idna").decode("ascii")
+        except UnicodeError:
+            pass
+    return xxhash.xxh64_intdigest(host.encode("utf-8", "replace")) % workers
 
 
 class _Workers:
@@ -200,9 +206,13 @@ class _Workers:
     def __init__(self, options: FetchOptions, workers: int, on_tally: Callable[[Tally], None]):
         self.count = workers
         self.on_tally = on_tally
-        # -j is shared by the workers; hosts are not (each host is one worker's).
+        # -j is shared by the workers, as tokens in a pipe that any of them may draw from (hosts.py);
+        # hosts are not (each host is one worker's). Each worker's share of -j sizes its buffers.
+        self.slot_pipe = _slot_pipe(options.concurrency)
         per_worker = dataclasses.replace(options, concurrency=max(1, -(-options.concurrency // workers)),
-                                         body_memory=options.body_memory_default() // workers)
+                                         body_memory=options.body_memory_default() // workers,
+                                         shared_concurrency=options.concurrency if self.slot_pipe else None,
+                                         slot_pipe=self.slot_pipe)
         self.lock_file = tempfile.TemporaryFile()
         self.environment = dict(os.environ, **{OPTIONS_VARIABLE: options_to_environment(per_worker),
                                                LOCK_VARIABLE: str(self.lock_file.fileno()),
@@ -223,7 +233,7 @@ class _Workers:
             process = subprocess.Popen(
                 command, stdin=subprocess.PIPE, bufsize=0,
                 env=dict(self.environment, **{REPORT_VARIABLE: str(report_write)}),
-                pass_fds=(self.lock_file.fileno(), report_write),
+                pass_fds=(self.lock_file.fileno(), report_write, *(self.slot_pipe or ())),
             )
             os.close(report_write)
             dealt = queue.Queue(maxsize=16)  # short, so the parent's memory stays small
@@ -293,6 +303,8 @@ class _Workers:
         for process in self.processes:
             process.wait()
         self.lock_file.close()
+        for fd in self.slot_pipe or ():
+            os.close(fd)
 
     def check(self) -> None:
         failed = [p.returncode for p in self.processes if p.returncode != 0]
@@ -353,6 +365,26 @@ class _Chunks:
                         except BaseException as error:  # seen by the next add()
                             self.problem = error
                             return
+
+
+def _slot_pipe(concurrency: int) -> tuple[int, int] | None:
+    """A pipe holding `concurrency` tokens (bytes), its read end non-blocking; None when the
+    system will not give a pipe that large (the workers then split -j between them)."""
+    read_fd, write_fd = os.pipe()
+    try:
+        if concurrency > 65536:  # the default size
+            fcntl.fcntl(write_fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), concurrency)
+        os.set_blocking(write_fd, False)
+        written = os.write(write_fd, b"j" * concurrency)
+        os.set_blocking(write_fd, True)
+        if written != concurrency:
+            raise OSError("the pipe is too small")
+    except OSError:
+        os.close(read_fd)
+        os.close(write_fd)
+        return None
+    os.set_blocking(read_fd, False)
+    return read_fd, write_fd
 
 
 def _put_end(dealt: queue.Queue, process: subprocess.Popen) -> None:
