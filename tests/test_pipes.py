@@ -124,7 +124,7 @@ def test_worker_processes_give_every_record_once_in_whole_lines(pipeline, http_s
     (tmp_path / "in.jsonl").write_bytes(b"".join(lines))
     result = pipeline("a2d-fetch -w 3 -j 24 in.jsonl > out.jsonl")
     assert result.returncode == 0, result.stderr
-    assert b"a2d-fetch: 400 records, 355 downloaded, 45 failed or passed through (http_4xx 45)" in result.stderr
+    assert b"a2d-fetch: 400 records: 355 downloaded, 45 failed (http_4xx 45)\n" in result.stderr
     out = [orjson.loads(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert sorted(r["row"] for r in out) == list(range(400))
     for record in out:

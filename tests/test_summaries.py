@@ -65,3 +65,18 @@ def test_a2d_read_warns_about_an_empty_list(pipeline, tmp_path):
     result = pipeline("a2d-read urls.csv")
     assert result.returncode == 0 and result.stdout == b""
     assert b"a2d-read: warning: no rows in urls.csv\n" in result.stderr
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_fetch_counts_downloads_apart_from_records_passed_through(pipeline, http_server, workers):
+    records = b"".join(orjson.dumps(r) + b"\n" for r in [
+        {"url": http_server.url("summaries/new.bin"), "key": "0"},
+        {"url": http_server.url("summaries/had.bin"), "key": "1", "status": "success", "files": {"bin": "AAAA"}},
+        {"url": http_server.url("summaries/gone.bin"), "key": "2", "status": "failed_to_download",
+         "error_kind": "http_4xx", "error_message": "HTTP 404"},
+        {"url": http_server.url("summaries/404.bin", status=404), "key": "3"},
+    ])
+    result = pipeline(f"a2d-fetch -w {workers} | cat > /dev/null", input=records)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.endswith(b"a2d-fetch: 4 records: 1 downloaded, 1 failed (http_4xx 1), "
+                                  b"2 passed through untouched\n"), result.stderr

@@ -19,6 +19,7 @@ from ..fetch import (
     FetchOptions,
 )
 from ..fetch.dns import parse_server
+from ..fetch.engine import needs_fetch
 from ..fetch.processes import (
     Tally,
     fetch_in_workers,
@@ -177,11 +178,12 @@ class ByteSize(click.ParamType):
               help="Trust the certificate authorities in this PEM file instead of the system's.")
 @click.option("--retry-failed", is_flag=True,
               help="Fetch again records that already failed to download (by default they pass through).")
-@click.option("--ordered", is_flag=True,
-              help="Keep input order (a slow download holds back those after it); implies --workers 1.")
+@click.option("--ordered/--unordered", default=False, show_default=True,
+              help="Keep the input order on output (a slow download then holds back those after it; implies "
+                   "-w 1), or write each record as soon as it is done (the default: downloads finish out of order).")
 @click.option("-w", "--workers", default=0, show_default=True, type=click.IntRange(0),
-              help="Processes downloading in parallel; 0: one per core, at most 4. Use 1 when fanning out "
-                   "several pipelines per machine.")
+              help="Worker processes; 0: one per core (here at most 4: past that the network, not the CPU, is "
+                   "the limit), 1 runs in this process. Use 1 when fanning out several pipelines per machine.")
 @click.option("--worker", is_flag=True, hidden=True)
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
@@ -195,18 +197,31 @@ def main(inputs, workers, worker, on_error, output, console, **params):
     workers = 1 if options.ordered else (workers or min(4, _cores()))
     progress = _Progress(console) if console.progress else None
     tally = Tally()
+    passed = Tally()  # records a2d-fetch did not fetch: with a payload already, or settled
     try:
         if workers > 1 and output == "-" and _real_stdout():
-            tally = _fetch_in_processes(reader, options, workers, progress)
+            tally = _fetch_in_processes(reader, options, workers, progress, passed)
         else:
-            _fetch_here(reader, options, output, progress, tally)
+            _fetch_here(_noting_passes(reader, options, passed), options, output, progress, tally)
     finally:
         if progress:
             progress.close(tally)
     console.skipped(reader)
-    kinds = ", ".join(f"{kind} {count}" for kind, count in tally.kinds.most_common())
-    console.info(f"{tally.records} records, {tally.successes} downloaded, "
-                 f"{tally.records - tally.successes} failed or passed through" + (f" ({kinds})" if kinds else ""))
+    fetched_kinds = tally.kinds - passed.kinds
+    kinds = ", ".join(f"{kind} {count}" for kind, count in fetched_kinds.most_common())
+    downloaded = tally.successes - passed.successes
+    failed = tally.records - passed.records - downloaded
+    console.info(f"{tally.records} records: {downloaded} downloaded, {failed} failed" + (f" ({kinds})" if kinds else "")
+                 + (f", {passed.records} passed through untouched" if passed.records else ""))
+
+
+def _noting_passes(items, options, passed: Tally, record_of=lambda item: item):
+    """The input as it is, with the records a2d-fetch will pass on untouched counted in `passed`."""
+    for item in items:
+        record = record_of(item)
+        if not needs_fetch(record, options.retry_failed):
+            passed.add(record)
+        yield item
 
 
 def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_servers, system_dns, dns_cache, timeout,
@@ -266,7 +281,7 @@ def _fetch_here(reader, options, output, progress, tally: Tally) -> None:
                 progress.show(tally)
 
 
-def _fetch_in_processes(reader, options, workers, progress) -> Tally:
+def _fetch_in_processes(reader, options, workers, progress, passed: Tally) -> Tally:
     latest = [Tally()]
 
     def on_tally(tally: Tally) -> None:
@@ -275,7 +290,8 @@ def _fetch_in_processes(reader, options, workers, progress) -> Tally:
             progress.show(tally)
 
     sys.stdout.flush()
-    fetch_in_workers(reader.pairs(), options, workers, on_tally)
+    pairs = _noting_passes(reader.pairs(), options, passed, record_of=lambda pair: pair[1])
+    fetch_in_workers(pairs, options, workers, on_tally)
     return latest[0]
 
 

@@ -99,9 +99,10 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
 @click.option("--sniff/--no-sniff", default=True, show_default=True,
               help="Set mime and fix the extension of single payloads from their first bytes.")
 @click.option("-w", "--workers", type=click.IntRange(0), default=0, show_default=True,
-              help="Worker processes for the transforms; 0 means one per core, 1 runs in this process.")
+              help="Worker processes; 0: one per core, 1 runs in this process.")
 @click.option("--ordered/--unordered", default=True, show_default=True,
-              help="Keep the input order on output, or write each batch as soon as it is done.")
+              help="Keep the input order on output (the default: transforms of one kind take about as long), "
+                   "or write each batch as soon as it is done.")
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
