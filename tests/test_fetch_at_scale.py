@@ -92,7 +92,10 @@ def test_timeouts_fire_on_time_for_4000_downloads_in_flight():
     assert sum("no data for 2s" in r["error_message"] for r in stall) > 900
     assert sum("deadline of 6s" in r["error_message"] for r in drip) > 900
     assert all("no answer within 2s" in r["error_message"] for r in slow)
-    assert all(r["error_kind"] == "reset" for r in close)
+    # The closes too, unless the burst kept the server from accepting or reading them in time
+    # (seen: 85 of 1,000 in one run of the whole suite, none when run alone).
+    assert sum(r["error_kind"] == "reset" for r in close) > 850
+    assert {r["error_kind"] for r in close} <= {"reset", "timeout", "connect"}
     # On time: --timeout after the last data (at most ~1.5 s after the request here), the
     # deadline after the request; a second of slack for a loaded machine.
     assert min(r["fetch_seconds"] for r in stall + slow) >= 2 - 0.05
