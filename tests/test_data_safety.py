@@ -300,7 +300,7 @@ def test_a_hostile_image_header_fails_its_record_only(pipeline, tmp_path):
     import base64
 
     good = base64.b64encode(_png(32, 32)).decode()
-    hostile = base64.b64encode(_png(1, 80_000_000, pixels=b"\0\0\0\0")).decode()
+    hostile = base64.b64encode(_png(1, 20_000_000, pixels=b"\0\0\0\0")).decode()  # 20 Mpx from 4 bytes
     lines = [json.dumps({"url": f"u{i}", "status": "success", "files": {"png": data}})
              for i, data in enumerate([good, hostile, good])]
     (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")

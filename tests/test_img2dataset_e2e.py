@@ -88,15 +88,16 @@ def run_both(img2dataset: str, url_list: Path, fmt: str, output_format: str, tmp
                  "processes_count": 1, "thread_count": 4, "number_sample_per_shard": 4, **extra}
     if not fmt.startswith("txt"):
         arguments.update(caption_col="caption", save_additional_columns='["lang"]')
-    outputs = {}
-    for tool, command in (("img2dataset", img2dataset), ("any2dataset", "any2dataset")):
-        out = tmp_path / tool
+    running = {}
+    for tool, command in (("img2dataset", img2dataset), ("any2dataset", "any2dataset")):  # both at once
         argv = [command] + [item for name, value in arguments.items() for item in (f"--{name}", str(value))]
-        done = subprocess.run([*argv, "--output_folder", str(out)], capture_output=True, timeout=300,
-                              env=command_env({"NO_ALBUMENTATIONS_UPDATE": "1"}), cwd=tmp_path)
-        assert done.returncode in (0, 1) and out.is_dir(), (tool, done.stderr.decode()[-3000:])
-        outputs[tool] = out
-    return outputs["img2dataset"], outputs["any2dataset"]
+        running[tool] = subprocess.Popen([*argv, "--output_folder", str(tmp_path / tool)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.PIPE, env=command_env({"NO_ALBUMENTATIONS_UPDATE": "1"}),
+                                         cwd=tmp_path)
+    for tool, process in running.items():
+        _, stderr = process.communicate(timeout=300)
+        assert process.returncode in (0, 1) and (tmp_path / tool).is_dir(), (tool, stderr.decode()[-3000:])
+    return tmp_path / "img2dataset", tmp_path / "any2dataset"
 
 
 def listing(folder: Path) -> list[str]:
