@@ -50,7 +50,22 @@ def _sync(path: str) -> None:
         os.close(fd)
 
 
-class LocalDestination:
+class _ExistingFiles:
+    """What both destinations read of the files a folder had before this run."""
+
+    def open_existing(self, final_name: str):
+        raise NotImplementedError
+
+    def read_bytes(self, final_name: str) -> bytes | None:
+        """A file that was in the folder before this run, or None."""
+        stream = self.open_existing(final_name)
+        if stream is None:
+            return None
+        with stream:
+            return stream.read()
+
+
+class LocalDestination(_ExistingFiles):
     remote = False
 
     def __init__(self, folder: str):
@@ -71,14 +86,6 @@ class LocalDestination:
         Only one writer ever writes a shard, so any other temporary file of it is stale."""
         for name in self.leftovers.pop(shard_name, ()):
             _remove(os.path.join(self.folder, name))
-
-    def read_bytes(self, final_name: str) -> bytes | None:
-        """A file that was in the folder before this run, or None."""
-        stream = self.open_existing(final_name)
-        if stream is None:
-            return None
-        with stream:
-            return stream.read()
 
     def open_existing(self, final_name: str):
         """A file that was in the folder before this run, open for reading, or None."""
@@ -127,7 +134,7 @@ class LocalDestination:
         self.publish(final_name)
 
 
-class RemoteDestination:
+class RemoteDestination(_ExistingFiles):
     """Temporary files in a local scratch folder, uploaded file by file when whole."""
 
     remote = True
@@ -141,13 +148,6 @@ class RemoteDestination:
         except FileNotFoundError:
             listed = []
         self.existing = frozenset(posixpath.basename(p.rstrip("/")) for p in listed)
-
-    def read_bytes(self, final_name: str) -> bytes | None:
-        stream = self.open_existing(final_name)
-        if stream is None:
-            return None
-        with stream:
-            return stream.read()
 
     def open_existing(self, final_name: str):
         if final_name not in self.existing:
