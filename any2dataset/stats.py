@@ -179,7 +179,7 @@ class Counts:
     def add(self, record: dict) -> None:
         # The same rules as a2d-write's ShardStats, so stream and dataset reports agree.
         status = record.get("status") or "no_status"
-        self.statuses[status] += 1
+        self.statuses[rec.STATUS_ALIASES.get(status, status)] += 1
         kind = record.get("error_kind")
         if kind:
             self.error_kinds[kind] += 1
@@ -211,6 +211,7 @@ class Counts:
         status = table.column("status") if "status" in names else pa.nulls(rows, pa.string())
         present = 0
         for value, count in _value_counts(status):
+            value = rec.STATUS_ALIASES.get(value, value)  # (img2dataset's failed_to_resize)
             self.statuses[value or "no_status"] += count
             present += count
         if rows > present:

@@ -119,3 +119,22 @@ def test_metadata_has_img2dataset_columns_unless_all_columns(http_server, tmp_pa
     any2dataset.download(output_folder=str(tmp_path / "all"), all_columns=True, **common)
     schema, rows = rows_of(tmp_path / "all")
     assert {"size", "http_status", "error_kind", "fetch_seconds", "lang", "caption"} <= set(schema.names)
+
+
+def test_stats_and_read_back_take_img2dataset_status_names(pipeline, tmp_path):
+    records = b"".join(orjson.dumps(r) + b"\n" for r in [
+        {"url": "http://127.0.0.1:9/a", "status": "success", "files": {"jpg": "AAAA"}, "width": 1, "height": 1},
+        {"url": "http://127.0.0.1:9/b", "status": "failed_to_subsample", "error_kind": "decode_error",
+         "error_message": "Image decoding error"},
+    ])
+    columns = "url,key,status,error_message,width,height,original_width,original_height,exif,sha256"
+    written = pipeline(f"a2d-shard | a2d-write --like img2dataset --columns {columns} out/ && a2d-stats --json out/",
+                       input=records)
+    assert written.returncode == 0, written.stderr
+    assert pq.read_table(tmp_path / "out" / "00000.parquet").column("status").to_pylist() == [
+        "success", "failed_to_resize"]
+    report = orjson.loads(written.stdout)
+    assert report["warnings"] == [] and report["statuses"]["failed_to_subsample"] == 1
+    back = pipeline("a2d-read out/")
+    assert back.returncode == 0, back.stderr
+    assert [orjson.loads(line)["status"] for line in back.stdout.splitlines()] == ["success", "failed_to_subsample"]
