@@ -282,11 +282,17 @@ def check_before_work(stages: list[list[str]], url_list: str) -> None:
         raise UsageProblem(_in_our_words(error.format_message())) from None
     if url_list == "-":
         return
-    input_format = stages[0][stages[0].index("--input-format") + 1]
+    input_format = _read_format(stages)
     found = expand_paths([url_list], input_format)
     sizes = [_size(path) for path, _ in found]
     if found and all(size == 0 for size in sizes):
         raise NothingSucceeded(f"url_list {url_list}: empty, nothing to download")
+
+
+def _read_format(stages: list[list[str]]) -> str:
+    """The list format the read stage was given (stage_commands always gives one)."""
+    read = stages[0]
+    return read[read.index("--input-format") + 1]
 
 
 def _size(path: str) -> int | None:
@@ -340,7 +346,7 @@ def download(*positional, progress: bool = False, quiet: bool = False,
         return dataset_stats(output_folder)
     except UsageProblem:  # no shard at all: the list gave no row
         raise NothingSucceeded(f"url_list {url_list} gave no rows (input_format "
-                               f"{stages[0][stages[0].index('--input-format') + 1]}): nothing was written to "
+                               f"{_read_format(stages)}): nothing was written to "
                                f"{output_folder}") from None
 
 

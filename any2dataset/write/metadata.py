@@ -52,7 +52,7 @@ class Presentation:
         if self.everything:
             return record
         if self.columns is None:  # like img2dataset, with every field
-            shown = {name: value for name, value in record.items()}
+            shown = dict(record)
         else:
             shown = {name: record.get(name) for name in self.columns}
             if record.get(rec.FILES) is not None:
@@ -155,9 +155,8 @@ class MetadataSchema:
                                     or extra_types.get(name) or pa.string()) for name in self.columns]
             self.schema = pa.schema(self.fields + payload_fields)
             return
-        extra_fields = [pa.field(n, t or pa.string()) for n, t in extra_types.items() if n not in payloads]
-        for name, arrow_type in self.column_types.items():
-            extra_fields = [pa.field(f.name, arrow_type) if f.name == name else f for f in extra_fields]
+        extra_fields = [pa.field(n, self.column_types.get(n) or t or pa.string())
+                        for n, t in extra_types.items() if n not in payloads]
         self.fields = [pa.field(f.name, self.column_types.get(f.name, f.type)) for f in RESERVED_FIELDS] + extra_fields
         self.schema = pa.schema(self.fields + payload_fields + [pa.field(EXTRA_COLUMN, pa.string())])
 
