@@ -178,14 +178,23 @@ def find_or_build_venv() -> Path:
     return venv
 
 
+def video2dataset_argv(venv: Path, **kwargs) -> list[str]:
+    """The command that runs video2dataset.main.video2dataset(**kwargs) in the venv (kwargs as JSON)."""
+    return [str(_python(venv)), str(_driver(venv)), json.dumps(kwargs)]
+
+
+def video2dataset_env() -> dict:
+    """The environment for that command: no PYTHONPATH into a checkout, no wandb."""
+    return {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, "WANDB_MODE": "disabled"}
+
+
 def run_video2dataset(*, log: Path, timeout: float = 300, cwd: Path | None = None, venv: Path | None = None,
                       **kwargs) -> int:
     """video2dataset.main.video2dataset(**kwargs) in the venv; output to `log`; the exit code."""
-    venv = venv or find_or_build_venv()
+    argv = video2dataset_argv(venv or find_or_build_venv(), **kwargs)
     with open(log, "wb") as out:  # a file, not a pipe: a leftover worker may hold a pipe open
-        done = subprocess.run([str(_python(venv)), str(_driver(venv)), json.dumps(kwargs)], stdout=out,
-                              stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout,
-                              env={**os.environ, "WANDB_MODE": "disabled", "PYTHONPATH": ""})
+        done = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=cwd, timeout=timeout,
+                              env=video2dataset_env())
     return done.returncode
 
 
