@@ -26,7 +26,7 @@ STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dat
 IMG2DATASET_TYPES = {"width": pa.int32(), "height": pa.int32(), "original_width": pa.int32(),
                      "original_height": pa.int32()}
 IMG2DATASET_STATUSES = {"failed_to_subsample": "failed_to_resize"}
-LIKES = ("img2dataset",)
+LIKES = ("img2dataset", "video2dataset")
 _IMG2DATASET_SUCCESS_ONLY = ("md5", "sha256", "sha512", "xxh64", "exif")
 
 
@@ -66,6 +66,8 @@ class Presentation:
                         shown[name] = None
             elif "exif" in shown and shown["exif"] is None and record.get("width") is not None:
                 shown["exif"] = "{}"  # an image without EXIF tags
+        elif self.like == "video2dataset" and "clips" in shown and record.get("source_key") is not None:
+            shown["clips"] = [[record.get("clip_start"), record.get("clip_end")]]  # a clip's own span
         return shown
 
     def types(self) -> dict:
