@@ -223,9 +223,10 @@ def stage_commands(**arguments) -> list[list[str]]:
              "--timeout", str(reading["timeout"]), "--hash", "none"]
 
     stages = [read, shard, fetch]
+    # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
+    # fails rather than being saved as a sample.
     subsample = _subsample_stage(subsamplers, encode_formats, bool(a["clip_col"] and input_format != "txt"))
-    if subsample:
-        stages.append(["subsample", "-w", workers, *subsample])
+    stages.append(["subsample", "-w", workers, "--non-media", "fail", *subsample])
 
     presented = columns if input_format != "txt" else []
     if a["clip_col"] and input_format != "txt":
@@ -233,13 +234,14 @@ def stage_commands(**arguments) -> list[list[str]]:
     if a["caption_col"] and input_format != "txt":
         presented.append("caption")
     presented += ["url", "key", "status", "error_message"]
-    stages.append(["write", "--format", a["output_format"], *sizes, "--like", "video2dataset",
+    # video2dataset writes the .json (and .txt) of failed samples too
+    stages.append(["write", "--format", a["output_format"], *sizes, "--like", "video2dataset", "--keep-failed",
                    "--columns", ",".join(presented), out])
     return stages
 
 
 def _subsample_stage(subsamplers: dict, encode_formats: dict, clips: bool) -> list[str]:
-    """a2d-subsample's options for the configured subsamplers (none: no subsample stage)."""
+    """a2d-subsample's options for the configured subsamplers."""
     options = []
     if clips:
         clipping = subsamplers.get("ClippingSubsampler", {})

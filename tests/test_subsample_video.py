@@ -370,3 +370,15 @@ def test_clip_windows_first_keeps_one_window_per_span(media):
     assert [(c["clip_start"], c["clip_end"]) for c in first] == [(0.0, 1.0), (3.0, 4.0)]
     with pytest.raises(UsageProblem):
         VideoOptions(clip_length=1.0, clip_windows="last")
+
+
+def test_non_media_fail_fails_a_payload_that_is_neither_audio_nor_video(media):
+    page = {"key": "000000001", "url": "http://x/watch?v=1", "status": "success", "mime": "text/html",
+            "files": {"html": b"<html>a video page</html>"}}
+    failed, = run(VideoOptions(non_media="fail"), dict(page))
+    assert (failed["status"], failed["error_kind"]) == ("failed_to_subsample", "decode_error")
+    assert failed["error_message"].startswith("not audio or video: html (text/html)")
+    kept, = run(VideoOptions(non_media="keep", video_size=64), dict(page))
+    assert kept["status"] == "success" and kept["files"] == page["files"]
+    video, = run(VideoOptions(non_media="fail"), video_record(media))  # media pass, unchanged
+    assert video["status"] == "success" and video["files"]["mp4"] == media["av.mp4"]

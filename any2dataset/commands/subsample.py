@@ -68,6 +68,9 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               "that is not an image (an HTML error page, a text reply): fail (failed_to_subsample, decode_error, "
               "as img2dataset counts them) or keep (passed through as it is). [default: fail; keep when audio or "
               "video options are given too]")
+@click.option("--non-media", type=click.Choice(["keep", "fail"]), help="What becomes of a payload that is "
+              "neither audio nor video (an HTML page, a text reply): keep (passed through as it is) or fail "
+              "(failed_to_subsample, decode_error). [default: keep]")
 @click.option("--video-size", type=click.IntRange(min=2), help="Resize videos to this many pixels (see "
               "--video-resize-mode); dimensions are rounded to even numbers. Audio and video options need ffmpeg.")
 @click.option("--video-resize-mode", type=click.Choice(["scale", "crop", "pad"]), default="scale", show_default=True,
@@ -142,7 +145,7 @@ def _counted(records, statuses: Counter):
 def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,
                       video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
                       thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, non_images=None,
-                      keep_video=False, clip_windows="all",
+                      keep_video=False, clip_windows="all", non_media=None,
                       **other) -> SubsampleOptions:
     """The command's parameters (as click parsed them) as SubsampleOptions, with the media tools they
     need checked now (not in a worker); the all-in-one uses it too."""
@@ -151,7 +154,7 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
                          audio_format=audio_format, audio_rate=audio_rate, audio_channels=audio_channels, probe=probe,
                          thumbnails=thumbnails, clip_length=clip_length, use_clips=use_clips,
                          min_clip_length=min_clip_length, timeout=ffmpeg_timeout, keep_video=keep_video,
-                         clip_windows=clip_windows)
+                         clip_windows=clip_windows, non_media=non_media or "keep")
     options = SubsampleOptions(
         selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
                             where=tuple(Condition.parse(text) for text in conditions)),

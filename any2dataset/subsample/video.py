@@ -119,6 +119,7 @@ class VideoOptions:
     timeout: float = 120.0  # seconds, for each ffmpeg or ffprobe call
     keep_video: bool = False  # with audio_format: the video stays beside its audio track
     clip_windows: str = "all"  # all | first: the windows of clip_length kept from each span
+    non_media: str = "keep"  # keep | fail: what becomes of a payload that is neither audio nor video
 
     def __post_init__(self):
         if self.video_resize_mode not in RESIZE_MODES:
@@ -130,6 +131,8 @@ class VideoOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageProblem(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if self.non_media not in ("keep", "fail"):
+            raise UsageProblem(f"unknown non-media policy {self.non_media!r} (one of keep, fail)")
         if self.clip_windows not in ("all", "first"):
             raise UsageProblem(f"clip windows must be all or first, not {self.clip_windows!r}")
         if self.thumbnails < 0 or self.min_clip_length < 0:
@@ -139,7 +142,7 @@ class VideoOptions:
     def enabled(self) -> bool:
         """Whether any option asks for work (else the transform passes everything through)."""
         return bool(self.video_size or self.video_fps or self.audio_format or self.audio_rate or self.audio_channels
-                    or self.probe or self.thumbnails or self.clip_length or self.use_clips)
+                    or self.probe or self.thumbnails or self.clip_length or self.use_clips or self.non_media == "fail")
 
     @property
     def changes_video(self) -> bool:
@@ -213,6 +216,11 @@ class VideoTransform:
             return [record]
         extension = media_payload(record)
         if extension is None:
+            files = record.get(rec.FILES)
+            if files and self.options.non_media == "fail":
+                what = ", ".join(sorted(files)) + (f" ({record['mime']})" if record.get("mime") else "")
+                return [rec.failure(record, "failed_to_subsample", "decode_error",
+                                    f"not audio or video: {what} (--non-media keep passes other files through)")]
             return [record]
         payload = record[rec.FILES][extension]
         if isinstance(payload, str):
