@@ -139,6 +139,13 @@ def test_a_yaml_config_sets_shards_clips_and_resolution(tmp_path, videos):
     second = pq.read_table(tmp_path / "out" / "0001.parquet").to_pylist()
     assert [(row["key"], row["status"]) for row in second] == [("00010", "failed_to_subsample")]
     assert "no clip of at least 0.5 s" in second[0]["error_message"]
+    # _stats.json counts source rows, as video2dataset does, and has its bytes_downloaded
+    stats = [json.loads((tmp_path / "out" / f"000{shard}_stats.json").read_text()) for shard in (0, 1)]
+    assert [(s["count"], s["successes"], s["failed_to_subsample"]) for s in stats] == [(2, 2, 0), (1, 0, 1)]
+    assert stats[0]["bytes_downloaded"] == sum((tmp_path / "members" / f"{key}.mp4").stat().st_size
+                                               for key in ("00000_00000", "00001_00000"))
+    summary = subprocess.run(["a2d-stats", str(tmp_path / "out")], capture_output=True, text=True, timeout=60)
+    assert summary.returncode == 0 and "warning" not in summary.stderr, summary.stderr  # no false disagreement
 
 
 def test_encode_formats_with_audio_writes_both_or_the_audio_only(tmp_path, videos):
