@@ -305,7 +305,7 @@ def _size(path: str) -> int | None:
         return None
 
 
-def _remove_output(folder: str) -> None:
+def remove_output(folder: str) -> None:
     import fsspec
 
     fs, path = fsspec.core.url_to_fs(folder)
@@ -328,20 +328,26 @@ def download(*positional, progress: bool = False, quiet: bool = False,
     if "input_format" in arguments and guess is not None and given != guess:
         note(f"url_list {url_list} looks like {guess}, read as input_format {arguments['input_format']} as given")
     check_before_work(stages, url_list)
+    output_folder = arguments.get("output_folder", DEFAULTS["output_folder"])
     if arguments.get("incremental_mode") == "overwrite":
-        _remove_output(arguments.get("output_folder", DEFAULTS["output_folder"]))
+        remove_output(output_folder)
+    parts = max(1, int(arguments.get("processes_count", DEFAULTS["processes_count"])))
+    return run_download(stages, url_list, output_folder, parts, progress=progress, quiet=quiet)
+
+
+def run_download(stages: list[list[str]], url_list: str, output_folder: str, parts: int, progress: bool = False,
+                 quiet: bool = False, environment: dict | None = None) -> dict:
+    """Run the stages over `url_list` into `output_folder`; the a2d-stats report of the folder."""
     if any(stage[0] == "subsample" for stage in stages):
         # Resizing is most of the CPU: a2d-subsample's own worker processes keep every core busy,
         # where one process per part left a third of them idle (benchmarks/README.md).
-        run_stages(stages, progress=progress, quiet=quiet)
+        run_stages(stages, progress=progress, quiet=quiet, environment=environment)
     else:
-        parts = max(1, int(arguments.get("processes_count", DEFAULTS["processes_count"])))
-        if str(arguments["url_list"]) == "-":
+        if url_list == "-":
             parts = 1  # standard input can be read once
-        run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet)
+        run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet, environment=environment)
     from .stats import dataset_stats
 
-    output_folder = arguments.get("output_folder", DEFAULTS["output_folder"])
     try:
         return dataset_stats(output_folder)
     except UsageProblem:  # no shard at all: the list gave no row
@@ -375,7 +381,8 @@ def _first_shard_settled(stages: list[list[str]]) -> list[list[str]]:
     return settled
 
 
-def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = False) -> None:
+def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = False,
+               environment: dict | None = None) -> None:
     """Run the stages as one pipeline of processes; raise StageFailed for the first that failed."""
     processes, previous = [], None
     try:
@@ -386,7 +393,8 @@ def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = Fa
                 command.append("--progress")
             if quiet:
                 command.append("--quiet")
-            process = subprocess.Popen(command, stdin=previous, stdout=None if last else subprocess.PIPE)
+            process = subprocess.Popen(command, stdin=previous, stdout=None if last else subprocess.PIPE,
+                                       env=dict(os.environ, **(environment or {})))
             if previous is not None:
                 previous.close()  # the next stage holds it now: a dead reader gives the writer SIGPIPE
             previous = process.stdout
@@ -410,16 +418,17 @@ def _stop(processes: list) -> None:
 PART_VARIABLE = "A2D_ALL_IN_ONE_PART"  # what a part process runs: JSON of stages, part, parts, progress
 
 
-def run_parts(stages: list[list[str]], parts: int, progress: bool = False, quiet: bool = False) -> None:
+def run_parts(stages: list[list[str]], parts: int, progress: bool = False, quiet: bool = False,
+              environment: dict | None = None) -> None:
     """Run the stages as `parts` processes, each on its share of the shards; raise StageFailed
     for the first part that failed. (Each process is `python -m any2dataset.all_in_one`.)"""
     processes = []
     try:
         for part in range(parts):
             spec = {"stages": stages, "part": part, "parts": parts, "progress": progress, "quiet": quiet}
-            environment = dict(os.environ, **{PART_VARIABLE: json.dumps(spec)})
+            variables = dict(os.environ, **(environment or {}), **{PART_VARIABLE: json.dumps(spec)})
             stdin = None if parts == 1 else subprocess.DEVNULL
-            processes.append(subprocess.Popen([sys.executable, "-m", "any2dataset.all_in_one"], env=environment,
+            processes.append(subprocess.Popen([sys.executable, "-m", "any2dataset.all_in_one"], env=variables,
                                               stdin=stdin, stdout=subprocess.DEVNULL))
         statuses = [process.wait() for process in processes]
     except BaseException:

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from any2dataset import __version__  # noqa: E402
 
-COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats", "all_in_one"]
+COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats", "all_in_one", "video2dataset"]
 
 EXIT_STATUS = [
     ("0", "Success. Also when a reader of the output went away (for example \\fB| head\\fR)."),
@@ -338,6 +338,36 @@ PROSE = {
             "any2dataset --url_list urls.txt --output_folder out --output_format webdataset --processes_count 2",
             "any2dataset --url_list urls.parquet --input_format parquet --caption_col caption "
             "--disable_all_reencoding True --output_folder s3://bucket/out",
+        ],
+    },
+    "video2dataset": {
+        "details": [
+            "a2d\\-video2dataset takes video2dataset's arguments (1.3), with its defaults (output folder "
+            "\\fIdataset\\fR, input format csv, output format files), and its config: a mapping of four sections, "
+            "given as \\fIdefault\\fR, as the path of a YAML file (PyYAML: the video2dataset extra), or inline "
+            "as a Python or JSON mapping. \\fBsubsampling\\fR: ClippingSubsampler (min_length, max_length, "
+            "max_length_strategy all or first; every precision is cut exactly, by re\\-encoding), "
+            "ResolutionSubsampler (video_size; resize_mode scale, scale,crop, scale,crop,pad, scale,pad or pad), "
+            "FrameSubsampler (frame_rate, downsample_method fps), AudioRateSubsampler (sample_rate, "
+            "n_audio_channels, encode_format) and FFProbeSubsampler; \\fBreading\\fR: timeout (yt_args apply "
+            "to video pages, which are not downloaded yet); \\fBstorage\\fR: number_sample_per_shard, "
+            "oom_shard_count; \\fBdistribution\\fR: processes_count, thread_count. They become the stage "
+            "commands a2d\\-read | a2d\\-shard | a2d\\-fetch | [a2d\\-subsample] | a2d\\-write \\-\\-like "
+            "video2dataset, run as \\fBany2dataset\\fR(1) runs them. The Python function "
+            "any2dataset.video2dataset() takes the same arguments.",
+            "Keys are video2dataset's (shard and index digits from number_sample_per_shard and "
+            "oom_shard_count), clips are samples keyed KEY_00000, KEY_00001 and so on, and the metadata "
+            "parquet and \\fI.json\\fR members have its columns: the kept list columns, clips (each clip's own "
+            "[[start, end]]), caption, url, key, status, error_message. What cannot run here is refused "
+            "before any work with the reason: the stages subset, optical_flow, caption and whisper, the "
+            "named configs downsample_ml, optical_flow and caption, cut detection and model subsamplers, "
+            "captions_are_subtitles, distributors other than multiprocessing, enable_wandb, max_shard_retry "
+            "other than 1.",
+        ],
+        "examples": [
+            "a2d-video2dataset --url_list videos.csv --caption_col caption --output_format webdataset "
+            "--output_folder dataset",
+            "a2d-video2dataset --url_list videos.parquet --input_format parquet --clip_col clips --config config.yaml",
         ],
     },
     "stats": {

@@ -14,6 +14,7 @@ from any2dataset.commands import read as read_command
 from any2dataset.commands import shard as shard_command
 from any2dataset.commands import stats as stats_command
 from any2dataset.commands import subsample as subsample_command
+from any2dataset.commands import video2dataset as video2dataset_command
 from any2dataset.commands import write as write_command
 
 COMMANDS = {
@@ -24,6 +25,7 @@ COMMANDS = {
     "a2d-subsample": subsample_command.main,
     "a2d-stats": stats_command.main,
     "any2dataset": all_in_one_command.main,
+    "a2d-video2dataset": video2dataset_command.main,
 }
 RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats"]  # commands that read records
 
@@ -161,7 +163,9 @@ def test_debug_shows_the_traceback(pipeline, tmp_path):
 
 @pytest.mark.parametrize("name", COMMANDS)
 def test_python_dash_m_runs_the_command(pipeline, name):
-    module = "any2dataset" if name == "any2dataset" else f"any2dataset.{name.removeprefix('a2d-')}"
+    # (any2dataset.video2dataset is the function, as `from video2dataset import video2dataset`)
+    module = {"any2dataset": "any2dataset", "a2d-video2dataset": "any2dataset.commands.video2dataset"}.get(
+        name, f"any2dataset.{name.removeprefix('a2d-')}")
     result = pipeline(f"python -m {module} --help")
     assert result.returncode == 0 and b"Example:" in result.stdout
 

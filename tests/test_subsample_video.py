@@ -338,3 +338,47 @@ def test_clips_through_subsample_and_write_make_a_complete_shard(media, pipeline
     assert {r["shard_size"] for r in table} == {3} and len(table) == 5  # 2 sources x 2 clips + 1 failure
     stats = orjson.loads((tmp_path / "out" / "00000_stats.json").read_bytes())
     assert stats["successes"] == 4 and stats["failed_to_download"] == 1
+
+
+def test_keep_video_keeps_the_video_as_it_came_beside_its_audio_track(media, tmp_path):
+    out, = run(VideoOptions(audio_format="m4a", keep_video=True), video_record(media, size=len(media["av.mp4"])))
+    assert out["status"] == "success"
+    assert out["files"]["mp4"] == media["av.mp4"]  # not re-encoded
+    assert stream(probe(out["files"]["m4a"], tmp_path, "m4a"), "audio")["codec_name"] == "aac"
+    assert not any(s["codec_type"] == "video" for s in probe(out["files"]["m4a"], tmp_path, "m4a")["streams"])
+    assert out["mime"] == "video/mp4" and out["size"] == len(media["av.mp4"])  # they describe the video still
+    # without keep_video the audio track replaces the video
+    alone, = run(VideoOptions(audio_format="m4a"), video_record(media))
+    assert "mp4" not in alone["files"] and "m4a" in alone["files"]
+
+
+def test_keep_video_with_clips_cuts_both(media, tmp_path):
+    clips = run(VideoOptions(audio_format="m4a", keep_video=True, use_clips=True),
+                video_record(media, clips=[[0.0, 1.0], [2.0, 3.5]]))
+    assert [clip["key"] for clip in clips] == ["000000007_00000", "000000007_00001"]
+    for clip, length in zip(clips, (1.0, 1.5)):
+        for extension in ("mp4", "m4a"):
+            duration = float(probe(clip["files"][extension], tmp_path, extension)["format"]["duration"])
+            assert abs(duration - length) < 0.1, (extension, duration)
+
+
+def test_clip_windows_first_keeps_one_window_per_span(media):
+    spans = [[0.0, 2.5], [3.0, 4.0]]
+    every = run(VideoOptions(use_clips=True, clip_length=1.0), video_record(media, clips=spans))
+    first = run(VideoOptions(use_clips=True, clip_length=1.0, clip_windows="first"), video_record(media, clips=spans))
+    assert [(c["clip_start"], c["clip_end"]) for c in every] == [(0.0, 1.0), (1.0, 2.0), (2.0, 2.5), (3.0, 4.0)]
+    assert [(c["clip_start"], c["clip_end"]) for c in first] == [(0.0, 1.0), (3.0, 4.0)]
+    with pytest.raises(UsageProblem):
+        VideoOptions(clip_length=1.0, clip_windows="last")
+
+
+def test_non_media_fail_fails_a_payload_that_is_neither_audio_nor_video(media):
+    page = {"key": "000000001", "url": "http://x/watch?v=1", "status": "success", "mime": "text/html",
+            "files": {"html": b"<html>a video page</html>"}}
+    failed, = run(VideoOptions(non_media="fail"), dict(page))
+    assert (failed["status"], failed["error_kind"]) == ("failed_to_subsample", "decode_error")
+    assert failed["error_message"].startswith("not audio or video: html (text/html)")
+    kept, = run(VideoOptions(non_media="keep", video_size=64), dict(page))
+    assert kept["status"] == "success" and kept["files"] == page["files"]
+    video, = run(VideoOptions(non_media="fail"), video_record(media))  # media pass, unchanged
+    assert video["status"] == "success" and video["files"]["mp4"] == media["av.mp4"]

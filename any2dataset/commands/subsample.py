@@ -68,6 +68,9 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               "that is not an image (an HTML error page, a text reply): fail (failed_to_subsample, decode_error, "
               "as img2dataset counts them) or keep (passed through as it is). [default: fail; keep when audio or "
               "video options are given too]")
+@click.option("--non-media", type=click.Choice(["keep", "fail"]), help="What becomes of a payload that is "
+              "neither audio nor video (an HTML page, a text reply): keep (passed through as it is) or fail "
+              "(failed_to_subsample, decode_error). [default: keep]")
 @click.option("--video-size", type=click.IntRange(min=2), help="Resize videos to this many pixels (see "
               "--video-resize-mode); dimensions are rounded to even numbers. Audio and video options need ffmpeg.")
 @click.option("--video-resize-mode", type=click.Choice(["scale", "crop", "pad"]), default="scale", show_default=True,
@@ -77,6 +80,8 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
 @click.option("--audio-format", type=click.Choice(["flac", "mp3", "wav", "ogg", "opus", "m4a", "aac"]),
               help="Write audio in this format; a video becomes its audio track unless --video-size or "
                    "--video-fps keeps the video too.")
+@click.option("--keep-video", is_flag=True, help="With --audio-format: keep the video payload too (as it came, "
+              "unless a video option re-encodes it), as video2dataset's encode_formats {video: mp4, audio: m4a}.")
 @click.option("--audio-rate", type=click.IntRange(min=1), help="Resample audio to this many Hz.")
 @click.option("--audio-channels", type=click.IntRange(min=1), help="Mix audio to this many channels.")
 @click.option("--probe", is_flag=True, help="Add duration, width, height and video_metadata (from ffprobe) to "
@@ -88,6 +93,9 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
                    "KEY_00001 ... with source_key, clip_start, clip_end and clip_count.")
 @click.option("--use-clips", is_flag=True, help="Cut audio and video at the record's clips field "
               "([[start, end], ...], from a2d-read --clip-col).")
+@click.option("--clip-windows", type=click.Choice(["all", "first"]), default="all", show_default=True,
+              help="With --clip-length: every window of each span, or only the first (video2dataset's "
+                   "max_length_strategy).")
 @click.option("--min-clip-length", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Drop clips shorter than this many seconds.")
 @click.option("--ffmpeg-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
@@ -137,6 +145,7 @@ def _counted(records, statuses: Counter):
 def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,
                       video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
                       thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, non_images=None,
+                      keep_video=False, clip_windows="all", non_media=None,
                       **other) -> SubsampleOptions:
     """The command's parameters (as click parsed them) as SubsampleOptions, with the media tools they
     need checked now (not in a worker); the all-in-one uses it too."""
@@ -144,7 +153,8 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
     video = VideoOptions(video_size=video_size, video_resize_mode=video_resize_mode, video_fps=video_fps,
                          audio_format=audio_format, audio_rate=audio_rate, audio_channels=audio_channels, probe=probe,
                          thumbnails=thumbnails, clip_length=clip_length, use_clips=use_clips,
-                         min_clip_length=min_clip_length, timeout=ffmpeg_timeout)
+                         min_clip_length=min_clip_length, timeout=ffmpeg_timeout, keep_video=keep_video,
+                         clip_windows=clip_windows, non_media=non_media or "keep")
     options = SubsampleOptions(
         selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
                             where=tuple(Condition.parse(text) for text in conditions)),

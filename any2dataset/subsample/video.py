@@ -117,6 +117,9 @@ class VideoOptions:
     use_clips: bool = False
     min_clip_length: float = 0.0
     timeout: float = 120.0  # seconds, for each ffmpeg or ffprobe call
+    keep_video: bool = False  # with audio_format: the video stays beside its audio track
+    clip_windows: str = "all"  # all | first: the windows of clip_length kept from each span
+    non_media: str = "keep"  # keep | fail: what becomes of a payload that is neither audio nor video
 
     def __post_init__(self):
         if self.video_resize_mode not in RESIZE_MODES:
@@ -128,6 +131,10 @@ class VideoOptions:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise UsageProblem(f"{name.replace('_', ' ')} must be positive, got {value}")
+        if self.non_media not in ("keep", "fail"):
+            raise UsageProblem(f"unknown non-media policy {self.non_media!r} (one of keep, fail)")
+        if self.clip_windows not in ("all", "first"):
+            raise UsageProblem(f"clip windows must be all or first, not {self.clip_windows!r}")
         if self.thumbnails < 0 or self.min_clip_length < 0:
             raise UsageProblem("thumbnails and min clip length may not be negative")
 
@@ -135,7 +142,7 @@ class VideoOptions:
     def enabled(self) -> bool:
         """Whether any option asks for work (else the transform passes everything through)."""
         return bool(self.video_size or self.video_fps or self.audio_format or self.audio_rate or self.audio_channels
-                    or self.probe or self.thumbnails or self.clip_length or self.use_clips)
+                    or self.probe or self.thumbnails or self.clip_length or self.use_clips or self.non_media == "fail")
 
     @property
     def changes_video(self) -> bool:
@@ -209,6 +216,11 @@ class VideoTransform:
             return [record]
         extension = media_payload(record)
         if extension is None:
+            files = record.get(rec.FILES)
+            if files and self.options.non_media == "fail":
+                what = ", ".join(sorted(files)) + (f" ({record['mime']})" if record.get("mime") else "")
+                return [rec.failure(record, "failed_to_subsample", "decode_error",
+                                    f"not audio or video: {what} (--non-media keep passes other files through)")]
             return [record]
         payload = record[rec.FILES][extension]
         if isinstance(payload, str):
@@ -267,6 +279,8 @@ class VideoTransform:
                     windows.append((start + count * options.clip_length,
                                     min(end, start + (count + 1) * options.clip_length)))
                     count += 1
+                    if options.clip_windows == "first":
+                        break
             spans = windows
         shortest = max(options.min_clip_length, MIN_CLIP)
         kept = []
@@ -285,16 +299,18 @@ class VideoTransform:
         folder = os.path.dirname(source)
         has_video = media.video is not None
         has_audio = media.audio is not None
-        # audio_format turns a video into its audio track, unless the video is asked for too
-        video_out = has_video and (options.changes_video or (not options.audio_format and (
-            span is not None or options.changes_audio)))
+        # audio_format turns a video into its audio track, unless the video is asked for too;
+        # keep_video keeps it as it came unless it must change (a clip, a video option)
+        video_out = has_video and (options.changes_video or (span is not None and (
+            not options.audio_format or options.keep_video)) or (not options.audio_format and options.changes_audio))
         audio_out = has_audio and (bool(options.audio_format) or (not has_video and (
             options.changes_audio or span is not None)))
         if has_video and not video_out and options.audio_format and not has_audio:
             raise _Failed("rejected", f"no audio stream to write as {options.audio_format}")
         # where thumbnails come from: the input, or the re-encoded video once there is one
         result = {"files": {}, "main": None, "source": source, "offset": 0.0, "length": media.duration,
-                  "stream": media.video["index"] if has_video else None}
+                  "stream": media.video["index"] if has_video else None,
+                  "keeps_source": options.keep_video and has_video and not video_out}
         if span is not None:
             result["offset"], result["length"] = span[0], span[1] - span[0]
         video_end = _number(media.video.get("duration")) if has_video else None
@@ -383,17 +399,19 @@ class VideoTransform:
 
     def _finish(self, record: dict, extension: str, media: "Media", result: dict) -> dict:
         files = record[rec.FILES]
-        if result["main"] is not None:
+        # the media payload is replaced, unless the video stays beside a new audio track
+        replaced = result["main"] is not None and not result["keeps_source"]
+        if replaced:
             del files[extension]
         files.update(result["files"])
-        if result["main"] is not None:
+        if replaced:
             record["mime"] = result["mime"]
             record["size"] = len(files[result["main"]])
         if "width" in result:
             record["original_width"], record["original_height"] = media.width, media.height
             record["width"], record["height"] = result["width"], result["height"]
         if self.options.probe:
-            described = media if result["main"] is None else Media(self._probe(result["path"]))
+            described = Media(self._probe(result["path"])) if replaced else media
             record["duration"] = described.duration
             if described.video is not None:
                 record["width"], record["height"] = described.width, described.height

@@ -118,7 +118,7 @@ class _OpenShard:
                 self.clips_awaited[source] = awaited
             else:
                 self.clips_awaited.pop(source, None)
-        self.stats.add(shown, payload_bytes(record) if success else 0)
+        self.stats.add(shown, payload_bytes(record) if success else 0, source)
 
     def complete(self, size: int) -> bool:
         return len(self.source_rows) == size and not self.clips_awaited

@@ -26,7 +26,7 @@ STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dat
 IMG2DATASET_TYPES = {"width": pa.int32(), "height": pa.int32(), "original_width": pa.int32(),
                      "original_height": pa.int32()}
 IMG2DATASET_STATUSES = {"failed_to_subsample": "failed_to_resize"}
-LIKES = ("img2dataset",)
+LIKES = ("img2dataset", "video2dataset")
 _IMG2DATASET_SUCCESS_ONLY = ("md5", "sha256", "sha512", "xxh64", "exif")
 
 
@@ -66,6 +66,8 @@ class Presentation:
                         shown[name] = None
             elif "exif" in shown and shown["exif"] is None and record.get("width") is not None:
                 shown["exif"] = "{}"  # an image without EXIF tags
+        elif self.like == "video2dataset" and "clips" in shown and record.get("source_key") is not None:
+            shown["clips"] = [[record.get("clip_start"), record.get("clip_end")]]  # a clip's own span
         return shown
 
     def types(self) -> dict:
@@ -213,7 +215,10 @@ class ShardStats:
     """The counts img2dataset users check in `{shard}_stats.json`, plus bytes and error kinds."""
 
     def __init__(self, run_start_time: float | None = None, like: str | None = None):
-        self.like = like  # "img2dataset": its failed_to_resize among the counts
+        # "img2dataset": its failed_to_resize among the counts; "video2dataset": its
+        # bytes_downloaded, and clips counted once per source row, as it counts them
+        self.like = like
+        self.clipped_sources: set[str] = set()
         self.start_time = time.time()
         # When this run of a2d-write began: in a pipe, with the stages before it, so a dataset's
         # throughput counts the downloads too, not only the moments of writing.
@@ -223,10 +228,15 @@ class ShardStats:
         self.error_kinds = Counter()
         self.bytes = 0
 
-    def add(self, record: dict, written_bytes: int) -> None:
+    def add(self, record: dict, written_bytes: int, source: str | None = None) -> None:
+        """Count a row as shown; `source`: the source row's key of a clip."""
         status = record.get("status") or "no_status"
-        self.statuses[status] += 1
         self.bytes += written_bytes
+        if self.like == "video2dataset" and source is not None:
+            if source in self.clipped_sources:
+                return
+            self.clipped_sources.add(source)
+        self.statuses[status] += 1
         if status == "success":
             self.messages["success"] += 1
         elif record.get("error_message"):
@@ -247,6 +257,7 @@ class ShardStats:
             "failed_to_download": self.statuses["failed_to_download"],
             "failed_to_subsample": not_transformed,
             **({"failed_to_resize": not_transformed} if self.like == "img2dataset" else {}),
+            **({"bytes_downloaded": self.bytes} if self.like == "video2dataset" else {}),
             "filtered": self.statuses["filtered"],
             "no_status": self.statuses["no_status"],
             "bytes": self.bytes,

@@ -1,0 +1,318 @@
+"""`any2dataset.video2dataset()` and the `a2d-video2dataset` command: video2dataset's arguments
+and config files, our stages.
+
+video2dataset (1.3) takes a few arguments and a config (a name, a YAML file or a dict) with
+four sections: `subsampling` (which subsamplers run, with their args), `reading` (timeout,
+yt-dlp arguments), `storage` (shard sizes) and `distribution` (processes and threads). Both
+are translated into the stage commands
+
+    a2d-read | a2d-shard | a2d-fetch | [a2d-subsample] | a2d-write --like video2dataset
+
+and run as the all-in-one runs img2dataset's arguments (all_in_one.py). What cannot work
+here is refused with the reason, never ignored: the model stages and cut detection (issue
+17), distributors other than multiprocessing, wandb.
+"""
+
+import os
+
+from .all_in_one import (INPUT_FILE_FIELD, UNSUPPORTED, as_list, check_before_work, remove_output,
+                         run_download)
+from .errors import UsageProblem
+
+# video2dataset's signature, in its order.
+SIGNATURE = {
+    "url_list": None, "output_folder": "dataset", "output_format": "files", "input_format": "csv",
+    "encode_formats": None, "stage": "download", "url_col": "url", "caption_col": None, "clip_col": None,
+    "save_additional_columns": None, "enable_wandb": False, "wandb_project": "video2dataset",
+    "incremental_mode": "incremental", "max_shard_retry": 1, "tmp_dir": "/tmp", "config": "default",
+}
+ORDER = list(SIGNATURE)
+
+# video2dataset's configs/default.yaml.
+DEFAULT_CONFIG = {
+    "subsampling": {},
+    "reading": {
+        "yt_args": {"download_size": 360, "download_audio_rate": 44100,
+                    "yt_metadata_args": {"writesubtitles": "all", "subtitleslangs": ["en"],
+                                         "writeautomaticsub": True, "get_info": True}},
+        "timeout": 60,
+        "sampler": None,
+    },
+    "storage": {"number_sample_per_shard": 1000, "oom_shard_count": 5, "captions_are_subtitles": False},
+    "distribution": {"processes_count": 16, "thread_count": 32, "subjob_size": 1000,
+                     "distributor": "multiprocessing"},
+}
+# Its other named configs, and why they cannot run here yet.
+NAMED_CONFIGS = {
+    "downsample_ml": "it detects cuts (CutDetectionSubsampler), which is not built yet",
+    "optical_flow": "it runs the optical flow model stage, which is not built yet",
+    "caption": "it runs a captioning model stage, which is not built yet",
+}
+NOT_YET = {
+    "CutDetectionSubsampler": "cut detection is not built yet",
+    "OpticalFlowSubsampler": "model stages (optical flow) are not built yet",
+    "CaptionSubsampler": "model stages (captioning) are not built yet",
+    "WhisperSubsampler": "model stages (speech transcription) are not built yet",
+}
+SUBSAMPLER_ARGS = {
+    "ClippingSubsampler": {"min_length", "max_length", "max_length_strategy", "precision"},
+    "ResolutionSubsampler": {"video_size", "height", "width", "resize_mode", "encode_format"},
+    "FrameSubsampler": {"frame_rate", "downsample_method", "encode_format"},
+    "AudioRateSubsampler": {"sample_rate", "encode_format", "n_audio_channels"},
+    "FFProbeSubsampler": {"extract_keyframes"},
+}
+# video2dataset's resize_mode (filters applied in this order: scale the height to the size,
+# crop the centre square, pad to the square) as a2d-subsample's --video-resize-mode.
+RESIZE_MODES = {"scale": "scale", "scale,crop": "crop", "scale,crop,pad": "crop", "scale,pad": "pad", "pad": "pad"}
+STAGES_NOT_HERE = {
+    "subset": "re-process a dataset with the stages: a2d-read DATASET | a2d-subsample ... | a2d-write OUT",
+    "optical_flow": "model stages are not built yet",
+    "caption": "model stages are not built yet",
+    "whisper": "model stages are not built yet",
+}
+
+
+def _loaded_config(config) -> dict:
+    """video2dataset's config argument (a name, a YAML file's path, or a dict) as a dict, its
+    sections merged over the default config's."""
+    if isinstance(config, str):
+        if config == "default":
+            config = {}
+        elif config in NAMED_CONFIGS:
+            raise UsageProblem(f"config {config!r} is not supported: {NAMED_CONFIGS[config]}")
+        else:
+            config = _read_yaml(config)
+    if not isinstance(config, dict):
+        raise UsageProblem(f"config must be a name, a YAML file or a dict, not {type(config).__name__}")
+    unknown = set(config) - set(DEFAULT_CONFIG)
+    if unknown:
+        raise UsageProblem(f"config: unknown section(s) {', '.join(sorted(unknown))} "
+                           f"(video2dataset's are {', '.join(DEFAULT_CONFIG)})")
+    merged = {}
+    for section, defaults in DEFAULT_CONFIG.items():
+        given = config.get(section) or {}
+        if not isinstance(given, dict):
+            raise UsageProblem(f"config: {section} must be a mapping")
+        merged[section] = given if section == "subsampling" else {**defaults, **given}
+    return merged
+
+
+def _read_yaml(path: str) -> dict:
+    try:
+        import yaml
+    except ImportError:
+        raise UsageProblem("a YAML config file needs PyYAML: pip install 'any2dataset[video2dataset]'") from None
+    import fsspec
+
+    try:
+        with fsspec.open(path, "r", encoding="utf-8") as file:
+            loaded = yaml.safe_load(file)
+    except FileNotFoundError:
+        raise UsageProblem(f"config {path!r}: no such file (nor one of the named configs default, "
+                           f"{', '.join(NAMED_CONFIGS)})") from None
+    except yaml.YAMLError as error:
+        raise UsageProblem(f"config {path}: not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(loaded, dict):
+        raise UsageProblem(f"config {path}: expected a mapping with subsampling, reading, storage, distribution")
+    return loaded
+
+
+def _subsampler_args(subsampling: dict) -> dict[str, dict]:
+    """Each configured subsampler's args, checked against what runs here."""
+    chosen = {}
+    for name, spec in subsampling.items():
+        if name in NOT_YET:
+            raise UsageProblem(f"config: subsampling.{name} is not supported: {NOT_YET[name]}")
+        if name not in SUBSAMPLER_ARGS:
+            raise UsageProblem(f"config: unknown subsampler {name} (supported: {', '.join(SUBSAMPLER_ARGS)})")
+        args = (spec or {}).get("args") or {}
+        unknown = set(args) - SUBSAMPLER_ARGS[name]
+        if unknown:
+            raise UsageProblem(f"config: subsampling.{name}.args: unknown {', '.join(sorted(unknown))}")
+        chosen[name] = args
+    return chosen
+
+
+def _check(arguments: dict, config: dict) -> None:
+    unknown = set(arguments) - set(SIGNATURE)
+    if unknown:
+        raise UsageProblem(f"unknown argument(s): {', '.join(sorted(unknown))}")
+    if not arguments.get("url_list"):
+        raise UsageProblem("url_list is required")
+    stage = arguments.get("stage", "download")
+    if stage in STAGES_NOT_HERE:
+        raise UsageProblem(f"stage={stage!r} is not supported: {STAGES_NOT_HERE[stage]}")
+    if stage != "download":
+        raise UsageProblem(f"unknown stage {stage!r}")
+    if arguments.get("enable_wandb"):
+        raise UsageProblem(f"enable_wandb is not supported: {UNSUPPORTED['enable_wandb']}")
+    if arguments.get("max_shard_retry", 1) != 1:
+        raise UsageProblem(f"max_shard_retry={arguments['max_shard_retry']!r} is not supported: "
+                           f"{UNSUPPORTED['max_shard_retry']}")
+    if arguments.get("incremental_mode", "incremental") not in ("incremental", "overwrite"):
+        raise UsageProblem("incremental_mode must be incremental or overwrite")
+    if arguments.get("input_format") == "webdataset":
+        raise UsageProblem(f"input_format='webdataset' is not supported: {STAGES_NOT_HERE['subset']}")
+    storage, distribution, reading = config["storage"], config["distribution"], config["reading"]
+    if storage["captions_are_subtitles"]:
+        raise UsageProblem("config: storage.captions_are_subtitles is not supported: subtitles from video "
+                           "pages (yt-dlp) are not built yet")
+    if distribution["distributor"] != "multiprocessing":
+        raise UsageProblem(f"config: distribution.distributor={distribution['distributor']!r} is not supported: "
+                           f"{UNSUPPORTED['distributor']}")
+    if reading["sampler"] is not None:
+        raise UsageProblem("config: reading.sampler is not supported: take part of the shards with "
+                           "a2d-shard --part I/N")
+    unknown = set(reading) - set(DEFAULT_CONFIG["reading"])
+    unknown |= {f"storage.{k}" for k in set(storage) - set(DEFAULT_CONFIG["storage"])}
+    unknown |= {f"distribution.{k}" for k in set(distribution) - set(DEFAULT_CONFIG["distribution"])}
+    if unknown:
+        raise UsageProblem(f"config: unknown setting(s) {', '.join(sorted(unknown))}")
+
+
+def _encode_formats(value) -> dict:
+    if value is None:
+        return {"video": "mp4"}
+    if isinstance(value, str):
+        import ast
+
+        try:
+            value = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            raise UsageProblem(f"encode_formats must be a dict such as {{'video': 'mp4', 'audio': 'm4a'}}, "
+                               f"not {value!r}") from None
+    if not isinstance(value, dict) or not value or set(value) - {"video", "audio"}:
+        raise UsageProblem(f"encode_formats must map video and/or audio to an extension, not {value!r}")
+    if value.get("video", "mp4") != "mp4":
+        raise UsageProblem(f"encode_formats video={value['video']!r} is not supported: videos are written as "
+                           f"downloaded, or as mp4 when re-encoded")
+    return value
+
+
+def stage_commands(**arguments) -> list[list[str]]:
+    """The stage commands (argument lists after `python -m any2dataset.STAGE`) for
+    video2dataset's arguments."""
+    a = {**SIGNATURE, **arguments}
+    config = _loaded_config(a["config"])
+    _check(arguments, config)
+    subsamplers = _subsampler_args(config["subsampling"])
+    encode_formats = _encode_formats(a["encode_formats"])
+    storage, distribution, reading = config["storage"], config["distribution"], config["reading"]
+    out = a["output_folder"]
+    input_format = str(a["input_format"]).split(".")[0]
+    columns = as_list(a["save_additional_columns"]) or []
+
+    read = ["read", "--input-format", input_format, "--url-col", a["url_col"]]
+    if input_format == "txt":
+        read += ["--save-additional-columns", ""]
+    else:
+        read += ["--caption-col", a["caption_col"] or "", "--save-additional-columns", ",".join(columns)]
+        if a["clip_col"]:
+            read += ["--clip-col", a["clip_col"]]
+    read += ["--file-field", INPUT_FILE_FIELD, str(a["url_list"])]
+
+    sizes = ["--number-sample-per-shard", str(int(storage["number_sample_per_shard"])),
+             "--oom-shard-count", str(int(storage["oom_shard_count"]))]
+    shard = ["shard", *sizes, "--new-shard-on", INPUT_FILE_FIELD]
+    if a["incremental_mode"] == "incremental":
+        shard += ["--skip-done", out]
+
+    processes = max(1, int(distribution["processes_count"]))
+    workers = str(min(processes, os.cpu_count() or 1))
+    fetch = ["fetch", "-j", str(int(distribution["thread_count"]) * processes), "-w", workers,
+             "--timeout", str(reading["timeout"]), "--hash", "none"]
+
+    stages = [read, shard, fetch]
+    # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
+    # fails rather than being saved as a sample.
+    subsample = _subsample_stage(subsamplers, encode_formats, bool(a["clip_col"] and input_format != "txt"))
+    stages.append(["subsample", "-w", workers, "--non-media", "fail", *subsample])
+
+    presented = columns if input_format != "txt" else []
+    if a["clip_col"] and input_format != "txt":
+        presented.append("clips")
+    if a["caption_col"] and input_format != "txt":
+        presented.append("caption")
+    presented += ["url", "key", "status", "error_message"]
+    # video2dataset writes the .json (and .txt) of failed samples too
+    stages.append(["write", "--format", a["output_format"], *sizes, "--like", "video2dataset", "--keep-failed",
+                   "--columns", ",".join(presented), out])
+    return stages
+
+
+def _subsample_stage(subsamplers: dict, encode_formats: dict, clips: bool) -> list[str]:
+    """a2d-subsample's options for the configured subsamplers."""
+    options = []
+    if clips:
+        clipping = subsamplers.get("ClippingSubsampler", {})
+        options.append("--use-clips")
+        if clipping.get("min_length"):
+            options += ["--min-clip-length", str(float(clipping["min_length"]))]
+        max_length = float(clipping.get("max_length", 999999.0))
+        if max_length < 999999.0:
+            options += ["--clip-length", str(max_length)]
+            if clipping.get("max_length_strategy", "all") == "first":
+                options += ["--clip-windows", "first"]
+            elif clipping.get("max_length_strategy", "all") != "all":
+                raise UsageProblem("config: ClippingSubsampler max_length_strategy must be all or first")
+        if clipping.get("precision", "low") not in ("low", "keyframe_adjusted", "exact"):
+            raise UsageProblem("config: ClippingSubsampler precision must be low, keyframe_adjusted or exact")
+        # Every precision is cut exactly here (clips are re-encoded): see the README.
+    resolution = subsamplers.get("ResolutionSubsampler")
+    if resolution is not None:
+        size = int(resolution.get("video_size", -1))
+        height, width = int(resolution.get("height", -1)), int(resolution.get("width", -1))
+        if size <= 0 and height > 0 and height == width:
+            size = height
+        if size <= 0:
+            raise UsageProblem("config: ResolutionSubsampler needs video_size (or equal height and width): "
+                               "videos are resized to squares or by their shorter side here")
+        mode = str(resolution.get("resize_mode", "")).replace(" ", "")
+        if mode not in RESIZE_MODES:
+            raise UsageProblem(f"config: ResolutionSubsampler resize_mode {mode!r} is not supported "
+                               f"(supported: {', '.join(RESIZE_MODES)})")
+        options += ["--video-size", str(size), "--video-resize-mode", RESIZE_MODES[mode]]
+    frames = subsamplers.get("FrameSubsampler")
+    if frames is not None:
+        if frames.get("downsample_method", "fps") != "fps":
+            raise UsageProblem(f"config: FrameSubsampler downsample_method {frames['downsample_method']!r} is "
+                               f"not supported (fps is; a2d-subsample --thumbnails N takes frames as jpg)")
+        options += ["--video-fps", str(float(frames["frame_rate"]))]
+    audio = subsamplers.get("AudioRateSubsampler")
+    audio_format = encode_formats.get("audio")
+    if audio is not None:
+        audio_format = audio.get("encode_format") or audio_format
+        options += ["--audio-rate", str(int(audio["sample_rate"]))]
+        if audio.get("n_audio_channels"):
+            options += ["--audio-channels", str(int(audio["n_audio_channels"]))]
+    if audio_format:
+        options += ["--audio-format", audio_format]
+        if "video" in encode_formats:
+            options.append("--keep-video")
+    if "FFProbeSubsampler" in subsamplers:
+        options.append("--probe")
+    return options
+
+
+def video2dataset(*positional, progress: bool = False, quiet: bool = False, **arguments) -> dict:
+    """Download `url_list` into `output_folder` with video2dataset's arguments (by name, or by
+    position in its order); returns the a2d-stats report of the output folder. Raises
+    A2DError subclasses on failure, before any work when an argument is wrong."""
+    if len(positional) > len(ORDER):
+        raise UsageProblem(f"video2dataset() takes at most {len(ORDER)} positional arguments")
+    given = dict(zip(ORDER, positional))
+    twice = sorted(set(given) & set(arguments))
+    if twice:
+        raise UsageProblem(f"video2dataset() got {', '.join(twice)} both by position and by name")
+    arguments = {**given, **arguments}
+    stages = stage_commands(**arguments)
+    url_list = str(arguments["url_list"])
+    check_before_work(stages, url_list)
+    output_folder = arguments.get("output_folder", SIGNATURE["output_folder"])
+    if arguments.get("incremental_mode") == "overwrite":
+        remove_output(output_folder)
+    config = _loaded_config(arguments.get("config", "default"))
+    processes = min(max(1, int(config["distribution"]["processes_count"])), os.cpu_count() or 1)
+    environment = {"TMPDIR": str(arguments["tmp_dir"])} if arguments.get("tmp_dir") else {}
+    return run_download(stages, url_list, output_folder, processes, progress=progress, quiet=quiet,
+                        environment=environment)
