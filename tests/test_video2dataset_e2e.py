@@ -1,5 +1,6 @@
 """Differential tests: the real video2dataset 1.3.0 and `any2dataset.video2dataset` on the same lists,
-served by the same local server, compared output by output: the file names in the output folder,
+served by the same local server (ours: the a2d-video2dataset command, or any2dataset.video2dataset()
+in a subprocess when config is a dict), compared output by output: the file names in the output folder,
 shard folders and tars; the metadata parquet schema (names, arrow types, order) and rows; every .json
 member (keys in order, values); .txt members; the video bytes; _stats.json keys and counts; what an
 incremental rerun rewrites. The real tool runs in its own venv (tests/video2dataset_env.py).
@@ -15,8 +16,9 @@ Deliberate differences, left out of the comparison:
 - clip cut precision: video2dataset's default precision ("low") cuts with `-c copy` at keyframes, we
   re-encode exactly; clips are compared by their streams and duration (within CLIP_TOLERANCE s), and the
   test videos have a keyframe every 0.5 s so video2dataset's cuts land where asked;
-- a 404 is failed_to_download for us, while video2dataset saves the error page as the video with status
-  success (its media file, bytes_downloaded and counts move accordingly: checked, not ignored);
+- a 404 is failed_to_download for us, and a body that is not a video at an .mp4 URL failed_to_subsample,
+  while video2dataset saves either as the video with status success (the media member, the counts of
+  _stats.json move accordingly: checked, not ignored; bytes_downloaded is not compared then);
 - timings in _stats.json (duration, start_time, end_time);
 - the order of samples inside a tar and of rows inside a parquet (video2dataset's is completion order).
 """
@@ -132,11 +134,11 @@ def write_list(path: Path, fmt: str, rows: list[dict]) -> None:
 
 
 def our_argv(arguments: dict) -> list[str]:
-    """`python -m any2dataset.video2dataset --flag=value ...`; through the Python API when config is a dict."""
+    """Our a2d-video2dataset command (`--flag=value ...`); the Python API when config is a dict."""
     if isinstance(arguments.get("config"), dict):
         code = "import json, sys\nfrom any2dataset import video2dataset\nvideo2dataset(**json.loads(sys.argv[1]))\n"
         return [sys.executable, "-c", code, json.dumps(arguments)]
-    return [sys.executable, "-m", "any2dataset.video2dataset"] + [
+    return [sys.executable, "-m", "any2dataset.commands.video2dataset"] + [
         f"--{name}={value if isinstance(value, str) else json.dumps(value)}" for name, value in arguments.items()]
 
 
@@ -194,75 +196,112 @@ def probe(data: bytes) -> tuple[list[str], float]:
     return sorted(s["codec_type"] for s in info["streams"]), float(info["format"]["duration"])
 
 
-def same_video(ours: bytes, theirs: bytes, clip: bool, name: str) -> None:
+def video_difference(ours: bytes, theirs: bytes, clip: bool) -> str | None:
     if not clip:  # a downloaded video, written as it came
-        assert ours == theirs, name
-        return
+        return None if ours == theirs else f"other bytes ({len(ours)} against {len(theirs)})"
     (our_streams, our_duration), (their_streams, their_duration) = probe(ours), probe(theirs)
-    assert our_streams == their_streams, name
-    assert abs(our_duration - their_duration) <= CLIP_TOLERANCE, (name, our_duration, their_duration)
+    if our_streams != their_streams or abs(our_duration - their_duration) > CLIP_TOLERANCE:
+        return f"streams {our_streams} {our_duration:.2f} s against {their_streams} {their_duration:.2f} s"
+    return None
 
 
-def compare(theirs: Path, ours: Path, *, not_found: frozenset = frozenset()) -> None:
-    """Everything but the deliberate differences. not_found: keys of 404s (video2dataset saves the error page)."""
+def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> list[str]:
+    """Every difference but the deliberate ones, as `where: ours ... theirs ...` lines.
+    deliberate: key -> our status, for the replies video2dataset saves as the video with success
+    (a 404's error page, a body that is not a video) and we fail (no media member, another status)."""
+    deliberate = deliberate or {}
+    found = []
+
+    def check(same: bool, where: str, mine, their) -> None:
+        if not same:
+            found.append(f"{where}: ours {mine!r}, video2dataset {their!r}")
+
     their_schema, their_rows = metadata(theirs)
     our_schema, our_rows = metadata(ours)
-    saved_error_pages = {key for key in not_found if their_rows.get(key, {}).get("status") == "success"}
-    # the error pages video2dataset saved as videos: ours has no such member
-    expected = [name for name in listing(theirs)
-                if not (Path(name).stem in saved_error_pages and name.endswith(".mp4"))]
-    assert listing(ours) == expected
-    assert our_schema == their_schema
-    assert sorted(our_rows) == sorted(their_rows)
-    for key, row in their_rows.items():
-        mine = dict(our_rows[key])
-        if key in not_found:
-            assert mine.pop("status") == "failed_to_download", key
-            row = {name: value for name, value in row.items() if name not in ("status", "mp4")}
-            mine.pop("mp4", None)
+    saved_error_pages = {key for key in deliberate if their_rows.get(key, {}).get("status") == "success"}
+
+    def is_error_page(name: str) -> bool:  # ours has no such member
+        return name.endswith(".mp4") and name.split("/")[-1].split(".")[0] in saved_error_pages
+
+    their_listing = [name for name in listing(theirs) if not is_error_page(name)]
+    our_listing = listing(ours)
+    check(our_listing == their_listing, "output folder",
+          sorted(set(our_listing) - set(their_listing)), sorted(set(their_listing) - set(our_listing)))
+    check(our_schema == their_schema, "parquet schema", our_schema, their_schema)
+    check(sorted(our_rows) == sorted(their_rows), "parquet keys", sorted(our_rows), sorted(their_rows))
+    for key in sorted(set(our_rows) & set(their_rows)):
+        row, mine = dict(their_rows[key]), dict(our_rows[key])
+        if key in deliberate:
+            check(mine["status"] == deliberate[key], f"parquet row {key} status", mine["status"], deliberate[key])
+            for name in ("status", "error_message", "mp4"):
+                row.pop(name, None), mine.pop(name, None)
         for name, value in row.items():
-            if name == "mp4" and value is not None:
-                same_video(mine["mp4"], value, "clips" in row and "_" in key, key)
-            elif name != "error_message":
-                assert mine[name] == value, (key, name, mine[name], value)
-        assert (mine["error_message"] is None) == (row["error_message"] is None), key
+            if name not in mine:
+                continue  # reported with the schema
+            if name == "mp4" and value is not None and mine[name] is not None:
+                problem = video_difference(mine[name], value, "_" in key)
+                check(problem is None, f"parquet row {key} mp4", problem, "")
+            elif name == "error_message":
+                check((mine[name] is None) == (value is None), f"parquet row {key} error_message", mine[name], value)
+            else:
+                check(mine[name] == value, f"parquet row {key} {name}", mine[name], value)
     their_members, our_members = members(theirs), members(ours)
-    assert sorted(our_members) == sorted(name for name in their_members
-                                         if not (name.split("/")[-1].split(".")[0] in saved_error_pages
-                                                 and name.endswith(".mp4")))
-    for name, data in their_members.items():
-        key = Path(name).name.split(".")[0]
+    expected = sorted(name for name in their_members if not is_error_page(name))
+    check(sorted(our_members) == expected, "sample members",
+          sorted(set(our_members) - set(expected)), sorted(set(expected) - set(our_members)))
+    for name in sorted(set(their_members) & set(our_members)):
+        data, key = their_members[name], name.split("/")[-1].split(".")[0]
         if name.endswith(".json"):
             their_json, our_json = json.loads(data), json.loads(our_members[name])
-            assert list(our_json) == list(their_json), name
-            skip = {"error_message", "status"} if key in not_found else {"error_message"}
-            assert {k: v for k, v in our_json.items() if k not in skip} == \
-                {k: v for k, v in their_json.items() if k not in skip}, name
-            assert (our_json["error_message"] is None) == (their_json["error_message"] is None), name
-        elif name.endswith(".txt"):
-            assert our_members[name] == data, name
-        elif key not in saved_error_pages:
-            same_video(our_members[name], data, "_" in key, name)
-    for stats in sorted(theirs.glob("*_stats.json")):
-        their_stats, our_stats = json.loads(stats.read_text()), json.loads((ours / stats.name).read_text())
-        assert list(our_stats) == list(their_stats), stats.name
-        moved = sum(1 for key in saved_error_pages if stats.name == f"{shard_of(theirs, key)}_stats.json")
-        for name, value in their_stats.items():
-            mine = our_stats[name]
-            if name in TIMINGS:
-                assert isinstance(mine, float), (stats.name, name)
-            elif name == "status_dict":  # its error keys are error messages
-                assert mine.get("success", 0) == value.get("success", 0) - moved, stats.name
-                assert sum(mine.values()) == sum(value.values()), stats.name
-            elif name == "successes":
-                assert mine == value - moved, (stats.name, name)
-            elif name == "failed_to_download":
-                assert mine == value + moved, (stats.name, name)
-            elif name == "bytes_downloaded":
-                if not moved:
-                    assert mine == value, (stats.name, name)
+            check(list(our_json) == list(their_json), f"{name} keys", list(our_json), list(their_json))
+            skip = {"error_message", "status"} if key in deliberate else {"error_message"}
+            for field in their_json:
+                if field in our_json and field not in skip:
+                    check(our_json[field] == their_json[field], f"{name} {field}", our_json[field], their_json[field])
+            if key in deliberate:
+                check(our_json.get("status") == deliberate[key], f"{name} status", our_json.get("status"),
+                      deliberate[key])
             else:
-                assert mine == value, (stats.name, name)
+                check((our_json.get("error_message") is None) == (their_json["error_message"] is None),
+                      f"{name} error_message", our_json.get("error_message"), their_json["error_message"])
+        elif name.endswith(".txt"):
+            check(our_members[name] == data, name, our_members[name], data)
+        else:
+            problem = video_difference(our_members[name], data, "_" in key)
+            check(problem is None, name, problem, "")
+    for stats in sorted(theirs.glob("*_stats.json")):
+        their_stats = json.loads(stats.read_text())
+        if not (ours / stats.name).exists():
+            continue  # reported with the folder
+        our_stats = json.loads((ours / stats.name).read_text())
+        # ours may have more keys (a2d-stats' own), but video2dataset's all, in its order
+        check([name for name in our_stats if name in their_stats] == list(their_stats), f"{stats.name} keys",
+              list(our_stats), list(their_stats))
+        moved = {status: sum(1 for key in saved_error_pages if deliberate[key] == status
+                             and stats.name == f"{shard_of(theirs, key)}_stats.json")
+                 for status in ("failed_to_download", "failed_to_subsample")}
+        for name, value in their_stats.items():
+            if name not in our_stats:
+                continue
+            mine, where = our_stats[name], f"{stats.name} {name}"
+            if name in TIMINGS:
+                check(isinstance(mine, float), where, mine, value)
+            elif name == "status_dict":  # its error keys are error messages
+                check(mine.get("success", 0) == value.get("success", 0) - sum(moved.values()), where + " success",
+                      mine, value)
+                check(sum(mine.values()) == sum(value.values()), where + " total", mine, value)
+            elif name == "successes":
+                check(mine == value - sum(moved.values()), where, mine, value)
+            elif name in moved:
+                check(mine == value + moved[name], where, mine, value)
+            elif name != "bytes_downloaded" or not any(moved.values()):
+                check(mine == value, where, mine, value)
+    return found
+
+
+def compare(theirs: Path, ours: Path, deliberate: dict | None = None) -> None:
+    found = differences(theirs, ours, deliberate)
+    assert not found, f"{len(found)} differences:\n" + "\n".join(found[:60])
 
 
 def shard_of(folder: Path, key: str) -> str:
@@ -333,9 +372,12 @@ def test_clip_keys_and_spans_as_video2dataset(runs):
 def test_failures_as_video2dataset(runs, video_server):
     theirs, ours = runs("failures")
     rows = metadata(theirs)[1]
-    not_found = frozenset(key for key, row in rows.items() if row["url"].endswith("/missing.mp4"))
-    assert len(not_found) == 1
-    compare(theirs, ours, not_found=not_found)
+    # a 404 fails to download, a body that is not a video fails to subsample; video2dataset saves both
+    deliberate = {key: status for key, row in rows.items() for name, status in
+                  (("/missing.mp4", "failed_to_download"), ("/words.mp4", "failed_to_subsample"))
+                  if row["url"].endswith(name)}
+    assert len(deliberate) == 2
+    compare(theirs, ours, deliberate)
 
 
 def test_an_incremental_rerun_as_video2dataset(runs, venv):
