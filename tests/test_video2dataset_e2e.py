@@ -27,7 +27,6 @@ import copy
 import functools
 import http.server
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +38,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, command_env
+from conftest import command_env
 from video2dataset_env import find_or_build_venv, video2dataset_argv, video2dataset_env
 
 if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
@@ -148,8 +147,6 @@ def run_both(venv: Path, folder: Path, **arguments) -> tuple[Path, Path]:
     commands = {"video2dataset": (video2dataset_argv(venv, **arguments, output_folder=str(theirs)),
                                   video2dataset_env()),
                 "any2dataset": (our_argv({**arguments, "output_folder": str(ours)}), command_env())}
-    if os.environ.get("A2D_V2D_SELFTEST"):  # TEMPORARY: the harness against video2dataset itself
-        commands["any2dataset"] = (video2dataset_argv(venv, **arguments, output_folder=str(ours)), video2dataset_env())
     running = {}
     for tool, (argv, env) in commands.items():
         # output to a file, not a pipe: a worker video2dataset leaves behind may hold a pipe open
