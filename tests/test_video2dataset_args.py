@@ -101,8 +101,8 @@ def test_defaults_and_positional_arguments_as_video2dataset(tmp_path, videos, mo
     assert table.column_names == ["lang", "url", "key", "status", "error_message"]
     assert table.column("key").to_pylist() == ["00000000", "00000001", "00000002"]
     sample = json.loads((tmp_path / "dataset" / "00000" / "00000001.json").read_text())
-    assert sample == {"lang": "l1", "url": f"{videos}/v1.mp4", "key": "00000001", "status": "success",
-                      "error_message": None}
+    assert list(sample.items()) == [("lang", "l1"), ("url", f"{videos}/v1.mp4"), ("key", "00000001"),
+                                    ("status", "success"), ("error_message", None), ("yt_meta_dict", None)]
     with urllib.request.urlopen(f"{videos}/v1.mp4") as reply:  # as served: no option asked for a re-encode
         assert (tmp_path / "dataset" / "00000" / "00000001.mp4").read_bytes() == reply.read()
 
@@ -130,8 +130,9 @@ def test_a_yaml_config_sets_shards_clips_and_resolution(tmp_path, videos):
     # v0: [0, 2.5] -> its first 1 s window; [2.6, 2.8] is under min_length. v1: [1, 1.7].
     assert members == [f"{key}.{ext}" for key in ("00000_00000", "00001_00000") for ext in ("json", "mp4", "txt")]
     first = json.loads((tmp_path / "members" / "00000_00000.json").read_text())
-    assert first == {"clips": [[0.0, 1.0]], "caption": "a", "url": f"{videos}/v0.mp4", "key": "00000_00000",
-                     "status": "success", "error_message": None}
+    assert list(first.items()) == [("caption", "a"), ("url", f"{videos}/v0.mp4"), ("key", "00000_00000"),
+                                   ("status", "success"), ("error_message", None), ("yt_meta_dict", None),
+                                   ("clips", [[0.0, 1.0]])]  # video2dataset's order: the clip's span last
     assert json.loads((tmp_path / "members" / "00001_00000.json").read_text())["clips"] == [[1.0, 1.7]]
     video = next(s for s in probe(tmp_path / "members" / "00000_00000.mp4")["streams"] if s["codec_type"] == "video")
     assert (video["width"], video["height"]) == (64, 64)

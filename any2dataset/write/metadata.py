@@ -66,12 +66,25 @@ class Presentation:
                         shown[name] = None
             elif "exif" in shown and shown["exif"] is None and record.get("width") is not None:
                 shown["exif"] = "{}"  # an image without EXIF tags
-        elif self.like == "video2dataset" and "clips" in shown and record.get("source_key") is not None:
-            shown["clips"] = [[record.get("clip_start"), record.get("clip_end")]]  # a clip's own span
+        elif self.like == "video2dataset":
+            _like_video2dataset(shown, record)
         return shown
 
     def types(self) -> dict:
         return IMG2DATASET_TYPES if self.like == "img2dataset" else {}
+
+
+def _like_video2dataset(shown: dict, record: dict) -> None:
+    """video2dataset's .json fields: `yt_meta_dict` (null; {} for a video's later clips), and
+    for a clip its own span `[[start, end]]` in `clips`, moved last (failed_to_subsample: [])."""
+    is_clip = record.get("source_key") is not None
+    first = not is_clip or str(record.get("key", "")).endswith("_00000")
+    if "clips" in shown and (is_clip or shown.get("status") == "failed_to_subsample"):
+        del shown["clips"]
+        shown["yt_meta_dict"] = None if first else {}
+        shown["clips"] = [[record.get("clip_start"), record.get("clip_end")]] if is_clip else []
+    else:
+        shown["yt_meta_dict"] = None
 
 
 def use_system_memory_pool() -> None:
