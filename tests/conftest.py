@@ -88,3 +88,20 @@ def cli():
         return runner.invoke(command, args, input=input, catch_exceptions=False)
 
     return invoke
+
+
+# Differential tests compare with the real tools, installed in venvs that take minutes to build
+# on a fresh machine: their builds start in the background as soon as such a test is collected,
+# and run while the other tests do (each test waits on its venv's lock, tests/*_env.py).
+PREPARED_BY = {"test_img2dataset_": "img2dataset_env.py"}
+
+
+def pytest_collection_finish(session):
+    scripts = {script for item in session.items for prefix, script in PREPARED_BY.items()
+               if item.path.name.startswith(prefix)}
+    for script in sorted(scripts):
+        log = Path.home() / ".cache" / "any2dataset-tests" / f"{script}.prepare.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "w") as out:
+            subprocess.Popen([sys.executable, str(Path(__file__).parent / script), "--prepare"], stdout=out,
+                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)

@@ -10,9 +10,16 @@ img2dataset's Resizer on a list of cases in ONE subprocess call:
 
 `options` are the Resizer's keyword arguments (img2dataset.resizer.Resizer), as img2dataset's
 download() passes them.
+
+img2dataset writes tfrecord with TensorFlow and tensorflow-io (TENSORFLOW, ~2 min and 1.5 GB to
+install): `find_or_build_venv(tensorflow=True)` adds them to the venv. Building is slow, so
+conftest.py starts `python tests/img2dataset_env.py --prepare` in the background when the session
+collects a differential test; a file lock makes the tests wait for that build rather than race it.
 """
 
 import base64
+import contextlib
+import fcntl
 import json
 import os
 import subprocess
@@ -23,6 +30,7 @@ import pytest
 
 CACHE = Path.home() / ".cache" / "any2dataset-tests"
 DEFAULT_VENV = Path("/work/i2d-venv")
+TENSORFLOW = ["tensorflow-cpu", "tensorflow-io"]
 
 # Run by the venv's python: cases (JSON) on stdin, results (JSON) on stdout.
 DRIVER = r"""
@@ -52,8 +60,45 @@ def _works(venv: Path) -> bool:
     return check.returncode == 0
 
 
-def find_or_build_venv() -> Path:
-    """A venv whose python imports img2dataset; pytest.skip if none can be made."""
+@contextlib.contextmanager
+def _building():
+    """Held while a venv is checked or built: one builder at a time, the others wait for it."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "i2d-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _has_tensorflow(venv: Path) -> bool:
+    check = subprocess.run([str(_python(venv)), "-c", "import tensorflow, tensorflow_io"], capture_output=True,
+                           timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    return check.returncode == 0
+
+
+def _install(step: list[str], what: str) -> None:
+    try:
+        done = subprocess.run(step, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        pytest.skip(f"cannot build a venv with {what} to compare with: {error}")
+    if done.returncode != 0:
+        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
+        pytest.skip(f"cannot build a venv with {what} to compare with ({' '.join(step[:4])} failed: "
+                    f"{' / '.join(tail)})")
+
+
+def find_or_build_venv(tensorflow: bool = False) -> Path:
+    """A venv whose python imports img2dataset (and TensorFlow, if asked); pytest.skip if none
+    can be made."""
+    with _building():
+        venv = _find_or_build()
+        if tensorflow and not _has_tensorflow(venv):
+            _install([str(_python(venv)), "-m", "pip", "install", "--quiet", *TENSORFLOW], "TensorFlow")
+            if not _has_tensorflow(venv):
+                pytest.skip(f"TensorFlow installed in {venv} but `import tensorflow, tensorflow_io` fails")
+        return venv
+
+
+def _find_or_build() -> Path:
     given = os.environ.get("A2D_IMG2DATASET_VENV")
     for venv in filter(None, [given and Path(given), DEFAULT_VENV]):
         if _works(venv):
@@ -61,18 +106,8 @@ def find_or_build_venv() -> Path:
     venv = CACHE / "i2d-venv"
     if _works(venv):
         return venv
-    CACHE.mkdir(parents=True, exist_ok=True)
-    steps = [[sys.executable, "-m", "venv", "--clear", str(venv)],
-             [str(_python(venv)), "-m", "pip", "install", "--quiet", "img2dataset"]]
-    for step in steps:
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=1800)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.skip(f"cannot build a venv with the real img2dataset to compare with: {error}")
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            pytest.skip(f"cannot build a venv with the real img2dataset to compare with ({' '.join(step[:4])} "
-                        f"failed: {' / '.join(tail)})")
+    _install([sys.executable, "-m", "venv", "--clear", str(venv)], "the real img2dataset")
+    _install([str(_python(venv)), "-m", "pip", "install", "--quiet", "img2dataset"], "the real img2dataset")
     if not _works(venv):
         pytest.skip(f"img2dataset installed in {venv} but `import img2dataset.resizer` fails")
     return venv
@@ -94,3 +129,11 @@ def img2dataset_resizer():
         return results
 
     return resize
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--prepare"]:
+    # conftest.py's background build: the venv, with TensorFlow, ready when the tests come to it
+    try:
+        print(find_or_build_venv(tensorflow=True))
+    except BaseException as reason:  # pytest.skip: the tests will meet the same reason themselves
+        print(f"not prepared: {reason}")

@@ -60,6 +60,12 @@ def img2dataset_command():
     return str(find_or_build_venv() / "bin" / "img2dataset")
 
 
+@pytest.fixture(scope="module")
+def img2dataset_with_tensorflow():
+    """img2dataset writes tfrecord through TensorFlow and tensorflow-io."""
+    return str(find_or_build_venv(tensorflow=True) / "bin" / "img2dataset")
+
+
 def rows_for(base: str) -> list[dict]:
     names = ["wide.png", "tall.jpg", "missing.png", "small.png", "words.txt", "grey.jpg"]
     return [{"url": f"{base}/{name}", "caption": f"caption {i}", "lang": f"l{i % 2}"} for i, name in enumerate(names)]
@@ -193,3 +199,45 @@ def test_an_incremental_rerun_as_img2dataset(img2dataset_command, image_server, 
     theirs, ours = run_both(img2dataset_command, url_list, "csv", "webdataset", tmp_path)
     compare(theirs, ours, "webdataset")
     assert {p.name: p.stat().st_mtime_ns for p in ours.iterdir()} == first
+
+
+def examples(folder: Path) -> dict[str, dict]:
+    """Every tf.train.Example of a folder's tfrecord shards, read by the tfrecord package (not
+    ours): key -> {feature: (kind, values)}."""
+    from tfrecord import example_pb2
+    from tfrecord.reader import tfrecord_iterator
+
+    found = {}
+    for shard in sorted(folder.glob("*.tfrecord")):
+        for data in tfrecord_iterator(str(shard)):
+            example = example_pb2.Example()
+            example.ParseFromString(bytes(data))
+            features = {}
+            for name, feature in example.features.feature.items():
+                kind = feature.WhichOneof("kind")
+                features[name] = (kind, list(getattr(feature, kind).value))
+            found[features["key"][1][0].decode()] = features
+    return found
+
+
+@pytest.mark.parametrize("fmt", ["csv", "txt"])
+def test_same_tfrecords_as_img2dataset(img2dataset_with_tensorflow, image_server, tmp_path, fmt):
+    url_list = tmp_path / f"urls.{fmt}"
+    write_list(url_list, fmt, rows_for(image_server))
+    theirs, ours = run_both(img2dataset_with_tensorflow, url_list, fmt, "tfrecord", tmp_path)
+    compare(theirs, ours, "tfrecord")
+    their_examples, our_examples = examples(theirs), examples(ours)
+    assert sorted(our_examples) == sorted(their_examples) and their_examples
+    for key, features in their_examples.items():
+        mine = our_examples[key]
+        assert sorted(mine) == sorted(features), key
+        for name, (kind, values) in features.items():
+            assert mine[name][0] == kind, (key, name, mine[name], kind)
+            if name == "jpg":  # another resizer's bytes: the same size
+                assert Image.open(io.BytesIO(mine[name][1][0])).size == Image.open(io.BytesIO(values[0])).size
+            elif name == "error_message":
+                assert bool(mine[name][1][0]) == bool(values[0]), key
+            elif kind == "float_list":
+                assert mine[name][1] == pytest.approx(values), (key, name)
+            else:
+                assert mine[name][1] == values, (key, name, mine[name][1], values)

@@ -97,7 +97,7 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               help="With --clip-length: every window of each span, or only the first (video2dataset's "
                    "max_length_strategy).")
 @click.option("--min-clip-length", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="Drop clips shorter than this many seconds.")
+              help="Drop clips not longer than this many seconds (as video2dataset's min_length).")
 @click.option("--ffmpeg-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds allowed for each ffmpeg or ffprobe call; slower media fail with error_kind timeout.")
 @click.option("--max-bytes", type=click.IntRange(0), help="Payloads larger than this are refused (or cut, with "

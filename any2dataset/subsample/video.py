@@ -17,7 +17,8 @@ payload, in this order:
   `clips` field ([[start, end], ...], in seconds or "HH:MM:SS.mmm"); a record without one
   is not cut. `clip_length` cuts each span (or the whole media) into windows of that many
   seconds, the last one shorter. Clips are clamped to the media's duration and dropped when
-  shorter than `min_clip_length` (and always when under 10 ms); a record left without clips
+  not longer than `min_clip_length` (video2dataset's min_length: a clip of exactly that length
+  goes too), and always when under 10 ms; a record left without clips
   fails with error_kind `rejected`, and one that cannot be cut fails whole (one failure
   record under its own key, no clips). Video clips are re-encoded, so they start and end on the
   requested frames (stream copy would start them at the keyframe before, often seconds off).
@@ -243,7 +244,7 @@ class VideoTransform:
         if spans is not None and not record.get("key"):
             raise _Failed("other", "clipping needs keys: run a2d-shard first")
         if spans == []:
-            raise _Failed("rejected", f"no clip of at least {max(options.min_clip_length, MIN_CLIP):g} s "
+            raise _Failed("rejected", f"no clip longer than {max(options.min_clip_length, MIN_CLIP):g} s "
                                       f"in {media.duration or 0:.3f} s of media")
         if spans is None:
             outputs = self._render(source, extension, media, None, "0")
@@ -282,13 +283,13 @@ class VideoTransform:
                     if options.clip_windows == "first":
                         break
             spans = windows
-        shortest = max(options.min_clip_length, MIN_CLIP)
         kept = []
         for start, end in spans:
             start = max(0.0, start)
             if media.duration is not None:
                 end = min(end, media.duration)
-            if end - start >= shortest - 1e-9:
+            length = end - start
+            if length >= MIN_CLIP - 1e-9 and length > options.min_clip_length + 1e-9:
                 kept.append((round(start, 6), round(end, 6)))
         return kept
 
@@ -403,6 +404,8 @@ class VideoTransform:
         replaced = result["main"] is not None and not result["keeps_source"]
         if replaced:
             del files[extension]
+            if record.get("size") is not None:
+                record.setdefault("original_size", record["size"])  # as downloaded (video2dataset counts it)
         files.update(result["files"])
         if replaced:
             record["mime"] = result["mime"]

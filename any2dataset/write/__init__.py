@@ -118,7 +118,8 @@ class _OpenShard:
                 self.clips_awaited[source] = awaited
             else:
                 self.clips_awaited.pop(source, None)
-        self.stats.add(shown, payload_bytes(record) if success else 0, source)
+        self.stats.add(shown, payload_bytes(record) if success else 0, source,
+                       downloaded=record.get("original_size", record.get("size")))
 
     def complete(self, size: int) -> bool:
         return len(self.source_rows) == size and not self.clips_awaited

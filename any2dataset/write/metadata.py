@@ -148,6 +148,7 @@ class MetadataSchema:
         # with no extra_json column; a value that does not fit a text column is kept as JSON text.
         self.columns = presentation.columns if presentation is not None else None
         self.column_types = presentation.types() if presentation is not None else {}
+        self.like = presentation.like if presentation is not None else None
         self.fields: list[pa.Field] | None = None
         self.schema: pa.Schema | None = None
         self.unplaced_payloads: set[str] = set()
@@ -232,6 +233,7 @@ class ShardStats:
         # bytes_downloaded, and clips counted once per source row, as it counts them
         self.like = like
         self.clipped_sources: set[str] = set()
+        self.bytes_downloaded = 0  # video2dataset's: the downloads of the rows that were not download failures
         self.start_time = time.time()
         # When this run of a2d-write began: in a pipe, with the stages before it, so a dataset's
         # throughput counts the downloads too, not only the moments of writing.
@@ -241,14 +243,18 @@ class ShardStats:
         self.error_kinds = Counter()
         self.bytes = 0
 
-    def add(self, record: dict, written_bytes: int, source: str | None = None) -> None:
-        """Count a row as shown; `source`: the source row's key of a clip."""
+    def add(self, record: dict, written_bytes: int, source: str | None = None,
+            downloaded: int | None = None) -> None:
+        """Count a row as shown; `source`: the source row's key of a clip; `downloaded`: the
+        size of the row's download."""
         status = record.get("status") or "no_status"
         self.bytes += written_bytes
         if self.like == "video2dataset" and source is not None:
             if source in self.clipped_sources:
                 return
             self.clipped_sources.add(source)
+        if status in ("success", "failed_to_subsample") and downloaded:
+            self.bytes_downloaded += downloaded
         self.statuses[status] += 1
         if status == "success":
             self.messages["success"] += 1
@@ -270,11 +276,11 @@ class ShardStats:
             "failed_to_download": self.statuses["failed_to_download"],
             "failed_to_subsample": not_transformed,
             **({"failed_to_resize": not_transformed} if self.like == "img2dataset" else {}),
-            **({"bytes_downloaded": self.bytes} if self.like == "video2dataset" else {}),
             "filtered": self.statuses["filtered"],
             "no_status": self.statuses["no_status"],
             "bytes": self.bytes,
             "duration": round(end_time - self.start_time, 4),
+            **({"bytes_downloaded": self.bytes_downloaded} if self.like == "video2dataset" else {}),
             "start_time": self.start_time,
             "run_start_time": self.run_start_time,
             "end_time": end_time,

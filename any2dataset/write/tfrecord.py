@@ -89,11 +89,15 @@ def frame(crc32c, parts: list[bytes]) -> list[bytes]:
     return [length, _U32.pack(masked_crc(crc32c, [length])), *parts, _U32.pack(masked_crc(crc32c, parts))]
 
 
-def sample_features(record: dict) -> dict:
+def sample_features(record: dict, none_as_empty: bool = False) -> dict:
+    """The features of a sample; a null field is left out, or with none_as_empty an empty bytes
+    feature, as img2dataset and video2dataset write it."""
     features = rec.metadata(record)
     features.update(record.get(rec.FILES) or {})
-    if record.get("caption") is not None:
-        features["txt"] = record["caption"]
+    if record.get("caption") is not None or (none_as_empty and "caption" in record):
+        features["txt"] = record.get("caption") or ""
+    if none_as_empty:
+        features = {name: "" if value is None else value for name, value in features.items()}
     return features
 
 
@@ -105,9 +109,11 @@ class TFRecordSink:
         self.crc32c = _crc32c()
         self.file = open(temp_path, "wb", buffering=0)
         self.io = BackgroundWriter()
+        self.none_as_empty = schema is not None and schema.like is not None  # as the tool we write like
 
     def add_sample(self, record: dict) -> None:
-        self.io.submit(write_all, self.file.fileno(), frame(self.crc32c, example(sample_features(record))))
+        features = sample_features(record, self.none_as_empty)
+        self.io.submit(write_all, self.file.fileno(), frame(self.crc32c, example(features)))
 
     def close(self) -> None:
         if not self.file.closed:
