@@ -17,12 +17,10 @@ Deliberate differences, left out of the comparison:
   re-encode exactly; clips are compared by their streams and duration (within CLIP_TOLERANCE s), and the
   test videos have a keyframe every 0.5 s so video2dataset's cuts land where asked;
 - a 404 is failed_to_download for us, and a body that is not a video at an .mp4 URL failed_to_subsample,
-  while video2dataset saves either as the video with status success (the media member, the counts of
-  _stats.json move accordingly: checked, not ignored; bytes_downloaded is not compared then);
-- a clip exactly min_length long: video2dataset drops it (it keeps a rest only if longer than
-  min_length), we keep it; the test's spans stay off that boundary;
-- bytes_downloaded in _stats.json: video2dataset counts the downloaded sources, we count the samples
-  written: compared only where they are the same bytes (no clips, no deliberately failed sample);
+  while video2dataset saves either as the video with status success; a video at a URL without a media
+  extension is downloaded by us, while video2dataset gives it to yt-dlp, which fails (failed_to_download).
+  The counts of _stats.json must differ by exactly these samples (bytes_downloaded is not compared in
+  such a shard);
 - .json members: video2dataset indents them; parsed and compared key by key, in order;
 - _stats.json: ours has more keys (a2d-stats'); video2dataset's are all there, in its order;
 - timings in _stats.json (duration, start_time, end_time);
@@ -210,8 +208,10 @@ def video_difference(ours: bytes, theirs: bytes, clip: bool) -> str | None:
 
 def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> list[str]:
     """Every difference but the deliberate ones, as `where: ours ... theirs ...` lines.
-    deliberate: key -> our status, for the replies video2dataset saves as the video with success
-    (a 404's error page, a body that is not a video) and we fail (no media member, another status)."""
+    deliberate: key -> our status, for the samples whose status differs on purpose (a 404's error page
+    and a body that is not a video, which video2dataset saves as the video; a video at a URL without a
+    media extension, which video2dataset gives to yt-dlp): their media members, status, error_message
+    are left out, and the counts of _stats.json must differ by exactly these samples."""
     deliberate = deliberate or {}
     found = []
 
@@ -221,13 +221,11 @@ def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> lis
 
     their_schema, their_rows = metadata(theirs)
     our_schema, our_rows = metadata(ours)
-    saved_error_pages = {key for key in deliberate if their_rows.get(key, {}).get("status") == "success"}
+    def deliberate_media(name: str) -> bool:
+        return name.endswith(".mp4") and name.split("/")[-1].split(".")[0] in deliberate
 
-    def is_error_page(name: str) -> bool:  # ours has no such member
-        return name.endswith(".mp4") and name.split("/")[-1].split(".")[0] in saved_error_pages
-
-    their_listing = [name for name in listing(theirs) if not is_error_page(name)]
-    our_listing = listing(ours)
+    their_listing = [name for name in listing(theirs) if not deliberate_media(name)]
+    our_listing = [name for name in listing(ours) if not deliberate_media(name)]
     check(our_listing == their_listing, "output folder",
           sorted(set(our_listing) - set(their_listing)), sorted(set(their_listing) - set(our_listing)))
     check(our_schema == their_schema, "parquet schema", our_schema, their_schema)
@@ -236,6 +234,8 @@ def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> lis
         row, mine = dict(their_rows[key]), dict(our_rows[key])
         if key in deliberate:
             check(mine["status"] == deliberate[key], f"parquet row {key} status", mine["status"], deliberate[key])
+            check((mine["error_message"] is None) == (deliberate[key] == "success"), f"parquet row {key} error",
+                  mine["error_message"], deliberate[key])
             for name in ("status", "error_message", "mp4"):
                 row.pop(name, None), mine.pop(name, None)
         for name, value in row.items():
@@ -248,11 +248,14 @@ def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> lis
                 check((mine[name] is None) == (value is None), f"parquet row {key} error_message", mine[name], value)
             else:
                 check(mine[name] == value, f"parquet row {key} {name}", mine[name], value)
-    clipped = any("_" in key for key in their_rows)
     their_members, our_members = members(theirs), members(ours)
-    expected = sorted(name for name in their_members if not is_error_page(name))
-    check(sorted(our_members) == expected, "sample members",
-          sorted(set(our_members) - set(expected)), sorted(set(expected) - set(our_members)))
+    expected = sorted(name for name in their_members if not deliberate_media(name))
+    mine = sorted(name for name in our_members if not deliberate_media(name))
+    check(mine == expected, "sample members", sorted(set(mine) - set(expected)), sorted(set(expected) - set(mine)))
+    if their_members or our_members:  # a sample of ours that succeeds has its video, one that fails none
+        for key, status in deliberate.items():
+            has_video = any(name.endswith(".mp4") and name.split("/")[-1].split(".")[0] == key for name in our_members)
+            check(has_video == (status == "success"), f"{key}'s video", has_video, status)
     for name in sorted(set(their_members) & set(our_members)):
         data, key = their_members[name], name.split("/")[-1].split(".")[0]
         if name.endswith(".json"):
@@ -281,9 +284,11 @@ def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> lis
         # ours may have more keys (a2d-stats' own), but video2dataset's all, in its order
         check([name for name in our_stats if name in their_stats] == list(their_stats), f"{stats.name} keys",
               list(our_stats), list(their_stats))
-        moved = {status: sum(1 for key in saved_error_pages if deliberate[key] == status
-                             and stats.name == f"{shard_of(theirs, key)}_stats.json")
-                 for status in ("failed_to_download", "failed_to_subsample")}
+        here = [key for key in deliberate if stats.name == f"{shard_of(theirs, key)}_stats.json"]
+        # how many more samples of each status ours has than video2dataset's, on purpose
+        moved = {name: sum((deliberate[key] == status) - (their_rows[key]["status"] == status) for key in here)
+                 for name, status in (("successes", "success"), ("failed_to_download", "failed_to_download"),
+                                      ("failed_to_subsample", "failed_to_subsample"))}
         for name, value in their_stats.items():
             if name not in our_stats:
                 continue
@@ -291,14 +296,12 @@ def differences(theirs: Path, ours: Path, deliberate: dict | None = None) -> lis
             if name in TIMINGS:
                 check(isinstance(mine, float), where, mine, value)
             elif name == "status_dict":  # its error keys are error messages
-                check(mine.get("success", 0) == value.get("success", 0) - sum(moved.values()), where + " success",
+                check(mine.get("success", 0) == value.get("success", 0) + moved["successes"], where + " success",
                       mine, value)
                 check(sum(mine.values()) == sum(value.values()), where + " total", mine, value)
-            elif name == "successes":
-                check(mine == value - sum(moved.values()), where, mine, value)
             elif name in moved:
                 check(mine == value + moved[name], where, mine, value)
-            elif name != "bytes_downloaded" or not (any(moved.values()) or clipped):
+            elif name != "bytes_downloaded" or not here:
                 check(mine == value, where, mine, value)
     return found
 
@@ -317,9 +320,9 @@ def shard_of(folder: Path, key: str) -> str:
 
 
 # name -> (input format, list rows (a function of the server's base URL), arguments)
-# b.mp4's [0, 5.5] splits into [0, 2], [2, 4], [4, 5.5]; not [0, 5]: its rest [4, 5] would be exactly
-# min_length long, which video2dataset drops and we keep (deliberate); [0, 0.5] is shorter than min_length.
-CLIPS = [[[0.0, 1.5], [2.0, 3.5]], [[0.0, 5.5]], [[0.0, 0.5]], [[1.0, 3.0]]]
+# b.mp4's [0, 5] splits into [0, 2], [2, 4] (the rest, exactly min_length long, is dropped);
+# [0, 0.5] is shorter than min_length: the sample fails.
+CLIPS = [[[0.0, 1.5], [2.0, 3.5]], [[0.0, 5.0]], [[0.0, 0.5]], [[1.0, 3.0]]]
 CASES = {
     "csv-files": ("csv", rows_for, dict(output_format="files", caption_col="caption",
                                         save_additional_columns=["lang"], config=config(2))),
@@ -378,11 +381,12 @@ def test_clip_keys_and_spans_as_video2dataset(runs):
 def test_failures_as_video2dataset(runs, video_server):
     theirs, ours = runs("failures")
     rows = metadata(theirs)[1]
-    # a 404 fails to download, a body that is not a video fails to subsample; video2dataset saves both
+    # a 404 fails to download, a body that is not a video fails to subsample (video2dataset saves both);
+    # a video at a URL without an extension is downloaded (video2dataset's yt-dlp fails on it)
     deliberate = {key: status for key, row in rows.items() for name, status in
-                  (("/missing.mp4", "failed_to_download"), ("/words.mp4", "failed_to_subsample"))
-                  if row["url"].endswith(name)}
-    assert len(deliberate) == 2
+                  (("/missing.mp4", "failed_to_download"), ("/words.mp4", "failed_to_subsample"),
+                   ("/noext", "success")) if row["url"].endswith(name)}
+    assert len(deliberate) == 3
     compare(theirs, ours, deliberate)
 
 
