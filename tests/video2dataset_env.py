@@ -2,7 +2,7 @@
 
 `find_or_build_venv()` returns a venv whose python imports `video2dataset.main`: $A2D_VIDEO2DATASET_VENV,
 else /work/v2d-venv, else ~/.cache/any2dataset-tests/v2d-venv, which it builds when missing or broken
-(about 1 min and 0.5 GB on the machine these tests were written on, against 6 GB for a full install);
+(52 s and 360 MB on the machine these tests were written on, against 6 GB for a full install);
 it calls pytest.skip with the reason when pip cannot build it.
 
 video2dataset 1.3.0 pins torch 2.1.2, torchaudio, torchdata, transformers and CUDA wheels (6 GB), which
