@@ -26,6 +26,7 @@ in that venv in a subprocess (kwargs as JSON: a config dict passes as a dict), s
 the `log` file, and returns the exit code.
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -161,7 +162,15 @@ def build_venv(venv: Path) -> None:
 
 
 def find_or_build_venv() -> Path:
-    """A venv whose python imports video2dataset.main (with the shim); pytest.skip if none can be made."""
+    """A venv whose python imports video2dataset.main (with the shim); pytest.skip if none can be made.
+    A file lock makes a test wait for the build conftest.py starts in the background (--prepare)."""
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "v2d-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _find_or_build()
+
+
+def _find_or_build() -> Path:
     given = os.environ.get("A2D_VIDEO2DATASET_VENV")
     for venv in filter(None, [given and Path(given), DEFAULT_VENV]):
         if _works(venv):
@@ -198,7 +207,12 @@ def run_video2dataset(*, log: Path, timeout: float = 300, cwd: Path | None = Non
     return done.returncode
 
 
-if __name__ == "__main__":  # build or rebuild a venv: python tests/video2dataset_env.py [/path/to/venv]
+if __name__ == "__main__" and sys.argv[1:] == ["--prepare"]:  # conftest.py's background build
+    try:
+        print(find_or_build_venv())
+    except BaseException as reason:  # pytest.skip: the tests will meet the same reason themselves
+        print(f"not prepared: {reason}")
+elif __name__ == "__main__":  # build or rebuild a venv: python tests/video2dataset_env.py [/path/to/venv]
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT_VENV
     build_venv(target)
     print(target, "works" if _works(target) else "BROKEN")
