@@ -208,6 +208,7 @@ def run_video2dataset(*, log: Path, timeout: float = 300, cwd: Path | None = Non
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--prepare"]:  # conftest.py's background build
+    os.nice(19)  # the tests running meanwhile come first (some measure timings)
     try:
         print(find_or_build_venv())
     except BaseException as reason:  # pytest.skip: the tests will meet the same reason themselves
