@@ -1,29 +1,27 @@
 """`any2dataset.download()` and the `any2dataset` command: img2dataset's arguments, our stages.
 
 The arguments, their names and defaults are img2dataset's (any2dataset's and
-video2dataset's where they add some). They are translated into the arguments of the
-stage commands (`stage_commands`), which also gives the equivalent pipeline
+video2dataset's where they add some). `img2dataset_plan` translates them into a Plan: one
+options object per stage, checked as they are built (plan.py). Its pipe form
+(`stage_commands`) is the equivalent pipeline
 
     a2d-read | a2d-shard | a2d-fetch -w P | [a2d-subsample -w P] | a2d-write
 
-Downloading only (disable_all_reencoding), those arguments are parsed by the stage
-commands themselves and their library functions run composed in one process per part
-(`processes_count` parts, each `a2d-shard --part I/P` of the shards, as the README's
-xargs recipe does): the same stages, but payloads go from download to shard file as
-bytes, never as base64 JSON through a pipe: a quarter of the pipeline's CPU. With
-resizing, the stages run as the pipeline of processes above, where a2d-subsample's
-worker processes keep the cores busy; in one process per part they measured 25% slower
-(benchmarks/README.md).
-Arguments that would change nothing here (wandb, Spark or Ray distributors) are
-refused with a message rather than silently ignored.
+Downloading only (disable_all_reencoding), the stages' library functions run composed in one
+process per part (`processes_count` parts, each `a2d-shard --part I/P` of the shards, as the
+README's xargs recipe does): the same stages, but payloads go from download to shard file as
+bytes, never as base64 JSON through a pipe: a quarter of the pipeline's CPU. With resizing,
+the pipe form runs as a pipeline of processes, where a2d-subsample's worker processes keep
+the cores busy; in one process per part they measured 25% slower (benchmarks/README.md).
+Arguments that would change nothing here (wandb, Spark or Ray distributors) are refused
+with a message rather than silently ignored.
 """
 
 import ast
 import dataclasses
-import json
 import math
 import os
-import re
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -32,6 +30,16 @@ from dataclasses import dataclass
 import orjson
 
 from .errors import A2DError, BadInput, ExitCode, NothingSucceeded, UsageProblem
+from .fetch.options import HASH_NAMES, FetchOptions
+from .plan import Plan, pipe_form, settled
+from .read import FORMATS as READ_FORMATS
+from .read import ReadOptions
+from .shard import ShardOptions
+from .subsample import SubsampleOptions
+from .subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions
+from .subsample.tools import tools_checked
+from .write import FORMATS as WRITE_FORMATS
+from .write import WriteOptions
 
 
 @dataclass(frozen=True)
@@ -148,71 +156,107 @@ def _check(arguments: dict) -> None:
         raise UsageProblem(f"incremental_mode must be one of {', '.join(INCREMENTAL_MODES)}")
 
 
-def stage_commands(**arguments) -> list[list[str]]:
-    """The stage commands (argument lists after `python -m any2dataset.STAGE`) for these arguments."""
+def img2dataset_plan(**arguments) -> Plan:
+    """img2dataset's arguments as the stages' options, checked (a wrong value raises
+    UsageProblem naming the argument) and with the extras they need imported."""
     _check(arguments)
-    a = {**DEFAULTS, **arguments}
+    a = {**DEFAULTS, **_typed(arguments)}
     if "input_format" not in arguments:  # img2dataset's default is txt; a name that says otherwise wins
         a["input_format"] = guessed_input_format(str(a["url_list"])) or DEFAULTS["input_format"]
     for name in ("save_additional_columns", "verify_hash", "disallowed_header_directives"):
         a[name] = as_list(a[name])
     if a["disallowed_header_directives"] is None:  # img2dataset: None means its four, [] means none
         a["disallowed_header_directives"] = DEFAULTS["disallowed_header_directives"]
+    _check_choices(a)
     out = a["output_folder"]
-    workers = str(max(1, int(a["processes_count"])))
-
+    workers = max(1, a["processes_count"])
     input_format = str(a["input_format"]).split(".")[0]  # tsv.gz, csv.gz: the compression is in the name
-    read = ["read", "--input-format", input_format, "--url-col", a["url_col"]]
+    check_choice("input_format", input_format, READ_FORMATS)
+
     if input_format == "txt":  # a txt list is URLs only: img2dataset ignores the column arguments then
-        read += ["--save-additional-columns", ""]
-    else:
-        # No caption_col, no captions (even from a column named caption), as in img2dataset.
-        read += ["--caption-col", a["caption_col"] or ""]
-        if a["clip_col"]:
-            read += ["--clip-col", a["clip_col"]]
-        read += ["--save-additional-columns", ",".join(a["save_additional_columns"] or [])]
-    read += ["--file-field", INPUT_FILE_FIELD, str(a["url_list"])]
-
-    sizes = ["--number-sample-per-shard", str(a["number_sample_per_shard"]),
-             "--oom-shard-count", str(a["oom_shard_count"])]
-    shard = ["shard", *sizes, "--new-shard-on", INPUT_FILE_FIELD]  # each input file starts a new shard
-    if a["incremental_mode"] == "incremental":
-        shard += ["--skip-done", out]
-    elif a["incremental_mode"] == "extend":
-        shard += ["--extend", out]
-
-    # thread_count is per process, as in img2dataset; a2d-fetch's -j is shared by its workers.
-    fetch = ["fetch", "-j", str(int(a["thread_count"]) * int(workers)), "-w", workers, "--timeout", str(a["timeout"]),
-             "--per-host", str(int(a["per_host"])),
-             "--retries", str(a["retries"]), "--hash", str(a["compute_hash"] or "none").lower(),
-             "--disallowed-header-directives", ",".join(a["disallowed_header_directives"] or [])]
-    if a["verify_hash"]:
-        if len(a["verify_hash"]) != 2:
-            raise UsageProblem("verify_hash must be [column, algorithm]")
-        fetch += ["--verify-hash", ":".join(a["verify_hash"])]
-    if a["user_agent_token"]:
-        fetch += ["--user-agent-token", a["user_agent_token"]]
-
-    stages = [read, shard, fetch]
+        read = ReadOptions(input_format=input_format, url_col=a["url_col"], save_additional_columns=[],
+                           file_field=INPUT_FILE_FIELD)
+    else:  # no caption_col, no captions (even from a column named caption), as in img2dataset
+        read = ReadOptions(input_format=input_format, url_col=a["url_col"], caption_col=a["caption_col"] or "",
+                           clip_col=a["clip_col"] or None, save_additional_columns=a["save_additional_columns"] or [],
+                           file_field=INPUT_FILE_FIELD)
+    shard = ShardOptions(number_sample_per_shard=a["number_sample_per_shard"], oom_shard_count=a["oom_shard_count"],
+                         new_shard_on=INPUT_FILE_FIELD)
+    if a["verify_hash"] is not None and len(a["verify_hash"]) != 2:
+        raise UsageProblem("verify_hash must be [column, algorithm]")
+    hash_name = str(a["compute_hash"] or "none").lower()
+    # thread_count is per process, as in img2dataset; a2d-fetch's -j is shared by its workers
+    fetch = FetchOptions(concurrency=a["thread_count"] * workers, per_host=a["per_host"], timeout=a["timeout"],
+                         retries=a["retries"], hash=None if hash_name == "none" else hash_name,
+                         verify_hash=tuple(a["verify_hash"]) if a["verify_hash"] else None,
+                         user_agent_token=a["user_agent_token"] or None,
+                         disallowed_directives=tuple(a["disallowed_header_directives"] or ()))
+    subsample = None
     if not a["disable_all_reencoding"]:
-        subsample = ["subsample", "-w", workers, "--image-size", str(a["image_size"]),
-                     "--resize-mode", a["resize_mode"], "--upscale-interpolation", a["upscale_interpolation"],
-                     "--downscale-interpolation", a["downscale_interpolation"],
-                     "--encode-format", a["encode_format"], "--encode-quality", str(a["encode_quality"]),
-                     "--min-image-size", str(a["min_image_size"]),
-                     "--exif" if a["extract_exif"] else "--no-exif"]
-        if math.isfinite(float(a["max_image_area"])):
-            subsample += ["--max-image-area", str(a["max_image_area"])]
-        if math.isfinite(float(a["max_aspect_ratio"])):
-            subsample += ["--max-aspect-ratio", str(a["max_aspect_ratio"])]
-        if a["resize_only_if_bigger"]:
-            subsample.append("--resize-only-if-bigger")
-        if a["skip_reencode"]:
-            subsample.append("--skip-reencode")
-        stages.append(subsample)
-    stages.append(["write", "--format", a["output_format"], *sizes, "--like", "img2dataset",
-                   *([] if a["all_columns"] else ["--columns", ",".join(img2dataset_columns(a, input_format))]), out])
-    return stages
+        image = ImageOptions(image_size=a["image_size"], resize_mode=a["resize_mode"],
+                             resize_only_if_bigger=a["resize_only_if_bigger"],
+                             upscale_interpolation=a["upscale_interpolation"],
+                             downscale_interpolation=a["downscale_interpolation"],
+                             encode_format=a["encode_format"], encode_quality=a["encode_quality"],
+                             skip_reencode=a["skip_reencode"], min_image_size=a["min_image_size"],
+                             max_image_area=a["max_image_area"], max_aspect_ratio=a["max_aspect_ratio"],
+                             extract_exif=a["extract_exif"])
+        subsample = tools_checked(SubsampleOptions(image=image, workers=workers))
+    write = WriteOptions(output_format=a["output_format"], number_sample_per_shard=a["number_sample_per_shard"],
+                         oom_shard_count=a["oom_shard_count"], like="img2dataset",
+                         columns=None if a["all_columns"] else img2dataset_columns(a, input_format))
+    return Plan(inputs=[str(a["url_list"])], read=read, shard=shard, fetch=fetch, fetch_workers=workers,
+                subsample=subsample, write=write, output_folder=out,
+                skip_done=a["incremental_mode"] == "incremental", extend=a["incremental_mode"] == "extend")
+
+
+def stage_commands(**arguments) -> list[list[str]]:
+    """The stage commands (argument lists after `python -m any2dataset.STAGE`) for these arguments."""
+    return pipe_form(img2dataset_plan(**arguments))
+
+
+# Values click's choices and ranges checked when the arguments went through the stage commands.
+_CHOICES = {"output_format": lambda: list(WRITE_FORMATS), "resize_mode": lambda: list(RESIZE_MODES),
+            "encode_format": lambda: sorted(ENCODE_FORMATS), "upscale_interpolation": lambda: list(INTERPOLATIONS),
+            "downscale_interpolation": lambda: list(INTERPOLATIONS),
+            "compute_hash": lambda: [*HASH_NAMES, "none"]}
+_AT_LEAST = {"image_size": 1, "processes_count": 1, "thread_count": 1, "number_sample_per_shard": 1,
+             "oom_shard_count": 1, "retries": 0, "min_image_size": 0, "per_host": 0, "encode_quality": 0}
+
+
+def _typed(arguments: dict) -> dict:
+    """Each argument as its kind (int, float, bool), as a command line would have given it."""
+    kinds = {argument.name: argument.kind for argument in ARGUMENTS}
+    typed = {}
+    for name, value in arguments.items():
+        kind = kinds[name]
+        if value is not None and kind in (int, float) and not isinstance(value, bool):
+            try:
+                value = kind(value)
+            except (TypeError, ValueError):
+                raise UsageProblem(f"Invalid value for '{name}': {value!r} is not a valid "
+                                   f"{'integer' if kind is int else 'float'}.") from None
+        elif kind is bool and isinstance(value, str):
+            if value.strip().lower() not in ("true", "false", "1", "0", "yes", "no"):
+                raise UsageProblem(f"Invalid value for '{name}': {value!r} is not a valid boolean.")
+            value = value.strip().lower() in ("true", "1", "yes")
+        typed[name] = value
+    return typed
+
+
+def check_choice(name: str, value, choices: list) -> None:
+    if value not in choices:
+        raise UsageProblem(f"Invalid value for '{name}': {value!r} is not one of {', '.join(map(repr, choices))}.")
+
+
+def _check_choices(a: dict) -> None:
+    for name, choices in _CHOICES.items():
+        check_choice(name, a[name] if name != "compute_hash" else str(a[name] or "none").lower(), choices())
+    for name, least in _AT_LEAST.items():
+        if a[name] is not None and a[name] < least:
+            raise UsageProblem(f"Invalid value for '{name}': {a[name]} is not in the range x>={least}.")
+    if a["timeout"] <= 0:
+        raise UsageProblem(f"Invalid value for 'timeout': {a['timeout']} is not in the range x>0.")
 
 
 def img2dataset_columns(a: dict, input_format: str) -> list[str]:
@@ -242,57 +286,16 @@ def guessed_input_format(url_list: str) -> str | None:
     return guess if guess in LIST_FORMATS else None
 
 
-# Stage options that are not simply the dashed spelling of an all-in-one argument.
-_STAGE_OPTION_ARGUMENTS = {"-j": "thread_count", "-w": "processes_count", "--hash": "compute_hash",
-                           "--format": "output_format", "--skip-done": "output_folder", "--extend": "output_folder",
-                           "--exif": "extract_exif", "--no-exif": "extract_exif", "OUTPUT_FOLDER": "output_folder",
-                           "INPUTS": "url_list", "--input-format": "input_format"}
-
-
-def _in_our_words(message: str) -> str:
-    """A stage's click message with its option names given as the all-in-one's arguments."""
-    def argument(match: re.Match) -> str:
-        name = match.group(1)
-        if name in _STAGE_OPTION_ARGUMENTS:
-            return _STAGE_OPTION_ARGUMENTS[name]
-        plain = name.lstrip("-").replace("-", "_")
-        return plain if plain in DEFAULTS else name
-
-    return re.sub(r"'(-{0,2}[A-Za-z][\w-]*)'", lambda m: f"'{argument(m)}'", message.split("\n")[-1])
-
-
-def check_before_work(stages: list[list[str]], url_list: str) -> None:
-    """Every stage's arguments parsed and built as its command would, the extras they need
-    imported and the URL list found, before anything is downloaded: a typo in the last
-    stage's arguments must not cost the whole download first."""
-    import click
-
-    from .commands import fetch, read, shard, subsample, write
+def check_url_list(plan: Plan) -> None:
+    """The URL list found and not empty, before anything is downloaded."""
     from .read import expand_paths
 
-    commands = {"read": read, "shard": shard, "fetch": fetch, "subsample": subsample, "write": write}
-    builders = {"read": read.read_options, "fetch": fetch.fetch_options, "subsample": subsample.subsample_options,
-                "write": write.write_options}
-    try:
-        for name, *arguments in stages:
-            params = _parsed(commands[name].main, arguments)
-            if name in builders:
-                builders[name](**params)
-    except click.ClickException as error:
-        raise UsageProblem(_in_our_words(error.format_message())) from None
-    if url_list == "-":
+    if plan.inputs == ["-"]:
         return
-    input_format = _read_format(stages)
-    found = expand_paths([url_list], input_format)
+    found = expand_paths(plan.inputs, plan.read.input_format)
     sizes = [_size(path) for path, _ in found]
     if found and all(size == 0 for size in sizes):
-        raise NothingSucceeded(f"url_list {url_list}: empty, nothing to download")
-
-
-def _read_format(stages: list[list[str]]) -> str:
-    """The list format the read stage was given (stage_commands always gives one)."""
-    read = stages[0]
-    return read[read.index("--input-format") + 1]
+        raise NothingSucceeded(f"url_list {plan.inputs[0]}: empty, nothing to download")
 
 
 def _size(path: str) -> int | None:
@@ -319,44 +322,41 @@ def download(*positional, progress: bool = False, quiet: bool = False,
     position in img2dataset's order: `download("urls.txt", 256, "out")`); returns the a2d-stats
     report of the output folder. Raises A2DError subclasses on failure, before any work when an
     argument is wrong. `on_note` receives warnings (default: standard error)."""
-    arguments = _with_positional(positional, arguments)
+    arguments = with_positional(positional, arguments)
     note = on_note or (lambda text: print(f"any2dataset: warning: {text}", file=sys.stderr))
-    stages = stage_commands(**arguments)
+    plan = img2dataset_plan(**arguments)
     url_list = str(arguments.get("url_list"))
     guess = guessed_input_format(url_list)
     given = str(arguments.get("input_format", "")).split(".")[0]
     if "input_format" in arguments and guess is not None and given != guess:
         note(f"url_list {url_list} looks like {guess}, read as input_format {arguments['input_format']} as given")
-    check_before_work(stages, url_list)
-    output_folder = arguments.get("output_folder", DEFAULTS["output_folder"])
+    check_url_list(plan)
     if arguments.get("incremental_mode") == "overwrite":
-        remove_output(output_folder)
-    parts = max(1, int(arguments.get("processes_count", DEFAULTS["processes_count"])))
-    return run_download(stages, url_list, output_folder, parts, progress=progress, quiet=quiet)
+        remove_output(plan.output_folder)
+    return run_download(plan, plan.fetch_workers, progress=progress, quiet=quiet, on_note=note)
 
 
-def run_download(stages: list[list[str]], url_list: str, output_folder: str, parts: int, progress: bool = False,
-                 quiet: bool = False, environment: dict | None = None) -> dict:
-    """Run the stages over `url_list` into `output_folder`; the a2d-stats report of the folder."""
-    if any(stage[0] == "subsample" for stage in stages):
+def run_download(plan: Plan, parts: int, progress: bool = False, quiet: bool = False,
+                 environment: dict | None = None, on_note: Callable[[str], None] | None = None) -> dict:
+    """Run the plan; the a2d-stats report of its output folder."""
+    if plan.subsample is not None:
         # Resizing is most of the CPU: a2d-subsample's own worker processes keep every core busy,
         # where one process per part left a third of them idle (benchmarks/README.md).
-        run_stages(stages, progress=progress, quiet=quiet, environment=environment)
+        run_stages(pipe_form(plan), progress=progress, quiet=quiet, environment=environment)
     else:
-        if url_list == "-":
-            parts = 1  # standard input can be read once
-        run_parts(_first_shard_settled(stages), parts, progress=progress, quiet=quiet, environment=environment)
+        run_parts(settled(plan, on_note), 1 if plan.inputs == ["-"] else parts, progress=progress, quiet=quiet,
+                  environment=environment)  # (standard input can be read once)
     from .stats import dataset_stats
 
     try:
-        return dataset_stats(output_folder)
+        return dataset_stats(plan.output_folder)
     except UsageProblem:  # no shard at all: the list gave no row
-        raise NothingSucceeded(f"url_list {url_list} gave no rows (input_format "
-                               f"{_read_format(stages)}): nothing was written to "
-                               f"{output_folder}") from None
+        raise NothingSucceeded(f"url_list {plan.inputs[0]} gave no rows (input_format "
+                               f"{plan.read.input_format}): nothing was written to "
+                               f"{plan.output_folder}") from None
 
 
-def _with_positional(positional: tuple, named: dict) -> dict:
+def with_positional(positional: tuple, named: dict) -> dict:
     if len(positional) > len(IMG2DATASET_ORDER):
         raise UsageProblem(f"download() takes at most {len(IMG2DATASET_ORDER)} positional arguments "
                            f"({len(positional)} given)")
@@ -367,23 +367,10 @@ def _with_positional(positional: tuple, named: dict) -> dict:
     return {**given, **named}
 
 
-def _first_shard_settled(stages: list[list[str]]) -> list[list[str]]:
-    """`a2d-shard --extend OUT` as `--start-shard N`, N read once: parts that each looked at the
-    folder would see the shards the others have already finished."""
-    settled = []
-    for stage in stages:
-        if stage[0] == "shard" and "--extend" in stage:
-            from .shard import extend_after
-
-            at = stage.index("--extend")
-            stage = [*stage[:at], "--start-shard", str(extend_after(stage[at + 1])), *stage[at + 2:]]
-        settled.append(stage)
-    return settled
-
-
 def run_stages(stages: list[list[str]], progress: bool = False, quiet: bool = False,
                environment: dict | None = None) -> None:
-    """Run the stages as one pipeline of processes; raise StageFailed for the first that failed."""
+    """Run the stage commands as one pipeline of processes; raise StageFailed for the first
+    that failed."""
     processes, previous = [], None
     try:
         for index, stage in enumerate(stages):
@@ -415,70 +402,35 @@ def _stop(processes: list) -> None:
         process.wait()
 
 
-PART_VARIABLE = "A2D_ALL_IN_ONE_PART"  # what a part process runs: JSON of stages, part, parts, progress
-
-
-def run_parts(stages: list[list[str]], parts: int, progress: bool = False, quiet: bool = False,
+def run_parts(plan: Plan, parts: int, progress: bool = False, quiet: bool = False,
               environment: dict | None = None) -> None:
-    """Run the stages as `parts` processes, each on its share of the shards; raise StageFailed
-    for the first part that failed. (Each process is `python -m any2dataset.all_in_one`.)"""
+    """Run the plan as `parts` processes, each on its share of the shards; raise StageFailed
+    for the first part that failed. A part is `python -m any2dataset.all_in_one` reading its
+    plan (pickled) on standard input: not a multiprocessing child, which would import the
+    caller's main module again (a script calling download() without a __main__ guard)."""
+    if parts == 1:
+        from .cli import Console
+
+        run_part(plan, 0, 1, Console("any2dataset", quiet=quiet, progress=progress))
+        return
     processes = []
     try:
         for part in range(parts):
-            spec = {"stages": stages, "part": part, "parts": parts, "progress": progress, "quiet": quiet}
-            variables = dict(os.environ, **(environment or {}), **{PART_VARIABLE: json.dumps(spec)})
-            stdin = None if parts == 1 else subprocess.DEVNULL
-            processes.append(subprocess.Popen([sys.executable, "-m", "any2dataset.all_in_one"], env=variables,
-                                              stdin=stdin, stdout=subprocess.DEVNULL))
+            process = subprocess.Popen([sys.executable, "-m", "any2dataset.all_in_one"], stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL, env=dict(os.environ, **(environment or {})))
+            with process.stdin:
+                process.stdin.write(pickle.dumps((plan, part, parts, progress, quiet)))
+            processes.append(process)
         statuses = [process.wait() for process in processes]
     except BaseException:
         _stop(processes)
         raise
     for part, status in enumerate(statuses):
         if status != 0:
-            raise StageFailed(f"part {part}/{parts}" if parts > 1 else "the download", status)
+            raise StageFailed(f"part {part}/{parts}", status)
 
 
-@dataclass
-class _Configured:
-    """Each stage's options, from its own command's parser and option builder."""
-
-    inputs: list
-    read: object
-    shard: object
-    fetch: object
-    output_folder: str
-    write: object
-
-
-def _configure(stages: list[list[str]], part: int, parts: int) -> _Configured:
-    import click
-
-    from .commands import fetch as fetch_command
-    from .commands import read as read_command
-    from .commands import shard as shard_command
-    from .commands import write as write_command
-
-    commands = {"read": read_command, "shard": shard_command, "fetch": fetch_command, "write": write_command}
-    try:
-        params = {name: _parsed(commands[name].main, arguments) for name, *arguments in stages}
-        fetch_options = fetch_command.fetch_options(**params["fetch"])
-        return _Configured(
-            inputs=params["read"]["inputs"],
-            read=read_command.read_options(**params["read"]),
-            shard=shard_command.shard_options(**dict(params["shard"], part=f"{part}/{parts}")),
-            # -j and --per-host are the whole command's: each part has its share (a host's URLs are
-            # in every part, where a2d-fetch's workers each own a host).
-            fetch=dataclasses.replace(fetch_options, concurrency=max(1, fetch_options.concurrency // parts),
-                                      per_host=max(1, fetch_options.per_host // parts) if fetch_options.per_host else 0),
-            output_folder=params["write"]["output_folder"],
-            write=write_command.write_options(**params["write"]),
-        )
-    except click.ClickException as error:  # an argument value the stage refuses (e.g. verify_hash)
-        raise UsageProblem(error.format_message()) from None
-
-
-def run_part(stages: list[list[str]], part: int, parts: int, console) -> int:
+def run_part(plan: Plan, part: int, parts: int, console) -> int:
     """One part: read | shard | fetch | write composed in this process (no subsample: with
     resizing, download() runs the pipeline of processes). Returns the number of shards written."""
     from .fetch import fetch
@@ -488,17 +440,18 @@ def run_part(stages: list[list[str]], part: int, parts: int, console) -> int:
     from .write.metadata import use_system_memory_pool
 
     use_system_memory_pool()
-    configured = _configure(stages, part, parts)
-    records = shard(_as_on_the_wire(read(configured.inputs, configured.read)), configured.shard)
-    records = fetch(records, configured.fetch)
+    shard_options = dataclasses.replace(plan.shard, part=(part, parts)) if parts > 1 else plan.shard
+    # -j and --per-host are the whole command's: each part has its share (a host's URLs are in
+    # every part, where a2d-fetch's workers each own a host).
+    fetch_options = dataclasses.replace(plan.fetch, concurrency=max(1, plan.fetch.concurrency // parts),
+                                        per_host=max(1, plan.fetch.per_host // parts) if plan.fetch.per_host else 0)
+    records = shard(_as_on_the_wire(read(plan.inputs, plan.read)), shard_options)
+    records = fetch(records, fetch_options)
     records = console.track(records, unit="file", position=part)
-    written = write(records, configured.output_folder, configured.write, on_note=console.warn)
-    return sum(1 for _ in written)
-
-
-def _parsed(command, arguments: list[str]) -> dict:
-    """A stage's arguments parsed by its own click command: the parameters its main receives."""
-    return dict(command.make_context(command.name, list(arguments)).params)
+    written = write(records, plan.output_folder, plan.write, on_note=console.warn)
+    shards = sum(1 for _ in written)
+    console.info(f"{shards} shard(s) written")
+    return shards
 
 
 def _as_on_the_wire(records: Iterable[dict]) -> Iterator[dict]:
@@ -513,19 +466,16 @@ def _as_on_the_wire(records: Iterable[dict]) -> Iterator[dict]:
 def _part_main() -> None:
     from .cli import Console, run_boundary
 
-    spec = json.loads(os.environ.pop(PART_VARIABLE))
-    part, parts = spec["part"], spec["parts"]
-    name = f"any2dataset (part {part}/{parts})" if parts > 1 else "any2dataset"
-    console = Console(name, quiet=spec["quiet"], progress=spec["progress"])
+    plan, part, parts, progress, quiet = pickle.loads(sys.stdin.buffer.read())
+    console = Console(f"any2dataset (part {part}/{parts})", quiet=quiet, progress=progress)
 
     def work():
         try:
-            shards = run_part(spec["stages"], part, parts, console)
+            run_part(plan, part, parts, console)
         except (UsageProblem, BadInput) as error:
             if part > 0:  # every part meets the same arguments and URL list: part 0 says it
                 sys.exit(error.exit_code)
             raise
-        console.info(f"{shards} shard(s) written")
 
     run_boundary(console, work)
 

@@ -27,6 +27,23 @@ class ShardOptions:
     new_shard_on: str | None = None  # a field whose change of value starts a new shard (one input file each)
 
 
+def shard_settings(*, number_sample_per_shard: int = 10000, oom_shard_count: int = 5, start_shard: int = 0,
+                   extend: str | None = None, skip_done: str | None = None, part: str | None = None,
+                   on_unreadable=None, new_shard_on: str | None = None) -> ShardOptions:
+    """ShardOptions from a2d-shard's settings: `extend` and `skip_done` name an output folder,
+    read now (the first shard after its last; its finished shards), `part` is "I/N"."""
+    if extend and start_shard:
+        raise UsageProblem("--extend and --start-shard both set the first shard; give one")
+    return ShardOptions(
+        number_sample_per_shard=number_sample_per_shard,
+        oom_shard_count=oom_shard_count,
+        start_shard=extend_after(extend) if extend else start_shard,
+        part=parse_part(part) if part else None,
+        done=resume_from(skip_done, on_unreadable) if skip_done else {},
+        new_shard_on=new_shard_on,
+    )
+
+
 def parse_part(text: str) -> tuple[int, int]:
     try:
         index, count = (int(x) for x in text.split("/"))

@@ -15,8 +15,18 @@ here is refused with the reason, never ignored: the model stages and cut detecti
 
 import os
 
-from .all_in_one import (INPUT_FILE_FIELD, UNSUPPORTED, as_list, check_before_work, remove_output,
+from .all_in_one import (INPUT_FILE_FIELD, UNSUPPORTED, as_list, check_choice, check_url_list, remove_output,
                          run_download)
+from .fetch.options import FetchOptions
+from .plan import Plan, pipe_form
+from .read import FORMATS as READ_FORMATS
+from .read import ReadOptions
+from .shard import ShardOptions
+from .subsample import SubsampleOptions
+from .subsample.tools import tools_checked
+from .subsample.video import VideoOptions
+from .write import FORMATS as WRITE_FORMATS
+from .write import WriteOptions
 from .errors import UsageProblem
 
 # video2dataset's signature, in its order.
@@ -189,9 +199,8 @@ def _encode_formats(value) -> dict:
     return value
 
 
-def stage_commands(**arguments) -> list[list[str]]:
-    """The stage commands (argument lists after `python -m any2dataset.STAGE`) for
-    video2dataset's arguments."""
+def video2dataset_plan(**arguments) -> Plan:
+    """video2dataset's arguments and config as the stages' options, checked."""
     a = {**SIGNATURE, **arguments}
     config = _loaded_config(a["config"])
     _check(arguments, config)
@@ -200,61 +209,62 @@ def stage_commands(**arguments) -> list[list[str]]:
     storage, distribution, reading = config["storage"], config["distribution"], config["reading"]
     out = a["output_folder"]
     input_format = str(a["input_format"]).split(".")[0]
+    check_choice("input_format", input_format, READ_FORMATS)
+    check_choice("output_format", a["output_format"], list(WRITE_FORMATS))
     columns = as_list(a["save_additional_columns"]) or []
+    clips = bool(a["clip_col"] and input_format != "txt")
 
-    read = ["read", "--input-format", input_format, "--url-col", a["url_col"]]
     if input_format == "txt":
-        read += ["--save-additional-columns", ""]
+        read = ReadOptions(input_format=input_format, url_col=a["url_col"], save_additional_columns=[],
+                           file_field=INPUT_FILE_FIELD)
     else:
-        read += ["--caption-col", a["caption_col"] or "", "--save-additional-columns", ",".join(columns)]
-        if a["clip_col"]:
-            read += ["--clip-col", a["clip_col"]]
-    read += ["--file-field", INPUT_FILE_FIELD, str(a["url_list"])]
-
-    sizes = ["--number-sample-per-shard", str(int(storage["number_sample_per_shard"])),
-             "--oom-shard-count", str(int(storage["oom_shard_count"]))]
-    shard = ["shard", *sizes, "--new-shard-on", INPUT_FILE_FIELD]
-    if a["incremental_mode"] == "incremental":
-        shard += ["--skip-done", out]
-
+        read = ReadOptions(input_format=input_format, url_col=a["url_col"], caption_col=a["caption_col"] or "",
+                           clip_col=a["clip_col"] or None, save_additional_columns=columns,
+                           file_field=INPUT_FILE_FIELD)
+    sizes = {"number_sample_per_shard": int(storage["number_sample_per_shard"]),
+             "oom_shard_count": int(storage["oom_shard_count"])}
+    shard = ShardOptions(**sizes, new_shard_on=INPUT_FILE_FIELD)
     processes = max(1, int(distribution["processes_count"]))
-    workers = str(min(processes, os.cpu_count() or 1))
-    fetch = ["fetch", "-j", str(int(distribution["thread_count"]) * processes), "-w", workers,
-             "--timeout", str(reading["timeout"]), "--hash", "none"]
-
-    stages = [read, shard, fetch]
+    workers = min(processes, os.cpu_count() or 1)
+    fetch = FetchOptions(concurrency=int(distribution["thread_count"]) * processes, timeout=float(reading["timeout"]),
+                         hash=None)
     # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
     # fails rather than being saved as a sample.
-    subsample = _subsample_stage(subsamplers, encode_formats, bool(a["clip_col"] and input_format != "txt"))
-    stages.append(["subsample", "-w", workers, "--non-media", "fail", *subsample])
+    video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips))
+    subsample = tools_checked(SubsampleOptions(video=video, workers=workers))
 
-    presented = columns if input_format != "txt" else []
-    if a["clip_col"] and input_format != "txt":
+    presented = list(columns) if input_format != "txt" else []
+    if clips:
         presented.append("clips")
     if a["caption_col"] and input_format != "txt":
         presented.append("caption")
     presented += ["url", "key", "status", "error_message"]
     # video2dataset writes the .json (and .txt) of failed samples too
-    stages.append(["write", "--format", a["output_format"], *sizes, "--like", "video2dataset", "--keep-failed",
-                   "--columns", ",".join(presented), out])
-    return stages
+    write = WriteOptions(output_format=a["output_format"], **sizes, like="video2dataset", keep_failed=True,
+                         columns=presented)
+    return Plan(inputs=[str(a["url_list"])], read=read, shard=shard, fetch=fetch, fetch_workers=workers,
+                subsample=subsample, write=write, output_folder=out, skip_done=a["incremental_mode"] == "incremental")
 
 
-def _subsample_stage(subsamplers: dict, encode_formats: dict, clips: bool) -> list[str]:
-    """a2d-subsample's options for the configured subsamplers."""
-    options = []
+def stage_commands(**arguments) -> list[list[str]]:
+    """The stage commands (argument lists after `python -m any2dataset.STAGE`) for
+    video2dataset's arguments."""
+    return pipe_form(video2dataset_plan(**arguments))
+
+
+def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dict:
+    """VideoOptions' settings for the configured subsamplers."""
+    settings = {}
     if clips:
         clipping = subsamplers.get("ClippingSubsampler", {})
-        options.append("--use-clips")
-        if clipping.get("min_length"):
-            options += ["--min-clip-length", str(float(clipping["min_length"]))]
+        settings.update(use_clips=True, min_clip_length=float(clipping.get("min_length", 0.0)))
         max_length = float(clipping.get("max_length", 999999.0))
         if max_length < 999999.0:
-            options += ["--clip-length", str(max_length)]
-            if clipping.get("max_length_strategy", "all") == "first":
-                options += ["--clip-windows", "first"]
-            elif clipping.get("max_length_strategy", "all") != "all":
+            settings["clip_length"] = max_length
+            strategy = clipping.get("max_length_strategy", "all")
+            if strategy not in ("all", "first"):
                 raise UsageProblem("config: ClippingSubsampler max_length_strategy must be all or first")
+            settings["clip_windows"] = strategy
         if clipping.get("precision", "low") not in ("low", "keyframe_adjusted", "exact"):
             raise UsageProblem("config: ClippingSubsampler precision must be low, keyframe_adjusted or exact")
         # Every precision is cut exactly here (clips are re-encoded): see the README.
@@ -271,27 +281,25 @@ def _subsample_stage(subsamplers: dict, encode_formats: dict, clips: bool) -> li
         if mode not in RESIZE_MODES:
             raise UsageProblem(f"config: ResolutionSubsampler resize_mode {mode!r} is not supported "
                                f"(supported: {', '.join(RESIZE_MODES)})")
-        options += ["--video-size", str(size), "--video-resize-mode", RESIZE_MODES[mode]]
+        settings.update(video_size=size, video_resize_mode=RESIZE_MODES[mode])
     frames = subsamplers.get("FrameSubsampler")
     if frames is not None:
         if frames.get("downsample_method", "fps") != "fps":
             raise UsageProblem(f"config: FrameSubsampler downsample_method {frames['downsample_method']!r} is "
                                f"not supported (fps is; a2d-subsample --thumbnails N takes frames as jpg)")
-        options += ["--video-fps", str(float(frames["frame_rate"]))]
+        settings["video_fps"] = float(frames["frame_rate"])
     audio = subsamplers.get("AudioRateSubsampler")
     audio_format = encode_formats.get("audio")
     if audio is not None:
         audio_format = audio.get("encode_format") or audio_format
-        options += ["--audio-rate", str(int(audio["sample_rate"]))]
+        settings["audio_rate"] = int(audio["sample_rate"])
         if audio.get("n_audio_channels"):
-            options += ["--audio-channels", str(int(audio["n_audio_channels"]))]
+            settings["audio_channels"] = int(audio["n_audio_channels"])
     if audio_format:
-        options += ["--audio-format", audio_format]
-        if "video" in encode_formats:
-            options.append("--keep-video")
+        settings.update(audio_format=audio_format, keep_video="video" in encode_formats)
     if "FFProbeSubsampler" in subsamplers:
-        options.append("--probe")
-    return options
+        settings["probe"] = True
+    return settings
 
 
 def video2dataset(*positional, progress: bool = False, quiet: bool = False, **arguments) -> dict:
@@ -305,14 +313,9 @@ def video2dataset(*positional, progress: bool = False, quiet: bool = False, **ar
     if twice:
         raise UsageProblem(f"video2dataset() got {', '.join(twice)} both by position and by name")
     arguments = {**given, **arguments}
-    stages = stage_commands(**arguments)
-    url_list = str(arguments["url_list"])
-    check_before_work(stages, url_list)
-    output_folder = arguments.get("output_folder", SIGNATURE["output_folder"])
+    plan = video2dataset_plan(**arguments)
+    check_url_list(plan)
     if arguments.get("incremental_mode") == "overwrite":
-        remove_output(output_folder)
-    config = _loaded_config(arguments.get("config", "default"))
-    processes = min(max(1, int(config["distribution"]["processes_count"])), os.cpu_count() or 1)
+        remove_output(plan.output_folder)
     environment = {"TMPDIR": str(arguments["tmp_dir"])} if arguments.get("tmp_dir") else {}
-    return run_download(stages, url_list, output_folder, processes, progress=progress, quiet=quiet,
-                        environment=environment)
+    return run_download(plan, plan.fetch_workers, progress=progress, quiet=quiet, environment=environment)

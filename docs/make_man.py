@@ -316,10 +316,11 @@ PROSE = {
         "details": [
             "any2dataset takes img2dataset's arguments with its defaults (and any2dataset's and "
             "video2dataset's additions, such as \\fB\\-\\-clip_col\\fR), translates them into the options of "
-            "the stage commands of a2d\\-read | a2d\\-shard | a2d\\-fetch | a2d\\-subsample | a2d\\-write. "
+            "the stages a2d\\-read | a2d\\-shard | a2d\\-fetch | a2d\\-subsample | a2d\\-write, checked before "
+            "any work; \\fB\\-\\-pipe\\-form\\fR prints that pipeline of stage commands. "
             "With resizing (the default) it runs that pipeline, \\fB\\-\\-processes_count\\fR workers each "
             "for a2d\\-fetch and a2d\\-subsample. With \\fB\\-\\-disable_all_reencoding\\fR the stages' "
-            "arguments are parsed by those commands and their library functions run composed in one process per "
+            "library functions run composed in one process per "
             "part of the shards (a2d\\-shard \\-\\-part I/P): payloads go from download to shard file as "
             "bytes, never as base64 text. The Python function any2dataset.download() takes the same arguments "
             "and does the same. There \\fB\\-\\-processes_count\\fR is the number of parts (processes), "

@@ -147,12 +147,12 @@ def test_arguments_map_onto_the_stage_options():
     stages = dict((stage[0], stage[1:]) for stage in all_in_one.stage_commands(
         url_list="u.parquet", input_format="parquet", output_folder="s3://b/o", compute_hash="md5",
         verify_hash="['sha', 'sha256']", user_agent_token="me", image_size=64, resize_mode="center_crop",
-        encode_format="webp", resize_only_if_bigger=True, incremental_mode="extend", timeout=3, retries=2))
+        encode_format="webp", resize_only_if_bigger=True, incremental_mode="extend", timeout=3, retries=1))
     assert stages["read"][-1] == "u.parquet" and stages["read"][:2] == ["--input-format", "parquet"]
     assert stages["shard"][-2:] == ["--extend", "s3://b/o"]
     fetch = " ".join(stages["fetch"])
     for part in ("--hash md5", "--verify-hash sha:sha256", "--user-agent-token me", "--timeout 3",
-                 "--retries 2", "-w 1"):
+                 "--retries 1", "-w 1"):
         assert part in fetch
     subsample = " ".join(stages["subsample"])
     for part in ("--image-size 64", "--resize-mode center_crop", "--encode-format webp", "--resize-only-if-bigger"):

@@ -45,10 +45,16 @@ def _with_arguments(function):
 )
 @click.argument("positional", nargs=-1, metavar="[URL_LIST [IMAGE_SIZE [OUTPUT_FOLDER ...]]]")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--pipe-form", is_flag=True, help="Print the equivalent a2d-read | ... | a2d-write pipeline and exit.")
 @_with_arguments
 @common_options
-def main(positional, as_json, console, **values):
+def main(positional, as_json, pipe_form, console, **values):
     given = {name: value for name, value in values.items() if value is not None}
+    if pipe_form:
+        from ..plan import command_line
+
+        click.echo(command_line(api.img2dataset_plan(**api.with_positional(_typed(positional), given))))
+        return
     report = api.download(*_typed(positional), progress=console.progress, quiet=console.quiet, on_note=console.warn,
                           **given)
     if as_json:

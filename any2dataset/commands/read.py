@@ -51,9 +51,7 @@ def main(inputs, output, console, **params):
 
 def read_options(*, input_format, url_col, caption_col, clip_col, save_additional_columns, inline,
                  encoding="utf-8", on_error="fail", file_field=None, **_other) -> reading.ReadOptions:
-    """The command's parameters (as click parsed them) as ReadOptions; the all-in-one uses it too."""
-    if inline and input_format != "raw":
-        raise click.UsageError("--inline goes with --input-format raw")
+    """The command's parameters (as click parsed them) as ReadOptions."""
     return reading.ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
                                clip_col=clip_col, save_additional_columns=_column_list(save_additional_columns),
                                inline=inline, encoding=encoding, on_error=on_error, file_field=file_field)

@@ -58,17 +58,10 @@ def main(inputs, split_folder, shards_per_file, on_error, output, console, **par
 
 def shard_options(*, number_sample_per_shard, oom_shard_count, start_shard, extend, skip_done, part,
                   on_unreadable=None, new_shard_on=None, **_other) -> sharding.ShardOptions:
-    """The command's parameters (as click parsed them) as ShardOptions; the all-in-one uses it too."""
-    if extend and start_shard:
-        raise click.UsageError("--extend and --start-shard both set the first shard; give one")
-    return sharding.ShardOptions(
-        number_sample_per_shard=number_sample_per_shard,
-        oom_shard_count=oom_shard_count,
-        start_shard=sharding.extend_after(extend) if extend else start_shard,
-        part=sharding.parse_part(part) if part else None,
-        done=sharding.resume_from(skip_done, on_unreadable) if skip_done else {},
-        new_shard_on=new_shard_on,
-    )
+    """The command's parameters (as click parsed them) as ShardOptions."""
+    return sharding.shard_settings(number_sample_per_shard=number_sample_per_shard, oom_shard_count=oom_shard_count,
+                                   start_shard=start_shard, extend=extend, skip_done=skip_done, part=part,
+                                   on_unreadable=on_unreadable, new_shard_on=new_shard_on)
 
 
 if __name__ == "__main__":

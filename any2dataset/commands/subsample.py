@@ -13,10 +13,10 @@ from ..subsample.image import (
     NON_IMAGES,
     RESIZE_MODES,
     ImageOptions,
-    require_pillow,
 )
 from ..subsample.select import Condition, Selection
-from ..subsample.video import VideoOptions, video_transform
+from ..subsample.tools import tools_checked
+from ..subsample.video import VideoOptions
 
 # Image options default to None: giving any of them turns image processing on, with
 # img2dataset's defaults for the rest (256 px, border, jpg at 95).
@@ -163,11 +163,7 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
         max_bytes=max_bytes, oversize=oversize, sniff=sniff,
         workers=workers or default_workers(), ordered=ordered,
     )
-    if options.image is not None:
-        require_pillow()
-    if options.video is not None:
-        video_transform(options.video)
-    return options
+    return tools_checked(options)
 
 
 if __name__ == "__main__":

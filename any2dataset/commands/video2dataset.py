@@ -51,12 +51,18 @@ def _with_arguments(function):
          "--output_folder dataset --config config.yaml")
 @click.argument("positional", nargs=-1, metavar="[URL_LIST [OUTPUT_FOLDER ...]]")
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
+@click.option("--pipe-form", is_flag=True, help="Print the equivalent a2d-read | ... | a2d-write pipeline and exit.")
 @_with_arguments
 @common_options
-def main(positional, as_json, console, **values):
+def main(positional, as_json, pipe_form, console, **values):
     given = {name: value for name, value in values.items() if value is not None}
     if isinstance(given.get("config"), str) and given["config"].lstrip().startswith("{"):
         given["config"] = _mapping(given["config"])
+    if pipe_form:
+        from ..plan import command_line
+
+        click.echo(command_line(api.video2dataset_plan(**dict(zip(api.ORDER, positional)), **given)))
+        return
     report = api.video2dataset(*positional, progress=console.progress, quiet=console.quiet, **given)
     if as_json:
         click.echo(orjson.dumps(report).decode())

@@ -69,6 +69,10 @@ class ReadOptions:
     on_error: str = "fail"  # a bad row: "fail" stops, "skip" drops it (BadRows counts it)
     file_field: str | None = None  # a field for each record's input file (a2d-shard --new-shard-on takes it)
 
+    def __post_init__(self):
+        if self.inline and self.input_format != "raw":
+            raise UsageProblem("--inline goes with --input-format raw")
+
 
 class BadRows:
     """What a bad row of a list does: with on_error="fail" its error is raised; with "skip"

@@ -1,0 +1,16 @@
+"""The extras and programs a2d-subsample's options need, checked where the options are made
+(a missing Pillow or ffmpeg is said once, before any work, not by every worker)."""
+
+from . import SubsampleOptions
+
+
+def tools_checked(options: SubsampleOptions) -> SubsampleOptions:
+    if options.image is not None:
+        from .image import require_pillow
+
+        require_pillow()
+    if options.video is not None:
+        from .video import video_transform
+
+        video_transform(options.video)  # finds ffmpeg and ffprobe, and the encoders asked for
+    return options
