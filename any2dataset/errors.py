@@ -84,3 +84,12 @@ class MissingExtra(A2DError):
         super().__init__(
             f"{feature} needs {package}: install it with pip install 'any2dataset[{extra}]'"
         )
+
+
+class WorkerFailed(A2DError):
+    """A worker process (workers.Pool) failed: the message names the worker; the exit code is
+    the worker's own (a bad input line found there is still exit 3)."""
+
+    def __init__(self, message: str, exit_code: int = ExitCode.ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code

@@ -20,12 +20,7 @@ from ..fetch import (
 )
 from ..fetch.dns import parse_server
 from ..fetch.engine import needs_fetch
-from ..fetch.processes import (
-    Tally,
-    fetch_in_workers,
-    options_from_environment,
-    worker_streams,
-)
+from ..fetch.processes import Tally, fetch_in_workers
 from ..streams import RecordReader, RecordWriter
 
 
@@ -184,13 +179,10 @@ class ByteSize(click.ParamType):
 @click.option("-w", "--workers", default=0, show_default=True, type=click.IntRange(0),
               help="Worker processes; 0: one per core (here at most 4: past that the network, not the CPU, is "
                    "the limit), 1 runs in this process. Use 1 when fanning out several pipelines per machine.")
-@click.option("--worker", is_flag=True, hidden=True)
 @on_error_option
 @click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
 @common_options
-def main(inputs, workers, worker, on_error, output, console, **params):
-    if worker:  # one of the processes of a parent a2d-fetch: options come from it
-        return _work_for_parent()
+def main(inputs, workers, on_error, output, console, **params):
     options = fetch_options(**params)
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
@@ -294,24 +286,6 @@ def _fetch_in_processes(reader, options, workers, progress, passed: Tally) -> Ta
     fetch_in_workers(pairs, options, workers, on_tally)
     return latest[0]
 
-
-def _work_for_parent() -> None:
-    """A worker process: records from the parent on stdin, out to the shared stdout."""
-    from ..fetch import fetch
-
-    output, report = worker_streams()
-    tally = Tally()
-    reported = time.monotonic()
-    try:  # an interruption ends quietly (--quiet): the parent says so on its own stderr
-        with RecordWriter(stream=output) as out:
-            for record in fetch(RecordReader(["-"]), options_from_environment()):
-                out.write(record)
-                tally.add(record)
-                if time.monotonic() - reported > 0.25:
-                    report.send(tally)
-                    reported = time.monotonic()
-    finally:
-        report.send(tally)
 
 if __name__ == "__main__":
     main()

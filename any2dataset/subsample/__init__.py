@@ -6,15 +6,15 @@ records: usually one, several when a video is cut into clips, and a failure reco
 """
 
 import os
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 
 import orjson
 
 from .. import record as rec
 from ..errors import A2DError, BadInput
+from ..workers import run_tasks
 from .files import file_transform
 from .image import ImageOptions, image_transform
 from .select import Selection
@@ -77,25 +77,20 @@ def subsample(records: Iterable[dict], options: SubsampleOptions) -> Iterator[di
 
 
 # Worker processes: the parent reads and checks lines, samples, and sends lines in small
-# batches; a worker decodes, transforms and encodes them, and sends back JSONL bytes.
-
-_worker_transform: Transform | None = None
-
-
-def _start_worker(options: SubsampleOptions) -> None:
-    global _worker_transform
-    _worker_transform = build_transform(options)
+# batches with their input positions; a worker decodes, transforms and encodes them, and
+# sends back JSONL bytes, the statuses written and the bad lines at their positions.
 
 
-def _work(lines: list[bytes]) -> tuple[bytes, list[tuple[int, str]], Counter]:
+def _work(transform: Transform, batch: tuple[list[bytes], list[tuple]]) -> tuple[bytes, list[tuple], Counter]:
+    lines, places = batch
     out, errors, statuses = [], [], Counter()
-    for index, line in enumerate(lines):
+    for line, place in zip(lines, places):
         try:
             record = rec.decode_payloads(orjson.loads(line))
         except BadInput as error:
-            errors.append((index, error.what))
+            errors.append((place, error.what))
             continue
-        for result in _worker_transform(record):
+        for result in transform(record):
             statuses[result.get("status")] += 1
             out.append(rec.dumps(result))
     return b"".join(out), errors, statuses
@@ -111,44 +106,30 @@ def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptio
     if options.ordered). `position()` gives the reader's (source, line) as it reads; the
     statuses of the records written are counted into `statuses`."""
     statuses = Counter() if statuses is None else statuses
-    selection = options.selection
-
-    def batches():
-        batch, places = [], []
-        for line, record in pairs:
-            status = record.get("status")
-            chosen = selection.choose(record)
-            if chosen is None:
-                continue
-            # Unchanged records go on as the very line read; a filtered one is written anew.
-            batch.append(line if chosen.get("status") == status else rec.dumps(chosen))
-            places.append(position())
-            if len(batch) >= (1 if options.video is not None else BATCH_RECORDS):  # a video takes seconds
-                yield batch, places
-                batch, places = [], []
-        if batch:
-            yield batch, places
-
-    def results(future, places) -> bytes:
-        blob, errors, counted = future.result()
+    results = run_tasks(_work, _batches(pairs, options, position), options.workers, ordered=options.ordered,
+                        in_flight=BATCHES_PER_WORKER, setup=build_transform, setup_args=(options,),
+                        name="a2d-subsample worker")
+    for blob, errors, counted in results:
         statuses.update(counted)
-        for index, what in errors:
-            on_bad_record(BadInput(what, *places[index]))
-        return blob
+        for (source, line), what in errors:
+            on_bad_record(BadInput(what, source, line))
+        yield blob
 
-    with ProcessPoolExecutor(options.workers, initializer=_start_worker, initargs=(options,)) as pool:
-        in_flight: deque = deque()
-        limit = options.workers * BATCHES_PER_WORKER
-        for batch, places in batches():
-            in_flight.append((pool.submit(_work, batch), places))
-            while len(in_flight) >= limit:
-                if options.ordered:
-                    future, places = in_flight.popleft()
-                    yield results(future, places)
-                else:
-                    done, _ = wait([f for f, _ in in_flight], return_when=FIRST_COMPLETED)
-                    for item in [item for item in in_flight if item[0] in done]:
-                        in_flight.remove(item)
-                        yield results(*item)
-        while in_flight:
-            yield results(*in_flight.popleft())
+
+def _batches(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptions, position: Callable[[], tuple]):
+    """The sampled lines in batches, with their positions: a line unchanged by sampling goes
+    on as the very line read; a filtered one is written anew."""
+    size = 1 if options.video is not None else BATCH_RECORDS  # a video takes seconds
+    batch, places = [], []
+    for line, record in pairs:
+        status = record.get("status")
+        chosen = options.selection.choose(record)
+        if chosen is None:
+            continue
+        batch.append(line if chosen.get("status") == status else rec.dumps(chosen))
+        places.append(position())
+        if len(batch) >= size:
+            yield batch, places
+            batch, places = [], []
+    if batch:
+        yield batch, places

@@ -39,6 +39,12 @@ GREY_MODES = frozenset({"1", "L", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 TOO_SMALL, AREA_TOO_LARGE, ASPECT_TOO_LARGE = "image too small", "image area too large", "aspect ratio too large"
 DECODE_ERROR = "Image decoding error"
 DEFAULT_MAX_PIXELS = 89_478_485  # Pillow's own decompression-bomb threshold (about 0.25 GB of RGBA)
+# Interpolations as Pillow's filters. OpenCV's INTER_AREA weighs each source pixel by the part of it
+# an output pixel covers; Pillow's BOX takes whole pixels or none, 2-3 grey levels off at ratios such
+# as 640 -> 341, and its HAMMING comes closest (measured against img2dataset:
+# tests/test_img2dataset_resize.py).
+FILTERS = {"nearest": "NEAREST", "linear": "BILINEAR", "bilinear": "BILINEAR", "cubic": "BICUBIC",
+           "bicubic": "BICUBIC", "area": "HAMMING", "lanczos": "LANCZOS", "lanczos4": "LANCZOS"}
 
 
 @dataclass
@@ -111,140 +117,206 @@ def image_payload(record: dict) -> str | None:
 
 
 def image_transform(options: ImageOptions) -> Callable[[dict], list[dict]]:
-    Image = require_pillow()
-    # Checked below from the header, before decoding; Pillow's own error stays as a second line.
-    Image.MAX_IMAGE_PIXELS = options.max_pixels
-    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-    # Pillow's warnings about odd files (corrupt EXIF, palette transparency) would flood stderr,
-    # one per image of a crawl, about nothing anyone can act on: the image itself decodes or fails.
-    warnings.filterwarnings("ignore", module=r"PIL\.")
-    filters = {"nearest": Image.Resampling.NEAREST, "linear": Image.Resampling.BILINEAR,
-               "bilinear": Image.Resampling.BILINEAR, "cubic": Image.Resampling.BICUBIC,
-               # OpenCV's INTER_AREA weighs each source pixel by the part of it an output pixel covers;
-               # Pillow's BOX takes whole pixels or none, 2-3 grey levels off at ratios such as 640 -> 341,
-               # and its HAMMING comes closest (measured against img2dataset: tests/test_img2dataset_resize.py).
-               "bicubic": Image.Resampling.BICUBIC, "area": Image.Resampling.HAMMING,
-               "lanczos": Image.Resampling.LANCZOS, "lanczos4": Image.Resampling.LANCZOS}
-    upscale, downscale = filters[options.upscale_interpolation], filters[options.downscale_interpolation]
-    size = options.image_size
-    pil_format, mime = ENCODE_FORMATS[options.encode_format]
+    """One record in, a list of one record out (see the module's docstring). Raises
+    MissingExtra now if Pillow is not installed."""
+    return ImageTransform(options)
 
-    def measured_side(width: int, height: int) -> int:
-        return min(width, height) if options.resize_mode in ("keep_ratio", "center_crop") else max(width, height)
 
-    def target_size(width: int, height: int) -> tuple[int, int] | None:
-        """The size to resize to before any crop or border, or None when the mode leaves the image as it
-        is. img2dataset's rules: no resizing at all with --resize-only-if-bigger unless the side that
-        the mode measures (shorter for keep_ratio and center_crop, longer for border and
-        keep_ratio_largest) is larger than image_size: then no crop and no border either."""
-        if options.resize_mode == "no":
-            return None
-        side = measured_side(width, height)
-        if options.resize_only_if_bigger and side <= size:
-            return None
-        scale = size / side
-        return max(1, round(width * scale)), max(1, round(height * scale))
+def measured_side(resize_mode: str, width: int, height: int) -> int:
+    """The side a resize mode brings to image_size: the shorter for keep_ratio and
+    center_crop, the longer for the others."""
+    return min(width, height) if resize_mode in ("keep_ratio", "center_crop") else max(width, height)
 
-    def has_alpha(image) -> bool:
-        """What OpenCV decodes with 4 channels, which img2dataset composites on white and always
-        re-encodes (a grey PNG's single transparent value is not among them: it stays grey)."""
-        return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
-            image.mode in ("P", "RGB") and "transparency" in image.info)
 
-    def flatten(image):
-        """RGB, with transparency composited on white; grey images stay grey (L), as img2dataset
-        writes them."""
-        if has_alpha(image):
-            image = image.convert("RGBA")
-            background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-            return Image.alpha_composite(background, image).convert("RGB")
-        if image.mode in ("L", "RGB"):
-            return image
-        return image.convert("L" if image.mode in GREY_MODES else "RGB")
+def target_size(options: ImageOptions, width: int, height: int) -> tuple[int, int] | None:
+    """The size to resize to before any crop or border, or None when the mode leaves the image as it
+    is. img2dataset's rules: no resizing at all with --resize-only-if-bigger unless the side that
+    the mode measures (shorter for keep_ratio and center_crop, longer for border and
+    keep_ratio_largest) is larger than image_size: then no crop and no border either."""
+    if options.resize_mode == "no":
+        return None
+    side = measured_side(options.resize_mode, width, height)
+    if options.resize_only_if_bigger and side <= options.image_size:
+        return None
+    scale = options.image_size / side
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
-    def exif_of(image) -> str | None:
-        exif = image.getexif()
-        if not exif:
-            return None
-        from PIL import ExifTags
 
-        tags = {}
-        for tag, value in exif.items():
-            name = ExifTags.TAGS.get(tag, str(tag))
-            if isinstance(value, bytes):
-                value = value.decode("latin-1")[:200]
-            elif not isinstance(value, (str, int, float)):
-                value = str(value)
-            tags[name] = value
-        return orjson.dumps(tags).decode()
+def refusal(options: ImageOptions, width: int, height: int) -> str | None:
+    """Why the options refuse an image of this size (img2dataset's message), from its header,
+    before decoding; None if they do not. (img2dataset decodes first: a broken image that is
+    also refused is a decode error there.)"""
+    if width * height > options.max_pixels:
+        return f"decompression bomb: {width}x{height} is over {options.max_pixels:,} pixels"
+    if min(width, height) < options.min_image_size:
+        return TOO_SMALL
+    if width * height > options.max_image_area:
+        return AREA_TOO_LARGE
+    if max(width, height) / max(1, min(width, height)) > options.max_aspect_ratio:
+        return ASPECT_TOO_LARGE
+    return None
 
-    def transform(record: dict) -> list[dict]:
+
+def has_alpha(image) -> bool:
+    """What OpenCV decodes with 4 channels, which img2dataset composites on white and always
+    re-encodes (a grey PNG's single transparent value is not among them: it stays grey)."""
+    return image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or (
+        image.mode in ("P", "RGB") and "transparency" in image.info)
+
+
+def flatten(image):
+    """RGB, with transparency composited on white; grey images stay grey (L), as img2dataset
+    writes them."""
+    from PIL import Image
+
+    if has_alpha(image):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    if image.mode in ("L", "RGB"):
+        return image
+    return image.convert("L" if image.mode in GREY_MODES else "RGB")
+
+
+def fit(image, resize_mode: str, size: int):
+    """An image resized to its target size, cut to the centre square (center_crop) or
+    padded with white to a square (border)."""
+    from PIL import Image
+
+    w, h = image.size
+    if resize_mode == "center_crop":
+        left, top = (w - size) // 2, (h - size) // 2
+        return image.crop((left, top, left + size, top + size))
+    if resize_mode == "border" and (w < size or h < size):
+        canvas = Image.new(image.mode, (max(w, size), max(h, size)), "white")
+        canvas.paste(image, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
+        return canvas
+    return image
+
+
+def exif_of(image) -> str | None:
+    """The image's EXIF tags by name, as JSON text; None if it has none."""
+    exif = image.getexif()
+    if not exif:
+        return None
+    from PIL import ExifTags
+
+    tags = {}
+    for tag, value in exif.items():
+        name = ExifTags.TAGS.get(tag, str(tag))
+        if isinstance(value, bytes):
+            value = value.decode("latin-1")[:200]
+        elif not isinstance(value, (str, int, float)):
+            value = str(value)
+        tags[name] = value
+    return orjson.dumps(tags).decode()
+
+
+def encode(image, options: ImageOptions) -> bytes:
+    """The image in --encode-format at --encode-quality (png: the compression level)."""
+    pil_format, _mime = ENCODE_FORMATS[options.encode_format]
+    out = io.BytesIO()
+    if pil_format == "PNG":
+        image.save(out, pil_format, compress_level=options.encode_quality)
+    else:
+        image.save(out, pil_format, quality=options.encode_quality)
+    return out.getvalue()
+
+
+def non_image(record: dict, options: ImageOptions) -> list[dict]:
+    """A record without an image payload: failed (--non-images fail) if it has files, else as it is."""
+    files = record.get(rec.FILES)
+    if files and options.non_images == "fail":
+        what = ", ".join(sorted(files)) + (f" ({record['mime']})" if record.get("mime") else "")
+        return [rec.failure(record, "failed_to_subsample", "decode_error",
+                            f"not an image: {what} (--non-images keep passes other files through)")]
+    return [record]
+
+
+class ImageTransform:
+    """Images resized and re-encoded as img2dataset does; picklable (worker processes)."""
+
+    def __init__(self, options: ImageOptions):
+        self.options = options
+        Image = require_pillow()
+        # Checked from the header (refusal), before decoding; Pillow's own error stays as a second line.
+        Image.MAX_IMAGE_PIXELS = options.max_pixels
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        # Pillow's warnings about odd files (corrupt EXIF, palette transparency) would flood stderr,
+        # one per image of a crawl, about nothing anyone can act on: the image itself decodes or fails.
+        warnings.filterwarnings("ignore", module=r"PIL\.")
+
+    def __call__(self, record: dict) -> list[dict]:
         if record.get("status") not in (None, "success"):
             return [record]
         extension = image_payload(record)
         if extension is None:
-            files = record.get(rec.FILES)
-            if files and options.non_images == "fail":
-                what = ", ".join(sorted(files)) + (f" ({record['mime']})" if record.get("mime") else "")
-                return [rec.failure(record, "failed_to_subsample", "decode_error",
-                                    f"not an image: {what} (--non-images keep passes other files through)")]
-            return [record]
-        data = record[rec.FILES][extension]
+            return non_image(record, self.options)
+        from PIL import Image
+
         try:
-            with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
-                if width * height > options.max_pixels:
-                    raise _Rejected(f"decompression bomb: {width}x{height} is over {options.max_pixels:,} pixels")
-                # Refused from the header, before decoding (img2dataset decodes first: a broken image
-                # that is also refused is a decode error there).
-                if min(width, height) < options.min_image_size:
-                    raise _Rejected(TOO_SMALL)
-                if width * height > options.max_image_area:
-                    raise _Rejected(AREA_TOO_LARGE)
-                if max(width, height) / max(1, min(width, height)) > options.max_aspect_ratio:
-                    raise _Rejected(ASPECT_TOO_LARGE)
-                target = target_size(width, height)
-                if target is not None and image.format == "JPEG" and target[0] * 3 <= width:
-                    # decode at 1/2, 1/4 or 1/8 scale, never below 1.5 times the target: closer to it
-                    # the JPEG decoder's scaling would show (up to 2 grey levels off img2dataset's pixels)
-                    image.draft(image.mode, (target[0] * 3 // 2, target[1] * 3 // 2))
-                image.load()  # a broken image is refused even when its bytes would be kept, as img2dataset does
-                if options.extract_exif:
-                    record["exif"] = exif_of(image)
-                record["original_width"], record["original_height"] = width, height
-                if (options.skip_reencode and target is None and not has_alpha(image)
-                        and already_encoded_as(data, options.encode_format)):
-                    record["width"], record["height"] = width, height
-                    return [record]  # nothing to change: the original bytes stay
-                image = flatten(image)
-                if target is not None:
-                    if target != image.size:
-                        image = image.resize(target, downscale if measured_side(width, height) > size else upscale)
-                    w, h = image.size
-                    if options.resize_mode == "center_crop":
-                        left, top = (w - size) // 2, (h - size) // 2
-                        image = image.crop((left, top, left + size, top + size))
-                    elif options.resize_mode == "border" and (w < size or h < size):
-                        canvas = Image.new(image.mode, (max(w, size), max(h, size)), "white")
-                        canvas.paste(image, ((canvas.size[0] - w) // 2, (canvas.size[1] - h) // 2))
-                        image = canvas
-                out = io.BytesIO()
-                if pil_format == "PNG":
-                    image.save(out, pil_format, compress_level=options.encode_quality)
-                else:
-                    image.save(out, pil_format, quality=options.encode_quality)
-                record["width"], record["height"] = image.size
+            encoded = self.transform(record, record[rec.FILES][extension])
         except _Rejected as error:
             return [rec.failure(record, "failed_to_subsample", "rejected", str(error))]
         except Image.DecompressionBombError as error:
             return [rec.failure(record, "failed_to_subsample", "rejected", f"decompression bomb: {error}")]
         except (OSError, ValueError, SyntaxError):  # what Pillow raises for bytes it cannot decode
             return [rec.failure(record, "failed_to_subsample", "decode_error", DECODE_ERROR)]
-        files = record[rec.FILES]
-        del files[extension]
-        files[options.encode_format] = out.getvalue()
-        record["mime"] = mime
-        record["size"] = len(files[options.encode_format])
+        if encoded is not None:
+            files = record[rec.FILES]
+            del files[extension]
+            files[self.options.encode_format] = encoded
+            record["mime"] = ENCODE_FORMATS[self.options.encode_format][1]
+            record["size"] = len(encoded)
         return [record]
 
-    return transform
+    def transform(self, record: dict, data: bytes) -> bytes | None:
+        """Decode, check, resize and encode one image's bytes, setting the record's sizes (and
+        exif); None when the original bytes stay (--skip-reencode)."""
+        from PIL import Image
+
+        options = self.options
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            refused = refusal(options, width, height)
+            if refused is not None:
+                raise _Rejected(refused)
+            target = target_size(options, width, height)
+            self.draft(image, target)
+            image.load()  # a broken image is refused even when its bytes would be kept, as img2dataset does
+            if options.extract_exif:
+                record["exif"] = exif_of(image)
+            record["original_width"], record["original_height"] = width, height
+            if (options.skip_reencode and target is None and not has_alpha(image)
+                    and already_encoded_as(data, options.encode_format)):
+                record["width"], record["height"] = width, height
+                return None  # nothing to change: the original bytes stay
+            image = self.resize(flatten(image), target, (width, height))
+            record["width"], record["height"] = image.size
+            return encode(image, options)
+
+    @staticmethod
+    def draft(image, target: tuple[int, int] | None) -> None:
+        """A JPEG whose target is at most a third of its width is decoded at 1/2, 1/4 or 1/8
+        scale, never below 1.5 times the target: closer to it the JPEG decoder's scaling would
+        show (up to 2 grey levels off img2dataset's pixels)."""
+        if target is not None and image.format == "JPEG" and target[0] * 3 <= image.size[0]:
+            image.draft(image.mode, (target[0] * 3 // 2, target[1] * 3 // 2))
+
+    def resize(self, image, target: tuple[int, int] | None, original: tuple[int, int]):
+        """The flattened image at its target size, cropped or bordered; as it is for None.
+        `original`: the size in the header (a drafted JPEG is decoded smaller)."""
+        if target is None:
+            return image
+        if target != image.size:
+            image = image.resize(target, self.filter_for(*original))
+        return fit(image, self.options.resize_mode, self.options.image_size)
+
+    def filter_for(self, width: int, height: int):
+        """The downscale interpolation when the side the mode measures shrinks, else the upscale one."""
+        from PIL import Image
+
+        options = self.options
+        shrinks = measured_side(options.resize_mode, width, height) > options.image_size
+        name = options.downscale_interpolation if shrinks else options.upscale_interpolation
+        return getattr(Image.Resampling, FILTERS[name])
