@@ -21,7 +21,6 @@ import ast
 import dataclasses
 import math
 import os
-import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Iterator
@@ -29,7 +28,7 @@ from dataclasses import dataclass
 
 import orjson
 
-from .errors import A2DError, BadInput, ExitCode, NothingSucceeded, UsageProblem
+from .errors import NothingSucceeded, StageFailed, UsageProblem
 from .fetch.options import HASH_NAMES, FetchOptions
 from .plan import Plan, pipe_form, settled
 from .read import FORMATS as READ_FORMATS
@@ -120,12 +119,6 @@ UNSUPPORTED = {
     "save_metadata": "metadata (a parquet per shard and _stats.json) is always written",
     "bbox_col": "blurring boxes in images is not supported yet",
 }
-
-
-class StageFailed(A2DError):
-    def __init__(self, stage: str, status: int):
-        super().__init__(f"{stage} exited with status {status}")
-        self.exit_code = status if status in iter(ExitCode) else ExitCode.ERROR
 
 
 def as_list(value) -> list | None:
@@ -404,30 +397,27 @@ def _stop(processes: list) -> None:
 
 def run_parts(plan: Plan, parts: int, progress: bool = False, quiet: bool = False,
               environment: dict | None = None) -> None:
-    """Run the plan as `parts` processes, each on its share of the shards; raise StageFailed
-    for the first part that failed. A part is `python -m any2dataset.all_in_one` reading its
-    plan (pickled) on standard input: not a multiprocessing child, which would import the
-    caller's main module again (a script calling download() without a __main__ guard)."""
-    if parts == 1:
-        from .cli import Console
+    """Run the plan as `parts` worker processes (workers.Pool), each on its share of the
+    shards; raise WorkerFailed naming the first part that failed. One part runs here."""
+    from .cli import Console
 
+    if parts == 1:
         run_part(plan, 0, 1, Console("any2dataset", quiet=quiet, progress=progress))
         return
-    processes = []
-    try:
+    from .workers import Pool
+
+    with Pool(_parts_worker, parts, args=(plan, parts, progress, quiet), name="any2dataset part",
+              stdout=subprocess.DEVNULL, environment=environment) as pool:
         for part in range(parts):
-            process = subprocess.Popen([sys.executable, "-m", "any2dataset.all_in_one"], stdin=subprocess.PIPE,
-                                       stdout=subprocess.DEVNULL, env=dict(os.environ, **(environment or {})))
-            with process.stdin:
-                process.stdin.write(pickle.dumps((plan, part, parts, progress, quiet)))
-            processes.append(process)
-        statuses = [process.wait() for process in processes]
-    except BaseException:
-        _stop(processes)
-        raise
-    for part, status in enumerate(statuses):
-        if status != 0:
-            raise StageFailed(f"part {part}/{parts}", status)
+            pool.send_to(part, part)
+    pool.check()
+
+
+def _parts_worker(inbox, send, plan: Plan, parts: int, progress: bool, quiet: bool) -> None:
+    from .cli import Console
+
+    for part in inbox:
+        run_part(plan, part, parts, Console(f"any2dataset (part {part}/{parts})", quiet=quiet, progress=progress))
 
 
 def run_part(plan: Plan, part: int, parts: int, console) -> int:
@@ -461,24 +451,3 @@ def _as_on_the_wire(records: Iterable[dict]) -> Iterator[dict]:
 
     for record in records:
         yield orjson.loads(dumps(record))
-
-
-def _part_main() -> None:
-    from .cli import Console, run_boundary
-
-    plan, part, parts, progress, quiet = pickle.loads(sys.stdin.buffer.read())
-    console = Console(f"any2dataset (part {part}/{parts})", quiet=quiet, progress=progress)
-
-    def work():
-        try:
-            run_part(plan, part, parts, console)
-        except (UsageProblem, BadInput) as error:
-            if part > 0:  # every part meets the same arguments and URL list: part 0 says it
-                sys.exit(error.exit_code)
-            raise
-
-    run_boundary(console, work)
-
-
-if __name__ == "__main__":
-    _part_main()

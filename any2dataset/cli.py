@@ -14,7 +14,7 @@ import orjson
 
 from . import __version__
 from .record import ABORT
-from .streams import RECORD_OUTPUTS, STREAM_OWNED_BY_PARENT, end_with_abort
+from .streams import RECORD_OUTPUTS, end_with_abort
 from .errors import A2DError, ExitCode
 
 EXIT_CODES_HELP = (
@@ -138,8 +138,6 @@ def _end_stream_with_abort(console: Console, message: str, origin: str | None = 
     """Tell the next stage of a pipe that this stream is cut short (record.ABORT), passing on
     the first failing stage's words (`origin`) when the failure came from upstream. Not on a
     terminal, where a person reads the error on stderr anyway."""
-    if os.environ.get(STREAM_OWNED_BY_PARENT):
-        return
     try:
         end_with_abort(orjson.dumps({ABORT: origin or f"{console.name}: {message}"}) + b"\n",
                        default_stdout=console.name in RECORD_STREAM_COMMANDS)

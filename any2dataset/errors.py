@@ -1,7 +1,9 @@
 """Exception types and the exit codes every command documents.
 
-The library raises these; only the command boundary (cli.py) turns them into
-one-line messages and exit codes.
+Every error a user can see is one of these: the library raises them; only the command
+boundary (cli.py) turns them into one-line messages and exit codes. (Modules may keep
+private exceptions for their own control flow, such as a host found down or a DNS retry,
+as long as none escapes them.)
 """
 
 from enum import IntEnum
@@ -93,3 +95,15 @@ class WorkerFailed(A2DError):
     def __init__(self, message: str, exit_code: int = ExitCode.ERROR):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class StageFailed(A2DError):
+    """A stage process of the all-in-one's pipeline failed (it said why on stderr itself)."""
+
+    def __init__(self, stage: str, status: int):
+        super().__init__(f"{stage} exited with status {status}")
+        self.exit_code = status if status in iter(ExitCode) else ExitCode.ERROR
+
+
+class MissingTool(A2DError):
+    """A program outside Python (ffmpeg) is needed and not found, or lacks an encoder."""

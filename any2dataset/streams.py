@@ -20,9 +20,6 @@ from . import record as rec
 from .errors import BadInput, UpstreamFailed, UsageProblem
 
 STDIO = "-"
-# Set for worker processes that write into their parent's standard output: the parent ends
-# the stream (record.ABORT) once they are gone, so that nothing follows its abort line.
-STREAM_OWNED_BY_PARENT = "A2D_STREAM_OWNED_BY_PARENT"
 STDIN_NAME = "<stdin>"
 # A record of a 69 KB image is a ~92 KB line: bigger than Linux's default 64 KiB
 # pipe, so writer and reader would take turns. 1 MiB pipes measured 2x faster.

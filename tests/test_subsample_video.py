@@ -10,7 +10,8 @@ import pytest
 
 from any2dataset.errors import UsageProblem
 from any2dataset.subsample import video
-from any2dataset.subsample.video import MissingTool, VideoOptions, video_transform
+from any2dataset.errors import MissingTool
+from any2dataset.subsample.video import VideoOptions, video_transform
 
 if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
     pytest.skip("ffmpeg and ffprobe are not on PATH (apt-get install ffmpeg)", allow_module_level=True)

@@ -64,7 +64,7 @@ from collections.abc import Callable
 import orjson
 
 from .. import record as rec
-from ..errors import A2DError, UsageProblem
+from ..errors import MissingTool, UsageProblem
 
 VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "mov", "avi", "m4v", "ogv", "mpg", "mpeg", "flv", "3gp", "ts")
 AUDIO_EXTENSIONS = ("wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "wma", "aiff")
@@ -98,10 +98,6 @@ _DECODE_MARKERS = ("invalid data", "moov atom not found", "could not find codec 
                    "end of file", "header missing", "truncat", "corrupt")
 _GENERIC_LINES = ("Conversion failed!", "Error initializing output stream", "Exiting normally",
                   "Error while filtering", "Error opening output files")
-
-
-class MissingTool(A2DError):
-    """A program outside Python (ffmpeg) is needed and not found, or lacks an encoder."""
 
 
 @dataclass
