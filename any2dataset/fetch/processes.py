@@ -10,7 +10,6 @@ no line is split and no byte is copied through the parent. They report their
 counts on a pipe of their own. Benchmarks: benchmarks/README.md.
 """
 
-import collections
 import dataclasses
 import fcntl
 import json
@@ -27,6 +26,7 @@ from collections.abc import Callable, Iterable
 import xxhash
 
 from ..errors import A2DError
+from ..stats.counting import RecordCounter as Tally  # what a run of a2d-fetch did: progress and summary
 from ..streams import STREAM_OWNED_BY_PARENT
 from .options import FetchOptions
 
@@ -99,42 +99,6 @@ class SharedOutput:
 
     def close(self) -> None:
         self.flush()
-
-
-@dataclasses.dataclass
-class Tally:
-    """What a run of a2d-fetch did, for its progress line and closing summary."""
-
-    records: int = 0
-    successes: int = 0
-    bytes: int = 0
-    kinds: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-
-    def add(self, record: dict) -> None:
-        self.records += 1
-        if record.get("status") == "success":
-            self.successes += 1
-            self.bytes += record.get("size") or 0
-        elif record.get("error_kind"):
-            self.kinds[record["error_kind"]] += 1
-
-    def to_line(self) -> bytes:
-        return json.dumps([self.records, self.successes, self.bytes, self.kinds]).encode() + b"\n"
-
-    @classmethod
-    def from_line(cls, line: bytes) -> "Tally":
-        records, successes, size, kinds = json.loads(line)
-        return cls(records, successes, size, collections.Counter(kinds))
-
-    @classmethod
-    def total(cls, tallies: Iterable["Tally"]) -> "Tally":
-        result = cls()
-        for tally in tallies:
-            result.records += tally.records
-            result.successes += tally.successes
-            result.bytes += tally.bytes
-            result.kinds.update(tally.kinds)
-        return result
 
 
 class Report:
