@@ -231,7 +231,8 @@ def _shard_ends(times: list[tuple[float, float, str, int]]) -> list[list]:
 
 
 def count_table(counter: RecordCounter, table: pa.Table, rows: int) -> None:
-    """Count a shard's metadata table in `counter`, by the counter's rules (any of status, error_kind, error_message, size may be absent)."""
+    """Count a shard's metadata table in `counter`, by the counter's rules (any of status,
+    error_kind, error_message and size may be absent)."""
     names = set(table.column_names)
     status = table.column("status") if "status" in names else pa.nulls(rows, pa.string())
     present = 0
@@ -242,18 +243,21 @@ def count_table(counter: RecordCounter, table: pa.Table, rows: int) -> None:
     if rows > present:
         counter.statuses["no_status"] += rows - present
     if "error_kind" in names:
-        for value, count in _value_counts(table.column("error_kind")):
-            if value:
-                counter.error_kinds[value] += count
+        counter.error_kinds.update({value: count for value, count in _value_counts(table.column("error_kind"))
+                                    if value})
     if "error_message" in names:
         not_success = pc.fill_null(pc.not_equal(status, "success"), True)
         for value, count in _value_counts(table.column("error_message").filter(not_success)):
             if value:
                 counter.count_message(value, count)
     if "size" in names:
-        for value in table.column("size").drop_null().to_pylist():
-            if type(value) in (int, float) and value >= 0:
-                counter.add_size(int(value))
+        _count_sizes(counter, table.column("size"))
+
+
+def _count_sizes(counter: RecordCounter, column) -> None:
+    for value in column.drop_null().to_pylist():
+        if type(value) in (int, float) and value >= 0:
+            counter.add_size(int(value))
 
 
 def _value_counts(array) -> Iterator[tuple[object, int]]:

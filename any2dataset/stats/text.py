@@ -43,9 +43,24 @@ def _ranges(names: list[str], limit: int = 20) -> str:
 
 def render_text(report: dict) -> str:
     """The report as an aligned plain-text table."""
-    rows: list[tuple[str, str, str]] = []  # label, value (right-aligned), note
+    rows = _count_rows(report) + _size_and_time_rows(report)  # label, value (right-aligned), note
+    if report["mode"] == "dataset":
+        rows += _dataset_rows(report)
+    elif report.get("skipped_lines"):
+        rows.append(("skipped lines", f"{report['skipped_lines']:,}", ""))
+    label_width = max(len(label) for label, _, _ in rows)
+    value_width = max(len(value) for _, value, _ in rows)
+    lines = [f"{report['source']} ({'dataset folder' if report['mode'] == 'dataset' else 'stream of records'})"]
+    lines += [f"{label:<{label_width}}  {value:>{value_width}}  {note}".rstrip() for label, value, note in rows]
+    for warning in report.get("warnings") or []:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines) + "\n"
+
+
+def _count_rows(report: dict) -> list[tuple[str, str, str]]:
+    """Records, statuses, error kinds and top error messages."""
     records = report["records"]
-    rows.append(("records", f"{records:,}", ""))
+    rows = [("records", f"{records:,}", "")]
     for status, count in report["statuses"].items():
         if count or status != "no_status":
             rows.append((f"  {status}", f"{count:,}", _percent(count, records)))
@@ -58,8 +73,12 @@ def render_text(report: dict) -> str:
         rows += [("", f"{count:,}", message) for message, count in report["top_errors"]]
         if report["untracked_errors"]:
             rows.append(("", f"{report['untracked_errors']:,}", "(other messages, not tracked)"))
+    return rows
+
+
+def _size_and_time_rows(report: dict) -> list[tuple[str, str, str]]:
     size = report["size"]
-    rows.append(("bytes", human_bytes(report["bytes"]), f"{report['bytes']:,}"))
+    rows = [("bytes", human_bytes(report["bytes"]), f"{report['bytes']:,}")]
     if size["count"]:
         rows.append(("sizes", f"{size['count']:,}",
                      (f"min {human_bytes(size['min'])}, p50 ~{human_bytes(size['p50'])}, "
@@ -68,21 +87,16 @@ def render_text(report: dict) -> str:
     rows.append(("duration", human_seconds(report["duration"]), ""))
     if report["records_per_second"] is not None:
         rows.append(("records/s", f"{report['records_per_second']:,.1f}", ""))
-    if report["mode"] == "dataset":
-        rows.append(("samples", f"{report['samples']:,}", ""))
-        if report["samples_per_second"] is not None:
-            rows.append(("samples/s", f"{report['samples_per_second']:,.1f}", ""))
-        shards = report["shards"]
-        rows.append(("shards", f"{shards['complete']:,}", "complete"))
-        for state in ("incomplete", "missing"):
-            if shards[state]:
-                rows.append(("", f"{len(shards[state]):,}", f"{state}: {_ranges(shards[state])}"))
-    elif report.get("skipped_lines"):
-        rows.append(("skipped lines", f"{report['skipped_lines']:,}", ""))
-    label_width = max(len(label) for label, _, _ in rows)
-    value_width = max(len(value) for _, value, _ in rows)
-    lines = [f"{report['source']} ({'dataset folder' if report['mode'] == 'dataset' else 'stream of records'})"]
-    lines += [f"{label:<{label_width}}  {value:>{value_width}}  {note}".rstrip() for label, value, note in rows]
-    for warning in report.get("warnings") or []:
-        lines.append(f"warning: {warning}")
-    return "\n".join(lines) + "\n"
+    return rows
+
+
+def _dataset_rows(report: dict) -> list[tuple[str, str, str]]:
+    rows = [("samples", f"{report['samples']:,}", "")]
+    if report["samples_per_second"] is not None:
+        rows.append(("samples/s", f"{report['samples_per_second']:,.1f}", ""))
+    shards = report["shards"]
+    rows.append(("shards", f"{shards['complete']:,}", "complete"))
+    for state in ("incomplete", "missing"):
+        if shards[state]:
+            rows.append(("", f"{len(shards[state]):,}", f"{state}: {_ranges(shards[state])}"))
+    return rows
