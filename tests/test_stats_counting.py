@@ -74,6 +74,18 @@ def test_the_counting_rules():
     assert report["error_kinds"] == {"dns": 2, "decode_error": 1, "odd": 1}
 
 
+def test_sizes_as_a_histogram_a_total_or_not_at_all():
+    records = [{"size": 7}, {"files": {"bin": b"abc"}}, {"status": "failed_to_download"}]
+    histogram, total, unmeasured = (counted(records, sizes=s) for s in ("histogram", "total", None))
+    assert histogram.bytes == total.bytes == 10 and unmeasured.bytes == 0
+    assert histogram.sizes.summary()["count"] == 2 and total.sizes.count == unmeasured.sizes.count == 0
+    tally = Tally()  # a2d-fetch's: the total its progress line shows, no histogram
+    tally.add({"status": "success", "size": 5})
+    assert (tally.bytes, tally.sizes.count, Tally.from_line(tally.to_line()).bytes) == (5, 0, 5)
+    with pytest.raises(ValueError):
+        RecordCounter(sizes="all")
+
+
 def test_messages_past_the_cap_only_add_to_untracked():
     counter = counted([{"status": "failed_to_download", "error_message": f"m{i % 7}"} for i in range(50)],
                       message_cap=5)

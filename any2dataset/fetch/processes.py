@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterable
 import xxhash
 
 from ..errors import A2DError
-from ..stats.counting import RecordCounter as Tally  # what a run of a2d-fetch did: progress and summary
+from ..stats.counting import RecordCounter
 from ..streams import STREAM_OWNED_BY_PARENT
 from .options import FetchOptions
 
@@ -99,6 +99,14 @@ class SharedOutput:
 
     def close(self) -> None:
         self.flush()
+
+
+class Tally(RecordCounter):
+    """What a run of a2d-fetch did, for its progress line and closing summary: the shared
+    record counter, with the total of sizes only (no histogram: a microsecond a record)."""
+
+    def __init__(self):
+        super().__init__(sizes="total")
 
 
 class Report:

@@ -28,6 +28,8 @@ STATUS_NAMES = ("success", "failed_to_download", "failed_to_subsample", "filtere
 # keeps more.
 MESSAGE_CAP = 1000
 STATUS_DICT_CAP = 100
+_ALIASES = rec.STATUS_ALIASES
+SIZES = ("histogram", "total", None)
 
 
 def payload_size(record: dict) -> int | None:
@@ -55,15 +57,19 @@ class RecordCounter:
     """Statuses, error kinds, capped error messages and payload sizes of a set of records.
 
     `success_message`: successes count as the message "success" too, outside the cap
-    (img2dataset's status_dict); `measure_sizes=False` skips sizes (a shard's stats count
-    the bytes written instead).
+    (img2dataset's status_dict). `sizes`: "histogram" keeps their distribution, "total" only
+    `bytes` (a progress line shows no more, and the histogram costs a microsecond a record),
+    None measures nothing (a shard's stats count the bytes written instead).
     """
 
     def __init__(self, *, message_cap: int = MESSAGE_CAP, success_message: bool = False,
-                 measure_sizes: bool = True):
+                 sizes: str | None = "histogram"):
+        if sizes not in SIZES:
+            raise ValueError(f"sizes must be one of {SIZES}, not {sizes!r}")
         self.message_cap = message_cap
         self.success_message = success_message
-        self.measure_sizes = measure_sizes
+        self.measure_sizes = sizes is not None
+        self.histogram = sizes == "histogram"
         self.statuses: Counter = Counter()
         self.error_kinds: Counter = Counter()
         self.messages: Counter = Counter()
@@ -80,22 +86,27 @@ class RecordCounter:
         return self.statuses.get("success", 0)
 
     def add(self, record: dict) -> None:
-        status = record.get("status") or "no_status"
-        self.statuses[rec.STATUS_ALIASES.get(status, status)] += 1
-        kind = record.get("error_kind")
+        get = record.get  # (called per record by every stage that counts: kept lean)
+        status = get("status") or "no_status"
+        self.statuses[_ALIASES.get(status, status)] += 1
+        kind = get("error_kind")
         if kind:
             self.error_kinds[kind] += 1
         if status == "success":
             if self.success_message:
                 self.messages["success"] += 1
         else:
-            message = record.get("error_message")
+            message = get("error_message")
             if message:
                 self.count_message(message, 1)
         if self.measure_sizes:
-            size = payload_size(record)
+            size = get("size")
+            if type(size) is not int:
+                size = payload_size(record)
             if size is not None:
-                self.add_size(size)
+                self.bytes += size
+                if self.histogram:
+                    self.sizes.add(size)
 
     def add_size(self, size: int) -> None:
         self.sizes.add(size)
@@ -118,7 +129,7 @@ class RecordCounter:
 
     @classmethod
     def total(cls, counters: Iterable["RecordCounter"]) -> "RecordCounter":
-        result = cls()
+        result = cls()  # (a subclass' own settings)
         for counter in counters:
             result.merge(counter)
         return result
@@ -164,7 +175,7 @@ class ShardStats:
 
     def __init__(self, run_start_time: float | None = None, like: str | None = None):
         self.like = like
-        self.counts = RecordCounter(message_cap=STATUS_DICT_CAP, success_message=True, measure_sizes=False)
+        self.counts = RecordCounter(message_cap=STATUS_DICT_CAP, success_message=True, sizes=None)
         self.clipped_sources: set[str] = set()
         self.bytes_downloaded = 0  # video2dataset's: the downloads of the rows that were not download failures
         self.start_time = time.time()

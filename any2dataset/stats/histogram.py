@@ -37,12 +37,16 @@ class SizeHistogram:
         self.max: int | None = None
 
     def add(self, size: int) -> None:
-        self.bins[_bin(size)] += 1
+        index = _bin(size)
+        bins = self.bins
+        bins[index] = bins.get(index, 0) + 1  # (a Counter's += costs twice as much, per record)
         self.count += 1
         self.total += size
-        if self.min is None or size < self.min:
+        if self.min is None:
+            self.min = self.max = size
+        elif size < self.min:
             self.min = size
-        if self.max is None or size > self.max:
+        elif size > self.max:
             self.max = size
 
     def merge(self, other: "SizeHistogram") -> None:
