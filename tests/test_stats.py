@@ -128,25 +128,6 @@ def test_library_tally_passes_records_through_and_counts_them():
     check_stream_report(stats.report(top=50), records, top=50)
 
 
-@pytest.mark.parametrize("length", range(9))
-def test_payload_size_from_base64_length_without_decoding(length):
-    data = bytes(range(length))
-    assert statistics.payload_size({"files": {"bin": base64.b64encode(data).decode()}}) == length
-    assert statistics.payload_size({"files": {"bin": data, "b": base64.b64encode(data).decode()}}) == 2 * length
-    assert statistics.payload_size({"size": 99, "files": {"bin": data}}) == 99
-    assert statistics.payload_size({"status": "failed_to_download"}) is None
-
-
-def test_percentiles_stay_within_a_quarter_on_a_wide_spread():
-    chooser = random.Random(1)
-    sizes = sorted(int(math.exp(chooser.uniform(0, math.log(10**10)))) for _ in range(20000))
-    histogram = statistics.SizeHistogram()
-    for size in sizes:
-        histogram.add(size)
-    check_sizes(histogram.summary(), sizes)
-    assert len(histogram.bins) < 4 * 36
-
-
 def test_memory_stays_bounded_on_a_long_stream():
     now = [0.0]
     stats = statistics.StreamStats(clock=lambda: now[0])

@@ -68,7 +68,7 @@ class _Progress:
             return
         self.shown = now
         self.bar.update(tally.records - self.bar.n)
-        top = " ".join(f"{kind}:{count}" for kind, count in tally.kinds.most_common(3))
+        top = " ".join(f"{kind}:{count}" for kind, count in tally.error_kinds.most_common(3))
         self.bar.set_postfix_str(f"{tally.bytes / 1e6 / max(now - self.started, 1e-6):.1f} MB/s, "
                                  f"{100 * tally.successes / max(tally.records, 1):.0f}% ok {top}".rstrip(),
                                  refresh=False)
@@ -199,7 +199,7 @@ def main(inputs, workers, on_error, output, console, **params):
         if progress:
             progress.close(tally)
     console.skipped(reader)
-    fetched_kinds = tally.kinds - passed.kinds
+    fetched_kinds = tally.error_kinds - passed.error_kinds
     kinds = ", ".join(f"{kind} {count}" for kind, count in fetched_kinds.most_common())
     downloaded = tally.successes - passed.successes
     failed = tally.records - passed.records - downloaded

@@ -11,7 +11,6 @@ copied through the parent. They send their counts to the parent as they go.
 Benchmarks: benchmarks/README.md.
 """
 
-import collections
 import dataclasses
 import fcntl
 import json
@@ -24,6 +23,7 @@ from collections.abc import Callable, Iterable, Iterator
 import xxhash
 
 from .. import record as rec
+from ..stats.counting import RecordCounter
 from ..workers import Pool
 from .options import FetchOptions
 
@@ -74,40 +74,12 @@ class SharedOutput:
         self.flush()
 
 
-@dataclasses.dataclass
-class Tally:
-    """What a run of a2d-fetch did, for its progress line and closing summary."""
+class Tally(RecordCounter):
+    """What a run of a2d-fetch did, for its progress line and closing summary: the shared
+    record counter, with the total of sizes only (no histogram: a microsecond a record)."""
 
-    records: int = 0
-    successes: int = 0
-    bytes: int = 0
-    kinds: collections.Counter = dataclasses.field(default_factory=collections.Counter)
-
-    def add(self, record: dict) -> None:
-        self.records += 1
-        if record.get("status") == "success":
-            self.successes += 1
-            self.bytes += record.get("size") or 0
-        elif record.get("error_kind"):
-            self.kinds[record["error_kind"]] += 1
-
-    def to_line(self) -> bytes:
-        return json.dumps([self.records, self.successes, self.bytes, self.kinds]).encode() + b"\n"
-
-    @classmethod
-    def from_line(cls, line: bytes) -> "Tally":
-        records, successes, size, kinds = json.loads(line)
-        return cls(records, successes, size, collections.Counter(kinds))
-
-    @classmethod
-    def total(cls, tallies: Iterable["Tally"]) -> "Tally":
-        result = cls()
-        for tally in tallies:
-            result.records += tally.records
-            result.successes += tally.successes
-            result.bytes += tally.bytes
-            result.kinds.update(tally.kinds)
-        return result
+    def __init__(self):
+        super().__init__(sizes="total")
 
 
 def fetch_in_workers(pairs: Iterable[tuple[bytes, dict]], options: FetchOptions, workers: int,

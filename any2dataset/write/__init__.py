@@ -21,7 +21,8 @@ from ..errors import BadInput, IncompleteOutput, UsageProblem
 from .destination import destination
 from .files import FilesSink
 from ..layout import finished_shards, parse_stats
-from .metadata import MetadataSchema, Presentation, ShardStats
+from ..stats.counting import ShardStats
+from .metadata import MetadataSchema, Presentation
 from .parquet import ParquetSink
 from .tfrecord import TFRecordSink
 from .webdataset import DummySink, WebdatasetSink, payload_bytes

@@ -1,7 +1,5 @@
-"""Per-shard metadata parquet (every row, failures included) and `_stats.json` figures."""
-
-import time
-from collections import Counter
+"""Per-shard metadata parquet (every row, failures included); the `_stats.json` figures are
+stats.counting.ShardStats."""
 
 import orjson
 import pyarrow as pa
@@ -19,7 +17,6 @@ RESERVED_FIELDS = [
 RESERVED_NAMES = frozenset(field.name for field in RESERVED_FIELDS)
 # Where a value that does not fit its column's type goes, as JSON text, so nothing is dropped.
 EXTRA_COLUMN = rec.EXTRA_COLUMN
-STATUS_DICT_CAP = 100  # distinct error messages kept in status_dict, as img2dataset caps it
 
 # img2dataset's metadata, for --like img2dataset: its types where they are not ours, its name
 # for a payload the image step could not use, and its `exif` for an image without EXIF tags.
@@ -223,68 +220,3 @@ class MetadataSchema:
 
     def write(self, rows: list[dict], path: str) -> None:
         pq.write_table(self.table(rows), path, compression="zstd")
-
-
-class ShardStats:
-    """The counts img2dataset users check in `{shard}_stats.json`, plus bytes and error kinds."""
-
-    def __init__(self, run_start_time: float | None = None, like: str | None = None):
-        # "img2dataset": its failed_to_resize among the counts; "video2dataset": its
-        # bytes_downloaded, and clips counted once per source row, as it counts them
-        self.like = like
-        self.clipped_sources: set[str] = set()
-        self.bytes_downloaded = 0  # video2dataset's: the downloads of the rows that were not download failures
-        self.start_time = time.time()
-        # When this run of a2d-write began: in a pipe, with the stages before it, so a dataset's
-        # throughput counts the downloads too, not only the moments of writing.
-        self.run_start_time = self.start_time if run_start_time is None else run_start_time
-        self.statuses = Counter()
-        self.messages = Counter()
-        self.error_kinds = Counter()
-        self.bytes = 0
-
-    def add(self, record: dict, written_bytes: int, source: str | None = None,
-            downloaded: int | None = None) -> None:
-        """Count a row as shown; `source`: the source row's key of a clip; `downloaded`: the
-        size of the row's download."""
-        status = record.get("status") or "no_status"
-        self.bytes += written_bytes
-        if self.like == "video2dataset" and source is not None:
-            if source in self.clipped_sources:
-                return
-            self.clipped_sources.add(source)
-        if status in ("success", "failed_to_subsample") and downloaded:
-            self.bytes_downloaded += downloaded
-        self.statuses[status] += 1
-        if status == "success":
-            self.messages["success"] += 1
-        elif record.get("error_message"):
-            message = record["error_message"]
-            if message in self.messages or len(self.messages) < STATUS_DICT_CAP:
-                self.messages[message] += 1
-        if record.get("error_kind"):
-            self.error_kinds[record["error_kind"]] += 1
-
-    def summary(self, shard: int, output_format: str) -> dict:
-        end_time = time.time()
-        not_transformed = self.statuses["failed_to_subsample"] + self.statuses["failed_to_resize"]
-        summary = {
-            "shard": shard,
-            "format": output_format,
-            "count": sum(self.statuses.values()),
-            "successes": self.statuses["success"],
-            "failed_to_download": self.statuses["failed_to_download"],
-            "failed_to_subsample": not_transformed,
-            **({"failed_to_resize": not_transformed} if self.like == "img2dataset" else {}),
-            "filtered": self.statuses["filtered"],
-            "no_status": self.statuses["no_status"],
-            "bytes": self.bytes,
-            "duration": round(end_time - self.start_time, 4),
-            **({"bytes_downloaded": self.bytes_downloaded} if self.like == "video2dataset" else {}),
-            "start_time": self.start_time,
-            "run_start_time": self.run_start_time,
-            "end_time": end_time,
-            "status_dict": dict(self.messages.most_common()),
-            "error_kinds": dict(self.error_kinds.most_common()),
-        }
-        return summary

@@ -6,7 +6,7 @@ so the page opens the same offline, in a mail attachment or from a bucket.
 
 from html import escape
 
-from .stats import human_bytes, human_seconds
+from .text import human_bytes, human_seconds
 
 WIDTH = 720
 COLORS = {"success": "#3a7d44", "failed_to_download": "#c0392b", "failed_to_subsample": "#e67e22",
