@@ -8,6 +8,7 @@ extension), `txt` for the caption and every metadata field.
 from .. import record as rec
 from ..tfrecord_codec import crc32c_module, example, frame
 from .background import BackgroundWriter, write_all
+from .sink import SampleSink, SinkSettings
 
 
 def sample_features(record: dict, none_as_empty: bool = False) -> dict:
@@ -22,15 +23,15 @@ def sample_features(record: dict, none_as_empty: bool = False) -> dict:
     return features
 
 
-class TFRecordSink:
-    suffix = ".tfrecord"
-    holds_metadata = False
+class TFRecordSink(SampleSink):
+    suffixes = (".tfrecord", ".parquet")
 
-    def __init__(self, temp_path: str, schema=None, expected_size=None):
+    def __init__(self, temp_path, settings: SinkSettings):
+        super().__init__(temp_path, settings)
         self.crc32c = crc32c_module()
-        self.file = open(temp_path, "wb", buffering=0)
+        self.file = open(temp_path(".tfrecord"), "wb", buffering=0)
         self.io = BackgroundWriter()
-        self.none_as_empty = schema is not None and schema.like is not None  # as the tool we write like
+        self.none_as_empty = settings.schema.like is not None  # as the tool we write like
 
     def add_sample(self, record: dict) -> None:
         features = sample_features(record, self.none_as_empty)
