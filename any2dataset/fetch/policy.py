@@ -14,7 +14,6 @@ import xxhash
 
 from .. import filetypes
 
-
 HASHES = {
     "md5": hashlib.md5,
     "sha256": hashlib.sha256,

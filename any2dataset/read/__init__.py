@@ -21,8 +21,14 @@ from .. import record as rec
 from ..errors import BadInput, UsageProblem
 from ..streams import STDIO, display_name, open_input
 from . import dataset
-from .formats import DATASET, FORMATS, READ_FORMATS, ReadFormat, format_of_name
-from .formats import LIST_FORMATS  # noqa: F401 (the all-in-one asks this module)
+from .formats import (
+    DATASET,
+    FORMATS,
+    LIST_FORMATS,  # noqa: F401 (the all-in-one asks this module)
+    READ_FORMATS,
+    ReadFormat,
+    format_of_name,
+)
 from .table import Bad, Table, TextDecoding, unreadable
 
 
