@@ -132,6 +132,7 @@ def img2dataset_resizer():
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--prepare"]:
+    os.nice(19)  # the tests running meanwhile come first (some measure timings)
     # conftest.py's background build: the venv, with TensorFlow, ready when the tests come to it
     try:
         print(find_or_build_venv(tensorflow=True))
