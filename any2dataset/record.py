@@ -68,47 +68,49 @@ ERROR_KINDS = frozenset(
     }
 )
 
-_STR = (str,)
-_INT = (int,)
-_NUM = (int, float)
-_LIST = (list,)
+# The types a reserved field's value may have (write/metadata.py gives each its column type).
+STRING = (str,)
+INTEGER = (int,)
+NUMBER = (int, float)
+LIST = (list,)
 
 # Reserved fields and the JSON types they may hold (null is always allowed).
 # Field names follow img2dataset's metadata so downstream code keeps working.
 RESERVED = {
-    "key": _STR,
-    "url": _STR,
-    "caption": _STR,
-    "status": _STR,
-    "error_message": _STR,
-    "error_kind": _STR,
-    "shard": _INT,
-    "shard_size": _INT,
-    "width": _INT,
-    "height": _INT,
-    "original_width": _INT,
-    "original_height": _INT,
-    "exif": _STR,
-    "md5": _STR,
-    "sha256": _STR,
-    "sha512": _STR,
-    "xxh64": _STR,
-    "mime": _STR,
-    "size": _INT,
-    "http_status": _INT,
-    "final_url": _STR,
-    "fetch_seconds": _NUM,
-    "retries": _INT,
-    "clips": _LIST,  # [[start, end], ...] in seconds, from --clip-col (video2dataset's clip_col)
-    "source_key": _STR,  # a clip's source record (a2d-subsample --clip-length, --use-clips)
-    "clip_start": _NUM,
-    "clip_end": _NUM,
-    "clip_count": _INT,  # how many clips the source gave: a2d-write waits for all of them
-    "duration": _NUM,  # seconds of audio or video (a2d-subsample --probe)
+    "key": STRING,
+    "url": STRING,
+    "caption": STRING,
+    "status": STRING,
+    "error_message": STRING,
+    "error_kind": STRING,
+    "shard": INTEGER,
+    "shard_size": INTEGER,
+    "width": INTEGER,
+    "height": INTEGER,
+    "original_width": INTEGER,
+    "original_height": INTEGER,
+    "exif": STRING,
+    "md5": STRING,
+    "sha256": STRING,
+    "sha512": STRING,
+    "xxh64": STRING,
+    "mime": STRING,
+    "size": INTEGER,
+    "http_status": INTEGER,
+    "final_url": STRING,
+    "fetch_seconds": NUMBER,
+    "retries": INTEGER,
+    "clips": LIST,  # [[start, end], ...] in seconds, from --clip-col (video2dataset's clip_col)
+    "source_key": STRING,  # a clip's source record (a2d-subsample --clip-length, --use-clips)
+    "clip_start": NUMBER,
+    "clip_end": NUMBER,
+    "clip_count": INTEGER,  # how many clips the source gave: a2d-write waits for all of them
+    "duration": NUMBER,  # seconds of audio or video (a2d-subsample --probe)
     FILES: (dict,),
 }
 
-# Where a2d-write keeps values that fit no metadata column (parquet), and a2d-read finds them.
+# Where a2d-write keeps values that fit no metadata column (parquet), as JSON text so nothing is
+# dropped, and a2d-read finds them.
 EXTRA_COLUMN = "extra_json"
 # Names a sample's own metadata takes in the output formats: its .json and .txt (caption)
 # members, and the reserved fields and extra_json (parquet columns, tfrecord features). A

@@ -11,13 +11,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import orjson
 import pytest
 
 from any2dataset.fetch import FetchOptions, fetch
-from conftest import ROOT, command_env, run_pipeline
+from conftest import ROOT, run_pipeline
 from servers import FaultServer, body_for, free_port
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -85,7 +85,7 @@ def test_crc32c_golden_vectors():
     assert crc32c(bytes(32)) == 0x8A9136AA
     assert crc32c(b"\xff" * 32) == 0x62A8AB43
     assert crc32c(bytes(range(32))) == 0x46DD794E
-    from any2dataset.write.tfrecord import frame
+    from any2dataset.tfrecord_codec import frame
 
     # A frame of the empty record: length 0, then its masked CRCs.
     import google_crc32c

@@ -12,7 +12,6 @@ import gzip
 import http.server
 import io
 import json
-import os
 import subprocess
 import tarfile
 import threading

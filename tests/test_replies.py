@@ -7,7 +7,6 @@ import json
 import socket
 import sys
 import threading
-import time
 
 import pytest
 

@@ -1,11 +1,10 @@
 """What a fetch outcome means: error kinds, what is retried and how long to wait,
-robots opt-outs, file extensions and hashes."""
+robots opt-outs, which file a reply carries (from filetypes) and hashes."""
 
 import asyncio
 import email.utils
 import errno
 import hashlib
-import mimetypes
 import random
 import re
 import time
@@ -13,6 +12,7 @@ from urllib.parse import urlsplit
 
 import xxhash
 
+from .. import filetypes
 
 HASHES = {
     "md5": hashlib.md5,
@@ -31,30 +31,6 @@ _USER_AGENT = re.compile(r"[a-z0-9][a-z0-9_.-]*")
 _IMPLIED = {"none": ("noindex", "nofollow")}
 
 _URL_EXTENSION = re.compile(r"\.([A-Za-z0-9]{1,6})$")
-# Content types that say nothing about the file: look at the bytes, then the URL.
-_VAGUE_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream", "application/binary",
-                          "application/x-download", "application/force-download"})
-_CANONICAL_EXTENSION = {"jpeg": "jpg", "jpe": "jpg", "jfif": "jpg", "tif": "tiff", "htm": "html", "mpga": "mp3"}
-# Magic numbers of the files datasets are made of: (offset, bytes, extension, mime).
-_MAGIC = [
-    (0, b"\xff\xd8\xff", "jpg", "image/jpeg"),
-    (0, b"\x89PNG\r\n\x1a\n", "png", "image/png"),
-    (0, b"GIF87a", "gif", "image/gif"),
-    (0, b"GIF89a", "gif", "image/gif"),
-    (0, b"BM", "bmp", "image/bmp"),
-    (0, b"II*\x00", "tiff", "image/tiff"),
-    (0, b"MM\x00*", "tiff", "image/tiff"),
-    (0, b"%PDF-", "pdf", "application/pdf"),
-    (0, b"fLaC", "flac", "audio/flac"),
-    (0, b"OggS", "ogg", "audio/ogg"),
-    (0, b"ID3", "mp3", "audio/mpeg"),
-    (0, b"\x1a\x45\xdf\xa3", "webm", "video/webm"),
-    (0, b"PK\x03\x04", "zip", "application/zip"),
-    (0, b"\x1f\x8b", "gz", "application/gzip"),
-]
-_RIFF = {b"WEBP": ("webp", "image/webp"), b"WAVE": ("wav", "audio/wav"), b"AVI ": ("avi", "video/x-msvideo")}
-_ISO_BRANDS = {b"avif": ("avif", "image/avif"), b"heic": ("heic", "image/heic"), b"qt  ": ("mov", "video/quicktime"),
-               b"M4A ": ("m4a", "audio/mp4")}
 
 
 def http_error(status: int, reason: str | None) -> tuple[str, str]:
@@ -133,37 +109,16 @@ def exception_kind(error: BaseException) -> tuple[str, str]:
     return "other", f"{type(error).__name__}: {error}"
 
 
-def mime_of(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
-def sniff(body: bytes) -> tuple[str, str] | None:
-    """(extension, mime) from a file's first bytes, for the common dataset formats."""
-    head = body[:32]
-    for offset, magic, extension, mime in _MAGIC:
-        if head.startswith(magic, offset):
-            return extension, mime
-    if head[:4] == b"RIFF" and head[8:12] in _RIFF:
-        return _RIFF[head[8:12]]
-    if head[4:8] == b"ftyp":
-        return _ISO_BRANDS.get(head[8:12], ("mp4", "video/mp4"))
-    return None
-
-
 def extension_and_mime(url: str, content_type: str | None, body: bytes) -> tuple[str, str | None]:
     """File extension and media type: from a specific Content-Type, else the bytes, else the URL."""
-    mime = mime_of(content_type)
-    if mime not in _VAGUE_TYPES:
-        guessed = mimetypes.guess_extension(mime, strict=False)
+    mime = filetypes.mime_type(content_type)
+    if mime not in filetypes.VAGUE_MIMES:
+        guessed = filetypes.extension_of_mime(mime)
         if guessed:
-            return _canonical(guessed[1:]), mime
-    sniffed = sniff(body)
+            return filetypes.download_extension(guessed), mime
+    sniffed = filetypes.sniff(body)
     if sniffed is not None:
         return sniffed
     match = _URL_EXTENSION.search(urlsplit(url).path)
-    extension = _canonical(match.group(1).lower()) if match else "bin"
-    return extension, mime or mimetypes.guess_type(f"x.{extension}")[0]
-
-
-def _canonical(extension: str) -> str:
-    return _CANONICAL_EXTENSION.get(extension, extension)
+    extension = filetypes.download_extension(match.group(1).lower()) if match else "bin"
+    return extension, mime or filetypes.mime_of_name(f"x.{extension}")

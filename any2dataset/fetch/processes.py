@@ -13,7 +13,6 @@ Benchmarks: benchmarks/README.md.
 
 import dataclasses
 import fcntl
-import json
 import os
 import tempfile
 import threading

@@ -1,9 +1,9 @@
 """a2d-read's library: URL lists, existing datasets and folders of files, out as records.
 
 Each list format is a small module giving a Table (its columns, and rows of the
-columns asked for); this module expands paths, picks the format, maps columns
-onto record fields and places errors at their input position. Existing datasets
-(dataset.py) and raw folders (raw.py) give records directly.
+columns asked for); this module expands paths, picks the format (formats.py: the
+table of formats), maps columns onto record fields and places errors at their input
+position. Existing datasets (dataset.py) and raw folders (raw.py) give records directly.
 """
 
 import glob as globlib
@@ -20,41 +20,16 @@ import orjson
 from .. import record as rec
 from ..errors import BadInput, UsageProblem
 from ..streams import STDIO, display_name, open_input
-from . import csv as csv_format
-from . import dataset, raw
-from . import json as json_format
-from . import txt as txt_format
+from . import dataset
+from .formats import (
+    DATASET,
+    FORMATS,
+    LIST_FORMATS,  # noqa: F401 (the all-in-one asks this module)
+    READ_FORMATS,
+    ReadFormat,
+    format_of_name,
+)
 from .table import Bad, Table, TextDecoding, unreadable
-
-# List formats: name -> (text: the stream is decoded with --encoding, function(stream, TextDecoding, Bad) -> Table)
-LIST_FORMATS = {
-    "txt": (True, txt_format.table),
-    "csv": (True, csv_format.table),
-    "tsv": (True, csv_format.tsv_table),
-    "json": (False, json_format.json_table),  # decodes itself (orjson reads UTF-8 bytes)
-    "jsonl": (True, json_format.jsonl_table),
-    "parquet": (False, lambda stream, text, bad: _arrow().parquet_table(stream)),
-    "arrow": (False, lambda stream, text, bad: _arrow().arrow_table(stream)),
-}
-# Formats whose values have JSON or Arrow types: url and caption are checked as they are read.
-TYPED_FORMATS = frozenset({"json", "jsonl", "parquet", "arrow"})
-
-
-def _arrow():
-    """pyarrow is imported for the formats that need it only: a2d-read of a text list starts
-    in a third of the time and memory."""
-    from . import arrow
-
-    return arrow
-
-# Dataset layouts and raw files, read as records rather than as lists of URLs.
-DATASET_FORMATS = ("webdataset", "tfrecord", "files", "raw")
-FORMATS = [*LIST_FORMATS, *DATASET_FORMATS]
-
-_SUFFIXES = {"txt": "txt", "csv": "csv", "tsv": "tsv", "json": "json", "jsonl": "jsonl", "ndjson": "jsonl",
-             "parquet": "parquet", "arrow": "arrow", "feather": "arrow", "ipc": "arrow", "tar": "webdataset",
-             "tgz": "webdataset", "tfrecord": "tfrecord"}
-COMPRESSIONS = (".gz", ".bz2", ".xz", ".zst")
 
 
 @dataclass
@@ -117,14 +92,7 @@ class _FileRows:
 
 def format_of(path: str) -> str | None:
     """The input format from a file name, ignoring a compression suffix; None if unknown."""
-    name = posixpath.basename(path.rstrip("/")).lower()
-    if name.endswith(".tar.gz"):
-        return "webdataset"
-    for suffix in COMPRESSIONS:
-        if name.endswith(suffix):
-            name = name[: -len(suffix)]
-            break
-    return _SUFFIXES.get(name.rsplit(".", 1)[-1]) if "." in name else None
+    return format_of_name(posixpath.basename(path.rstrip("/")).lower())
 
 
 def infer_format(path: str) -> str:
@@ -212,7 +180,7 @@ def _folder(fs, folder: str, name, input_format: str | None) -> list[tuple[str, 
 class ColumnMap:
     """How one list's columns become record fields."""
 
-    def __init__(self, table: Table, source: str, fmt: str, options: ReadOptions, bad: Bad):
+    def __init__(self, table: Table, source: str, fmt: ReadFormat, options: ReadOptions, bad: Bad):
         columns = table.columns
         available = ", ".join(columns) or "none"
         # jsonl: a column missing from the first row may come in later rows.
@@ -223,7 +191,7 @@ class ColumnMap:
                 raise UsageProblem(f"{source}: no column {column!r} for {option} (columns: {available})")
             return column
 
-        fields = {"url": columns[0] if fmt == "txt" else require(options.url_col, "--url-col")}
+        fields = {"url": columns[0] if fmt.headerless else require(options.url_col, "--url-col")}
         if options.caption_col:
             fields["caption"] = require(options.caption_col, "--caption-col")
         elif options.caption_col is None and "caption" in columns:  # ("": no caption at all)
@@ -247,7 +215,7 @@ class ColumnMap:
         self.clips = "clips" in fields
         # A later row's `caption` is its caption when no column is named for it (jsonl).
         self.late_caption = lenient and "caption" not in fields and options.caption_col is None
-        self.typed = fmt in TYPED_FORMATS
+        self.typed = fmt.typed
         self.bad = bad
         self.url_seen = not lenient or options.url_col in columns
         self.url_col = options.url_col
@@ -346,14 +314,13 @@ def _clips(value, line):
     return clips
 
 
-def _read_list(path: str, fmt: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
-    decoded, open_table = LIST_FORMATS[fmt]
+def _read_list(path: str, fmt: ReadFormat, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
     with _open_list(path) as binary:
-        stream = text.wrap(binary) if decoded else binary
-        table = open_table(stream, text, bad)
+        stream = text.wrap(binary) if fmt.text else binary
+        table = fmt.load(stream, text, bad)
         if not table.columns:  # an empty file has no rows to account for
             return
-        if dataset.is_record_table(table.columns) and fmt != "txt":
+        if dataset.is_record_table(table.columns) and not fmt.headerless:
             # A table of records (it has keys): an existing dataset's metadata, kept whole.
             for line, values, unknown in table.rows(table.columns):
                 record = dataset.unpack_row(dict(zip(table.columns, values)))
@@ -423,29 +390,14 @@ class _ZstdReader(io.RawIOBase):
         super().close()
 
 
-def _records_of(path: str, fmt: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
-    if fmt == "webdataset":
-        return dataset.read_webdataset(path)
-    if fmt == "files":
-        return dataset.read_files_layout(path)
-    if fmt == "tfrecord":
-        return dataset.read_tfrecord(path)
-    if fmt == "raw":
-        return raw.read_raw(path, options.inline)
-    if fmt == "parquet" and path != STDIO:
-        return _parquet(path, options, text, bad)
+def _records_of(path: str, fmt: ReadFormat, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
+    if fmt.kind == DATASET:
+        return fmt.load(path, options)
+    if fmt.as_dataset is not None and path != STDIO:
+        records = fmt.as_dataset(path)
+        if records is not None:
+            return records
     return _read_list(path, fmt, options, text, bad)
-
-
-def _parquet(path: str, options: ReadOptions, text: TextDecoding, bad: Bad) -> Iterator[dict]:
-    # A parquet of records (with a `key` column) may hold payloads in binary columns.
-    import pyarrow.parquet as pq
-
-    with open_input(path, "rb") as stream:
-        columns = pq.ParquetFile(_arrow().seekable(stream)).schema_arrow.names
-    if dataset.is_record_table(columns):
-        return dataset.read_record_parquet(path)
-    return _read_list(path, "parquet", options, text, bad)
 
 
 def _with_field(records: Iterable[dict], name: str, value: str) -> Iterator[dict]:
@@ -463,7 +415,8 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
         raise UsageProblem(f"unknown input format {options.input_format!r} (one of {', '.join(FORMATS)})")
     text = TextDecoding(options.encoding)
     bad_rows = bad_rows or BadRows(options.on_error)
-    for path, fmt in expand_paths(list(paths), options.input_format):
+    for path, name in expand_paths(list(paths), options.input_format):
+        fmt = READ_FORMATS[name]
         source = display_name(path)
         bad = bad_rows.of(source)
         count = 0
@@ -471,7 +424,7 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
             records = _records_of(path, fmt, options, text, bad)
             if options.file_field:
                 records = _with_field(records, options.file_field, source)
-            if fmt in DATASET_FORMATS or fmt == "parquet":
+            if fmt.may_be_dataset:
                 for record in records:
                     if "key" in record:  # records of an existing dataset: check them here
                         if record.get("status") in rec.STATUS_ALIASES:

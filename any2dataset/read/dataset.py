@@ -22,8 +22,6 @@ from ..errors import BadInput
 from ..streams import open_input
 from .table import unreadable
 
-EXTRA_COLUMN = rec.EXTRA_COLUMN
-
 
 def _shard_number(path: str) -> int | None:
     stem = posixpath.basename(path.rstrip("/")).split(".", 1)[0]
@@ -33,7 +31,7 @@ def _shard_number(path: str) -> int | None:
 def unpack_row(row: dict) -> dict:
     """A metadata row back to a record: nulls dropped (parquet cannot tell them from
     absent fields) and `extra_json` spread out again."""
-    extra = row.pop(EXTRA_COLUMN, None)
+    extra = row.pop(rec.EXTRA_COLUMN, None)
     record = {name: value for name, value in row.items() if value is not None}
     if extra:
         record.update(orjson.loads(extra))
@@ -184,7 +182,7 @@ def read_webdataset(path: str) -> Iterator[dict]:
 def read_tfrecord(path: str) -> Iterator[dict]:
     """a2d-write's tfrecord shards: CRCs checked; with the metadata parquet beside the shard,
     bytes features that are not metadata columns are the payloads."""
-    from ..write.tfrecord import parse_example, read_frames
+    from ..tfrecord_codec import parse_example, read_frames
 
     rows = _metadata_beside(path)
     metadata_names = set(rec.RESERVED) | {name for row in rows or [] for name in row}

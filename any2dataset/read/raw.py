@@ -5,15 +5,13 @@ With inline=True the file's bytes come along as the payload (status success), so
 shards with no download at all.
 """
 
-import mimetypes
 import posixpath
 from collections.abc import Iterator
 
 import fsspec
 
+from .. import filetypes
 from .. import record as rec
-
-_CANONICAL = {"jpeg": "jpg", "jpe": "jpg", "tif": "tiff"}
 
 
 def extension_of(path: str) -> str:
@@ -21,7 +19,7 @@ def extension_of(path: str) -> str:
     extension = base.rsplit(".", 1)[1].lower() if "." in base.strip(".") else "bin"
     if not rec.valid_extension(extension):
         extension = "bin"
-    return rec.payload_name(_CANONICAL.get(extension, extension))
+    return rec.payload_name(filetypes.canonical_extension(extension))
 
 
 def read_raw(path: str, inline: bool) -> Iterator[dict]:
@@ -37,7 +35,7 @@ def read_raw(path: str, inline: bool) -> Iterator[dict]:
     yield {
         "url": path,
         "status": "success",
-        "mime": mimetypes.guess_type(path)[0],
+        "mime": filetypes.mime_of_name(path),
         "size": len(data),
         rec.FILES: {extension_of(path): data},
     }

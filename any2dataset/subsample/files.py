@@ -4,7 +4,7 @@
 from collections.abc import Callable
 
 from .. import record as rec
-from ..fetch.policy import sniff
+from ..filetypes import sniff
 
 
 def file_transform(max_bytes: int | None = None, oversize: str = "reject") -> Callable[[dict], list[dict]]:

@@ -65,27 +65,14 @@ import orjson
 
 from .. import record as rec
 from ..errors import MissingTool, UsageProblem
+from ..filetypes import AUDIO_MIMES, MEDIA_MIMES, NOT_MEDIA, is_media
 
-VIDEO_EXTENSIONS = ("mp4", "webm", "mkv", "mov", "avi", "m4v", "ogv", "mpg", "mpeg", "flv", "3gp", "ts")
-AUDIO_EXTENSIONS = ("wav", "mp3", "flac", "ogg", "opus", "m4a", "aac", "wma", "aiff")
 RESIZE_MODES = ("scale", "crop", "pad")
+# audio_format -> ffmpeg encoder; the payload takes the format's name as its extension
+AUDIO_ENCODERS = {"flac": "flac", "mp3": "libmp3lame", "wav": "pcm_s16le", "ogg": "libvorbis", "opus": "libopus",
+                  "m4a": "aac", "aac": "aac"}
 # audio_format -> (payload extension, ffmpeg encoder, mime)
-AUDIO_FORMATS = {
-    "flac": ("flac", "flac", "audio/flac"),
-    "mp3": ("mp3", "libmp3lame", "audio/mpeg"),
-    "wav": ("wav", "pcm_s16le", "audio/wav"),
-    "ogg": ("ogg", "libvorbis", "audio/ogg"),
-    "opus": ("opus", "libopus", "audio/opus"),
-    "m4a": ("m4a", "aac", "audio/mp4"),
-    "aac": ("aac", "aac", "audio/aac"),
-}
-MIMES = {
-    "mp4": "video/mp4", "webm": "video/webm", "mkv": "video/x-matroska", "mov": "video/quicktime",
-    "avi": "video/x-msvideo", "m4v": "video/mp4", "ogv": "video/ogg", "mpg": "video/mpeg", "mpeg": "video/mpeg",
-    "flv": "video/x-flv", "3gp": "video/3gpp", "ts": "video/mp2t",
-    "wma": "audio/x-ms-wma", "aiff": "audio/aiff", **{ext: mime for ext, _, mime in AUDIO_FORMATS.values()},
-}
-NOT_MEDIA = frozenset({"jpg", "jpeg", "png", "webp", "gif", "txt", "json", "cls", "npy", "html"})
+AUDIO_FORMATS = {name: (name, encoder, AUDIO_MIMES[name]) for name, encoder in AUDIO_ENCODERS.items()}
 VIDEO_ENCODER_ARGS = ("-preset", "fast", "-crf", "23", "-pix_fmt", "yuv420p")
 LOSSLESS_CODECS = frozenset({"flac", "alac", "wavpack", "tta"})  # their encoders have the codec's name
 JPEG_QUALITY = "2"  # ffmpeg's -q:v for mjpeg: 2 (best) .. 31
@@ -161,7 +148,7 @@ def media_payload(record: dict) -> str | None:
     """The extension of the record's audio or video payload, if it has one."""
     files = record.get(rec.FILES) or {}
     for extension in files:
-        if extension.lower() in VIDEO_EXTENSIONS or extension.lower() in AUDIO_EXTENSIONS:
+        if is_media(extension):
             return extension
     mime = record.get("mime") or ""
     if mime.startswith(("video/", "audio/")):
@@ -332,10 +319,10 @@ class VideoTransform:
         if audio_out:
             if options.audio_format:
                 out_extension, encoder, mime = AUDIO_FORMATS[options.audio_format]
-            elif extension.lower() in MIMES:
+            elif extension.lower() in MEDIA_MIMES:
                 out_extension = extension
                 encoder = None if not options.changes_audio else _own_encoder(extension.lower())
-                mime = MIMES[extension.lower()]
+                mime = MEDIA_MIMES[extension.lower()]
             else:  # a payload named by its mime only: ffmpeg cannot tell the container from the name
                 out_extension, encoder, mime = AUDIO_FORMATS["flac"]
             path = os.path.join(folder, f"out{tag}.{out_extension}")

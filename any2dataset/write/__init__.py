@@ -19,15 +19,18 @@ import orjson
 from .. import record as rec
 from ..errors import BadInput, IncompleteOutput, UsageProblem
 from .destination import destination
+from .dummy import DummySink
 from .files import FilesSink
 from ..layout import finished_shards, parse_stats
 from ..stats.counting import ShardStats
 from .metadata import MetadataSchema, Presentation
 from .parquet import ParquetSink
+from .sink import Sink, SinkSettings, payload_bytes
 from .tfrecord import TFRecordSink
-from .webdataset import DummySink, WebdatasetSink, payload_bytes
+from .webdataset import WebdatasetSink
 
-FORMATS = {
+# Output formats: name -> its Sink (write/sink.py), one module each.
+FORMATS: dict[str, type[Sink]] = {
     "webdataset": WebdatasetSink,
     "files": FilesSink,
     "parquet": ParquetSink,
@@ -60,25 +63,22 @@ class OutputConflict(UsageProblem):
 
 
 class _OpenShard:
-    """One shard being written: its temporary files, metadata rows and counts."""
+    """One shard being written: its sink, the key and url of its rows, and its counts."""
 
     def __init__(self, writer: "ShardWriter", shard: int, name: str, size: int | None):
         self.destination = writer.destination
         self.shard = shard
         self.name = name
         self.size = size  # None while numbering in arrival order
-        self.keep_failed = writer.options.keep_failed
-        self.rows: list[dict] = []  # metadata rows; key and url only when the sink keeps the metadata
-        self.keys: set[str] = set()
+        self.urls: dict[str, str | None] = {}  # key -> url of each row: duplicates, the shard's fingerprint
         # A shard counts source rows: the clips a2d-subsample cut from one row count once,
         # and the shard waits for all `clip_count` of them.
         self.source_rows: set[str] = set()
         self.clips_awaited: dict[str, int] = {}
-        self.samples = 0
         self.stats = ShardStats(writer.run_start_time, writer.options.like)
         self.show = writer.presentation.show
-        self.data_name = None if writer.sink_class.suffix is None else f"{name}{writer.sink_class.suffix}"
-        self.sink = None  # opened by start(), once the writer knows this shard and can abandon it
+        self.file_names = [f"{name}{suffix}" for suffix in writer.sink_class.suffixes]  # in publishing order
+        self.sink: Sink | None = None  # opened by start(), once the writer knows this shard and can abandon it
         self.previous: dict | None = None  # the stats of this shard if the folder had it finished
         self.previous_urls: dict | None = None  # and its rows' key -> url, to stop at the first that differs
         self.overwrite = writer.options.overwrite
@@ -88,27 +88,20 @@ class _OpenShard:
         self.previous = writer.previous_stats(self.name)
         if self.previous is not None and not self.overwrite:
             self.previous_urls = writer.previous_urls(self.name)
-        temp = self.destination.temp_path(self.data_name) if self.data_name is not None else None
-        self.sink = writer.sink_class(temp, writer.schema, self.size or writer.options.number_sample_per_shard)
+        settings = SinkSettings(writer.schema, self.size or writer.options.number_sample_per_shard,
+                                writer.options.keep_failed)
+        self.sink = writer.sink_class(lambda suffix: self.destination.temp_path(f"{self.name}{suffix}"), settings)
 
     def add(self, record: dict) -> None:
         key = record["key"]
-        if key in self.keys:
+        if key in self.urls:
             raise BadInput(f"duplicate key {key} in shard {self.name}")
         if self.previous_urls is not None:
             self._check_against_previous(key, record.get("url"))
         success = bool(record.get(rec.FILES)) and record.get("status") in (None, "success")
         shown = self.show(record)  # (the record itself keeps what the bookkeeping below reads)
-        if self.sink.holds_metadata:  # parquet format: every row, payloads null for failures
-            self.sink.add_row(shown)
-            self.rows.append({"key": key, "url": record.get("url")})  # enough for the fingerprint
-            self.samples += success
-        else:
-            if success or self.keep_failed:
-                self.sink.add_sample(shown)
-                self.samples += 1
-            self.rows.append(rec.metadata(shown))
-        self.keys.add(key)
+        self.sink.add(shown, success)
+        self.urls[key] = record.get("url")
         source = record.get("source_key")
         if source is None:
             self.source_rows.add(key)
@@ -141,29 +134,26 @@ class _OpenShard:
             f"{self.destination_name(f'{self.name}_stats.json')}: shard {self.name} is finished with other rows "
             f"({detail}); it was kept. Write a different input into a new folder, or give --overwrite")
 
-    def finish(self, schema: MetadataSchema, output_format: str) -> dict:
+    @property
+    def rows(self) -> list[dict]:
+        """The key and url of each row: what a shard's fingerprint is made of."""
+        return [{"key": key, "url": url} for key, url in self.urls.items()]
+
+    def finish(self, output_format: str) -> dict:
+        rows = self.rows
         if self.previous is not None and not self.overwrite and \
-                rec.compare_shard(self.previous, self.rows) not in ("same", "prefix"):
+                rec.compare_shard(self.previous, rows) not in ("same", "prefix"):
             # Another input's shard: replacing it would leave a folder of two datasets.
-            raise self._conflict(rec.shard_difference(self.previous, self.rows))
+            raise self._conflict(rec.shard_difference(self.previous, rows))
         count = len(self.source_rows)  # shard_size counts source rows, as a2d-shard gave it
-        if self.sink.holds_metadata:
-            self.sink.close(count)
-        else:
-            self.sink.close()
+        samples = self.sink.finish(count)
         stats_name = f"{self.name}_stats.json"
         self.destination.unpublish(stats_name)  # a shard being redone is unfinished until its new stats land
-        if self.data_name is not None:
-            self.destination.publish(self.data_name)
-        if not self.sink.holds_metadata and getattr(self.sink, "writes_metadata", True):
-            for row in self.rows:
-                row["shard_size"] = count
-            parquet_name = f"{self.name}.parquet"
-            schema.write(self.rows, self.destination.temp_path(parquet_name))
-            self.destination.publish(parquet_name)
+        for file_name in self.file_names:
+            self.destination.publish(file_name)
         summary = self.stats.summary(self.shard, output_format)
-        summary["samples"] = self.samples
-        summary["fingerprint"] = rec.shard_fingerprint(self.rows)
+        summary["samples"] = samples
+        summary["fingerprint"] = rec.shard_fingerprint(rows)
         # Last: its existence marks the shard finished.
         self.destination.write_bytes(stats_name, orjson.dumps(summary, option=orjson.OPT_INDENT_2))
         return summary
@@ -174,11 +164,10 @@ class _OpenShard:
     def abandon(self) -> None:
         try:
             if self.sink is not None:
-                getattr(self.sink, "abandon", self.sink.close)()
+                self.sink.abandon()
         finally:
-            for final_name in (self.data_name, f"{self.name}.parquet", f"{self.name}_stats.json"):
-                if final_name is not None:
-                    self.destination.discard(final_name)
+            for final_name in (*self.file_names, f"{self.name}_stats.json"):
+                self.destination.discard(final_name)
 
 
 class ShardWriter:
@@ -200,7 +189,7 @@ class ShardWriter:
         self.options = options
         self.sink_class = FORMATS[options.output_format]
         self.presentation = Presentation(options.columns, options.like)
-        self.schema = MetadataSchema(options.payload_columns, with_payloads=self.sink_class.holds_metadata,
+        self.schema = MetadataSchema(options.payload_columns, with_payloads=self.sink_class.payloads_in_metadata,
                                      presentation=self.presentation)
         self.open: dict[int, _OpenShard] = {}
         self.finished: set[int] = set()
@@ -283,7 +272,7 @@ class ShardWriter:
         return shard
 
     def _finish(self, shard: _OpenShard) -> dict:
-        summary = shard.finish(self.schema, self.options.output_format)
+        summary = shard.finish(self.options.output_format)
         del self.open[shard.shard]
         self.finished.add(shard.shard)
         return summary
@@ -295,7 +284,7 @@ class ShardWriter:
                 yield self._finish(shard)
         if self.open:
             short = sorted(self.open.values(), key=lambda s: s.shard)
-            described = ", ".join(f"{s.name} ({len(s.rows)}/{s.size} rows)" for s in short[:10])
+            described = ", ".join(f"{s.name} ({len(s.urls)}/{s.size} rows)" for s in short[:10])
             more = f" and {len(short) - 10} more" if len(short) > 10 else ""
             self.abandon()
             raise IncompleteOutput(

@@ -4,15 +4,15 @@ as img2dataset's files format; the folder is renamed into place when whole."""
 import os
 
 from .background import BackgroundWriter, write_file
-from .webdataset import sample_members
+from .sink import SampleSink, SinkSettings, sample_members
 
 
-class FilesSink:
-    suffix = ""  # the shard's folder is named by the shard alone
-    holds_metadata = False
+class FilesSink(SampleSink):
+    suffixes = ("", ".parquet")  # the shard's folder is named by the shard alone
 
-    def __init__(self, temp_path: str, schema=None, expected_size=None):
-        self.folder = temp_path
+    def __init__(self, temp_path, settings: SinkSettings):
+        super().__init__(temp_path, settings)
+        self.folder = temp_path("")
         os.makedirs(self.folder)
         self.io = BackgroundWriter()  # one thread: two contend for the folder lock (measured 2.6x slower)
 

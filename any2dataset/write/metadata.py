@@ -9,14 +9,12 @@ from .. import record as rec
 from ..errors import UsageProblem
 
 _CLIPS = pa.list_(pa.list_(pa.float64()))
-_ARROW_TYPES = {rec._STR: pa.string(), rec._INT: pa.int64(), rec._NUM: pa.float64(), rec._LIST: _CLIPS}
+_ARROW_TYPES = {rec.STRING: pa.string(), rec.INTEGER: pa.int64(), rec.NUMBER: pa.float64(), rec.LIST: _CLIPS}
 # The record format's fields, typed the same in every shard (payloads excluded).
 RESERVED_FIELDS = [
     pa.field(name, _ARROW_TYPES[allowed]) for name, allowed in rec.RESERVED.items() if name != rec.FILES
 ]
 RESERVED_NAMES = frozenset(field.name for field in RESERVED_FIELDS)
-# Where a value that does not fit its column's type goes, as JSON text, so nothing is dropped.
-EXTRA_COLUMN = rec.EXTRA_COLUMN
 
 # img2dataset's metadata, for --like img2dataset: its types where they are not ours, its name
 # for a payload the image step could not use, and its `exif` for an image without EXIF tags.
@@ -158,7 +156,7 @@ class MetadataSchema:
                 if name == rec.FILES:
                     if self.with_payloads and not self.payload_columns and value:
                         payloads.update(dict.fromkeys(value))
-                elif name not in RESERVED_NAMES and name != EXTRA_COLUMN and extra_types.get(name) is None:
+                elif name not in RESERVED_NAMES and name != rec.EXTRA_COLUMN and extra_types.get(name) is None:
                     extra_types[name] = None if value is None else _arrow_type_of(value)
         self.payload_columns = list(payloads) if self.with_payloads else []
         payload_fields = [pa.field(name, pa.binary()) for name in self.payload_columns]
@@ -171,7 +169,7 @@ class MetadataSchema:
         extra_fields = [pa.field(n, self.column_types.get(n) or t or pa.string())
                         for n, t in extra_types.items() if n not in payloads]
         self.fields = [pa.field(f.name, self.column_types.get(f.name, f.type)) for f in RESERVED_FIELDS] + extra_fields
-        self.schema = pa.schema(self.fields + payload_fields + [pa.field(EXTRA_COLUMN, pa.string())])
+        self.schema = pa.schema(self.fields + payload_fields + [pa.field(rec.EXTRA_COLUMN, pa.string())])
 
     def table(self, rows: list[dict]) -> pa.Table:
         if self.schema is None:

@@ -12,26 +12,28 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import record as rec
-from .metadata import MetadataSchema
+from .sink import Sink, SinkSettings
 
 ROW_GROUP_ROWS = 2048
 ROW_GROUP_BYTES = 16 << 20
 
 
-class ParquetSink:
-    suffix = ".parquet"
-    holds_metadata = True
+class ParquetSink(Sink):
+    suffixes = (".parquet",)
+    payloads_in_metadata = True
 
-    def __init__(self, temp_path: str, schema: MetadataSchema, expected_size: int | None = None):
-        self.path = temp_path
-        self.expected_size = expected_size  # rows numbered in arrival order have no shard_size yet
-        self.schema = schema
+    def __init__(self, temp_path, settings: SinkSettings):
+        super().__init__(temp_path, settings)
+        self.path = temp_path(".parquet")
+        self.expected_size = settings.expected_size  # rows numbered in arrival order have no shard_size yet
+        self.schema = settings.schema
         self.writer: pq.ParquetWriter | None = None
         self.rows: list[dict] = []
         self.buffered_bytes = 0
         self.sizes_written: set = set()
 
-    def add_row(self, record: dict) -> None:
+    def add(self, record: dict, success: bool) -> None:
+        """Every row, failures too (their payload columns null); successes are the samples."""
         if record.get("shard_size") is None:
             record["shard_size"] = self.expected_size
         for name in ("url", "final_url"):  # credentials are not published (record.metadata does the same)
@@ -42,6 +44,7 @@ class ParquetSink:
         self.buffered_bytes += sum(map(len, (record.get(rec.FILES) or {}).values()))
         if len(self.rows) >= ROW_GROUP_ROWS or self.buffered_bytes >= ROW_GROUP_BYTES:
             self._flush()
+        self.samples += success
 
     def _flush(self) -> None:
         table = self.schema.table(self.rows)
@@ -57,16 +60,16 @@ class ParquetSink:
         payloads = set(self.schema.payload_columns)
         return {name: ("none" if name in payloads else "zstd") for name in schema.names}
 
-    def close(self, shard_size: int | None = None) -> None:
+    def finish(self, shard_size: int) -> int:
         """Write what is left; `shard_size` is the shard's final row count."""
-        if shard_size is not None:
-            for row in self.rows:
-                row["shard_size"] = shard_size
+        for row in self.rows:
+            row["shard_size"] = shard_size
         if self.rows or self.writer is None:
             self._flush()
         self.writer.close()
-        if shard_size is not None and self.sizes_written - {shard_size}:
+        if self.sizes_written - {shard_size}:
             self._rewrite_shard_size(shard_size)
+        return self.samples
 
     def _rewrite_shard_size(self, shard_size: int) -> None:
         """Rows written before the shard's size was known (the last shard numbered in

@@ -6,31 +6,15 @@ webdataset's TarWriter writes PAX headers with a float mtime and measured 200 us
 sample against 15 here (benchmarks/README.md), so the tar is written directly.
 """
 
-import orjson
-
-from .. import record as rec
 from ..errors import BadInput
 from .background import BackgroundWriter, write_all
+from .sink import SampleSink, SinkSettings, sample_members
 
 FIXED_MTIME = 0
 _BLOCK = 512
 
 
 _ZEROS = b"\0" * _BLOCK
-
-
-def sample_members(record: dict) -> dict[str, bytes]:
-    """What a sample stores besides its payloads: `txt` caption and `json` metadata.
-    (No payload takes those names: record.TAKEN_NAMES.)"""
-    members = dict(record.get(rec.FILES) or {})
-    if record.get("caption") is not None:
-        members["txt"] = record["caption"].encode("utf-8", "surrogatepass")
-    members["json"] = orjson.dumps(rec.metadata(record), default=rec.json_default)
-    return members
-
-
-def payload_bytes(record: dict) -> int:
-    return sum(len(payload) for payload in (record.get(rec.FILES) or {}).values())
 
 
 # A ustar header is 512 bytes of fixed-width fields; ours differ only in name, size and
@@ -61,12 +45,12 @@ def _header(name: str, size: int) -> bytes:
     return bytes(header)
 
 
-class WebdatasetSink:
-    suffix = ".tar"
-    holds_metadata = False
+class WebdatasetSink(SampleSink):
+    suffixes = (".tar", ".parquet")
 
-    def __init__(self, temp_path: str, schema=None, expected_size=None):
-        self.file = open(temp_path, "wb", buffering=0)
+    def __init__(self, temp_path, settings: SinkSettings):
+        super().__init__(temp_path, settings)
+        self.file = open(temp_path(".tar"), "wb", buffering=0)
         self.io = BackgroundWriter()
 
     def add_sample(self, record: dict) -> None:
@@ -88,20 +72,3 @@ class WebdatasetSink:
             finally:
                 self.file.close()
 
-
-class DummySink:
-    """Writes no data file and no metadata parquet: `{shard}_stats.json` only, as img2dataset's
-    dummy format does (for benchmarks and dry runs)."""
-
-    suffix = None
-    holds_metadata = False
-    writes_metadata = False
-
-    def __init__(self, temp_path: str | None, schema=None, expected_size=None):
-        pass
-
-    def add_sample(self, record: dict) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
