@@ -31,6 +31,7 @@ import orjson
 from .errors import NothingSucceeded, StageFailed, UsageProblem
 from .fetch.options import HASH_NAMES, FetchOptions
 from .plan import Plan, pipe_form, settled
+from .record import SAMPLES_PER_SHARD, SHARD_DIGITS
 from .read import FORMATS as READ_FORMATS
 from .read import ReadOptions
 from .shard import ShardOptions
@@ -70,13 +71,13 @@ ARGUMENTS = [
     Argument("caption_col", None, "Column holding the caption."),
     Argument("bbox_col", None, "Not supported: column of boxes to blur.", str),
     Argument("thread_count", 256, "Downloads in flight per process.", int),
-    Argument("number_sample_per_shard", 10000, "Samples per shard.", int),
+    Argument("number_sample_per_shard", SAMPLES_PER_SHARD, "Samples per shard.", int),
     Argument("extract_exif", True, "Put EXIF tags into `exif`.", bool),
     Argument("save_additional_columns", None, "Other columns to keep in the metadata (default: none).", list),
     Argument("timeout", 10.0, "Seconds to connect, and at most between two reads.", float),
     Argument("enable_wandb", False, "Not supported: use a2d-stats --html for a report.", bool),
     Argument("wandb_project", "img2dataset", "Not supported (see enable_wandb)."),
-    Argument("oom_shard_count", 5, "Digits of shard numbers.", int),
+    Argument("oom_shard_count", SHARD_DIGITS, "Digits of shard numbers.", int),
     Argument("compute_hash", "sha256", "md5, sha256, sha512, xxh64 or None."),
     Argument("verify_hash", None, "[column, algorithm]: compare downloads with a hash column.", list),
     Argument("distributor", "multiprocessing", "multiprocessing only; see the README's scale-out recipes."),

@@ -13,9 +13,10 @@ import click
 import orjson
 
 from . import __version__
+from . import record as rec
+from .errors import A2DError, ExitCode
 from .record import ABORT
 from .streams import RECORD_OUTPUTS, end_with_abort
-from .errors import A2DError, ExitCode
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 ok, 1 runtime error, 2 usage error, 3 bad input data, "
@@ -66,6 +67,26 @@ class Console:
     def waiting_on_terminal(self, paths, what: str = "records") -> None:
         if (not paths or list(paths) == ["-"]) and sys.stdin.isatty():
             self.warn(f"waiting for {what} on standard input (Ctrl-D to end, -h for help)")
+
+
+def shard_numbering_options(rows_help: str, start_help: str):
+    """--number-sample-per-shard, --oom-shard-count and --start-shard, as a2d-shard and
+    a2d-write both take them (with help in each command's words)."""
+
+    def decorate(function):
+        function = click.option("--start-shard", default=0, show_default=True, type=click.IntRange(0),
+                                help=start_help)(function)
+        function = click.option("--oom-shard-count", default=rec.SHARD_DIGITS, show_default=True,
+                                type=click.IntRange(1),
+                                help="Digits of shard numbers in keys and file names.")(function)
+        return click.option("--number-sample-per-shard", default=rec.SAMPLES_PER_SHARD, show_default=True,
+                            type=click.IntRange(1), help=rows_help)(function)
+
+    return decorate
+
+
+def output_option(help_text: str = "Where records go."):
+    return click.option("-o", "--output", default="-", show_default=True, help=help_text)
 
 
 def common_options(function):

@@ -259,6 +259,11 @@ def failure(record: dict, status: str, kind: str, message: str) -> dict:
     return record
 
 
+# img2dataset's shard sizes, the defaults of a2d-shard, a2d-write and the all-in-ones
+SAMPLES_PER_SHARD = 10000
+SHARD_DIGITS = 5
+
+
 def sample_digits(number_sample_per_shard: int) -> int:
     """How many key digits index a sample inside its shard (img2dataset's formula)."""
     return math.ceil(math.log10(number_sample_per_shard)) if number_sample_per_shard > 1 else 0

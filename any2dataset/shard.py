@@ -19,15 +19,16 @@ from .streams import RecordWriter
 
 @dataclass
 class ShardOptions:
-    number_sample_per_shard: int = 10000
-    oom_shard_count: int = 5
+    number_sample_per_shard: int = rec.SAMPLES_PER_SHARD
+    oom_shard_count: int = rec.SHARD_DIGITS
     start_shard: int = 0
     part: tuple[int, int] | None = None  # (I, N): keep shards with shard % N == I
     done: dict[int, dict] = field(default_factory=dict)  # finished shards to skip, with their stats
     new_shard_on: str | None = None  # a field whose change of value starts a new shard (one input file each)
 
 
-def shard_settings(*, number_sample_per_shard: int = 10000, oom_shard_count: int = 5, start_shard: int = 0,
+def shard_settings(*, number_sample_per_shard: int = rec.SAMPLES_PER_SHARD, oom_shard_count: int = rec.SHARD_DIGITS,
+                   start_shard: int = 0,
                    extend: str | None = None, skip_done: str | None = None, part: str | None = None,
                    on_unreadable=None, new_shard_on: str | None = None) -> ShardOptions:
     """ShardOptions from a2d-shard's settings: `extend` and `skip_done` name an output folder,

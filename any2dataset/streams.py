@@ -226,6 +226,15 @@ class RecordWriter:
         self.stream.write(rec.dumps(record))
         self.count += 1
 
+    def write_lines(self, chunks: Iterable[bytes]) -> int:
+        """Write chunks of whole JSON lines as they are (a filter passing its input on, or lines
+        made by worker processes); each chunk counts as one record for the flusher."""
+        write = self.stream.write
+        for chunk in chunks:
+            write(chunk)
+            self.count += 1
+        return self.count
+
     def write_all(self, records: Iterable[dict]) -> int:
         write = self.stream.write
         dumps, default, option = orjson.dumps, rec.json_default, rec.DUMP_OPTIONS  # rec.dumps, inlined

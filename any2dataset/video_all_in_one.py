@@ -13,10 +13,17 @@ here is refused with the reason, never ignored: the model stages and cut detecti
 17), distributors other than multiprocessing, wandb.
 """
 
-import os
 
-from .all_in_one import (INPUT_FILE_FIELD, UNSUPPORTED, as_list, check_choice, check_url_list, remove_output,
-                         run_download)
+from .all_in_one import (
+    INPUT_FILE_FIELD,
+    UNSUPPORTED,
+    as_list,
+    check_choice,
+    check_url_list,
+    remove_output,
+    run_download,
+)
+from .errors import UsageProblem
 from .fetch.options import FetchOptions
 from .plan import Plan, pipe_form
 from .read import FORMATS as READ_FORMATS
@@ -25,9 +32,9 @@ from .shard import ShardOptions
 from .subsample import SubsampleOptions
 from .subsample.tools import tools_checked
 from .subsample.video import VideoOptions
+from .workers import available_cores
 from .write import FORMATS as WRITE_FORMATS
 from .write import WriteOptions
-from .errors import UsageProblem
 
 # video2dataset's signature, in its order.
 SIGNATURE = {
@@ -225,7 +232,7 @@ def video2dataset_plan(**arguments) -> Plan:
              "oom_shard_count": int(storage["oom_shard_count"])}
     shard = ShardOptions(**sizes, new_shard_on=INPUT_FILE_FIELD)
     processes = max(1, int(distribution["processes_count"]))
-    workers = min(processes, os.cpu_count() or 1)
+    workers = min(processes, available_cores())
     fetch = FetchOptions(concurrency=int(distribution["thread_count"]) * processes, timeout=float(reading["timeout"]),
                          hash=None)
     # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)

@@ -35,6 +35,13 @@ _RESULT, _FAILED = 0, 1
 _ENDED = object()  # run_tasks: a worker ended (its results all came before)
 
 
+def available_cores() -> int:
+    """The cores this process may use (containers, taskset): what `-w 0` means in every command."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 class Pool:
     """`count` worker processes running `work(inbox, send, *args)`, started on the first
     `send_to` (so empty input starts nothing). Use as a context manager: on an error or

@@ -388,7 +388,7 @@ PROSE = {
             "parquet (only the status, error_kind, error_message and size columns are read); a "
             "\\fI_stats.json\\fR that disagrees with its parquet is reported as a warning.",
             "\\fB\\-\\-json\\fR prints one JSON object whose keys are listed in the docstring of "
-            "\\fIany2dataset/stats.py\\fR; \\fB\\-\\-html\\fR writes one self\\-contained page with inline SVG "
+            "\\fIany2dataset/stats/__init__.py\\fR; \\fB\\-\\-html\\fR writes one self\\-contained page with inline SVG "
             "charts (statuses, error kinds, payload sizes, throughput) and no scripts or network resources.",
         ],
         "examples": [

@@ -7,7 +7,7 @@ import time
 import click
 
 from .. import record as rec
-from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..cli import command, common_options, input_paths_argument, on_error_option, output_option
 from ..fetch import (
     DEFAULT_DISALLOWED_DIRECTIVES,
     DEFAULT_PER_HOST,
@@ -22,6 +22,7 @@ from ..fetch.dns import parse_server
 from ..fetch.engine import needs_fetch
 from ..fetch.processes import Tally, fetch_in_workers
 from ..streams import RecordReader, RecordWriter
+from ..workers import available_cores
 
 
 def _headers(pairs: tuple[str, ...], from_env: tuple[str, ...]) -> dict[str, str]:
@@ -177,16 +178,16 @@ class ByteSize(click.ParamType):
               help="Keep the input order on output (a slow download then holds back those after it; implies "
                    "-w 1), or write each record as soon as it is done (the default: downloads finish out of order).")
 @click.option("-w", "--workers", default=0, show_default=True, type=click.IntRange(0),
-              help="Worker processes; 0: one per core (here at most 4: past that the network, not the CPU, is "
-                   "the limit), 1 runs in this process. Use 1 when fanning out several pipelines per machine.")
+              help="Worker processes; 0: one per core, 1 runs in this process. Use 1 when fanning out several "
+                   "pipelines per machine.")
 @on_error_option
-@click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
+@output_option()
 @common_options
 def main(inputs, workers, on_error, output, console, **params):
     options = fetch_options(**params)
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
-    workers = 1 if options.ordered else (workers or min(4, _cores()))
+    workers = 1 if options.ordered else (workers or available_cores())
     progress = _Progress(console) if console.progress else None
     tally = Tally()
     passed = Tally()  # records a2d-fetch did not fetch: with a payload already, or settled
@@ -244,12 +245,6 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
         insecure=insecure, ca_bundle=ca_bundle, retry_failed=retry_failed, ordered=ordered, proxy=proxy or None,
         location_trusted=location_trusted, body_memory=body_memory,
     )
-
-
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):  # the cores this process may use (containers, taskset)
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _real_stdout() -> bool:

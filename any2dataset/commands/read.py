@@ -3,7 +3,7 @@
 import click
 
 from .. import read as reading
-from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..cli import command, common_options, input_paths_argument, on_error_option, output_option
 from ..streams import RecordWriter
 
 
@@ -35,7 +35,7 @@ def _column_list(text: str | None) -> list[str] | None:
 @click.option("--file-field", metavar="NAME", help="Add each row's input file under this field (with a2d-shard "
               "--new-shard-on NAME, every input file starts a new shard, as in img2dataset).")
 @on_error_option
-@click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
+@output_option()
 @common_options
 def main(inputs, output, console, **params):
     options = read_options(**params)

@@ -3,7 +3,14 @@
 import click
 
 from .. import shard as sharding
-from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..cli import (
+    command,
+    common_options,
+    input_paths_argument,
+    on_error_option,
+    output_option,
+    shard_numbering_options,
+)
 from ..streams import RecordReader, RecordWriter
 
 
@@ -16,11 +23,7 @@ from ..streams import RecordReader, RecordWriter
     "a2d-read urls.csv | a2d-shard --skip-done out/ | a2d-fetch | a2d-write out/",
 )
 @input_paths_argument
-@click.option("--number-sample-per-shard", default=10000, show_default=True, type=click.IntRange(1),
-              help="Rows per shard (N).")
-@click.option("--oom-shard-count", default=5, show_default=True, type=click.IntRange(1),
-              help="Digits of shard numbers in keys and file names.")
-@click.option("--start-shard", default=0, show_default=True, type=click.IntRange(0), help="First shard number.")
+@shard_numbering_options("Rows per shard (N).", "First shard number.")
 @click.option("--extend", metavar="OUTPUT_FOLDER",
               help="Start numbering after the last shard already in this output folder.")
 @click.option("--skip-done", metavar="OUTPUT_FOLDER",
@@ -35,7 +38,7 @@ from ..streams import RecordReader, RecordWriter
 @click.option("--new-shard-on", metavar="FIELD", help="Start a new shard whenever FIELD changes value (with "
               "a2d-read --file-field FIELD: each input file starts on a new shard, as in img2dataset).")
 @on_error_option
-@click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
+@output_option()
 @common_options
 def main(inputs, split_folder, shards_per_file, on_error, output, console, **params):
     console.waiting_on_terminal(inputs)

@@ -5,7 +5,7 @@ import fsspec
 import orjson
 
 from .. import stats as statistics
-from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..cli import command, common_options, input_paths_argument, on_error_option, output_option
 from ..errors import UsageProblem
 from ..streams import RecordReader, RecordWriter, display_name
 
@@ -31,8 +31,9 @@ from ..streams import RecordReader, RecordWriter, display_name
 @click.option("--first-shard", default=0, show_default=True, type=click.IntRange(0),
               help="For a dataset: the lowest shard number expected, when it was written with --start-shard.")
 @on_error_option
+@output_option("Where --tee passes the records.")
 @common_options
-def main(inputs, tee, as_json, html_path, top, first_shard, on_error, console):
+def main(inputs, tee, as_json, html_path, top, first_shard, on_error, output, console):
     inputs = list(inputs)
     if statistics.is_dataset(inputs):
         if tee:
@@ -44,11 +45,8 @@ def main(inputs, tee, as_json, html_path, top, first_shard, on_error, console):
         source = ", ".join(display_name(path) for path in reader.paths)
         stream_stats = statistics.StreamStats(source)
         if tee:
-            with RecordWriter() as out:
-                write = out.stream.write
-                for line in console.track(statistics.tee_lines(reader.pairs(), stream_stats)):
-                    write(line)  # the input's own bytes: --tee changes nothing
-                    out.count += 1
+            with RecordWriter(output) as out:  # the input's own bytes: --tee changes nothing
+                out.write_lines(console.track(statistics.tee_lines(reader.pairs(), stream_stats)))
         else:
             for _record in console.track(statistics.tally(reader, stream_stats)):
                 pass

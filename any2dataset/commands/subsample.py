@@ -4,9 +4,9 @@ from collections import Counter
 
 import click
 
-from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..cli import command, common_options, input_paths_argument, on_error_option, output_option
 from ..streams import RecordReader, RecordWriter
-from ..subsample import SubsampleOptions, default_workers, subsample, subsample_lines
+from ..subsample import SubsampleOptions, subsample, subsample_lines
 from ..subsample.image import (
     ENCODE_FORMATS,
     INTERPOLATIONS,
@@ -17,6 +17,7 @@ from ..subsample.image import (
 from ..subsample.select import Condition, Selection
 from ..subsample.tools import tools_checked
 from ..subsample.video import VideoOptions
+from ..workers import available_cores
 
 # Image options default to None: giving any of them turns image processing on, with
 # img2dataset's defaults for the rest (256 px, border, jpg at 95).
@@ -112,7 +113,7 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               help="Keep the input order on output (the default: transforms of one kind take about as long), "
                    "or write each batch as soon as it is done.")
 @on_error_option
-@click.option("-o", "--output", default="-", show_default=True, help="Where records go.")
+@output_option()
 @common_options
 def main(inputs, on_error, output, console, **values):
     console.waiting_on_terminal(inputs)
@@ -124,12 +125,8 @@ def main(inputs, on_error, output, console, **values):
         if options.workers == 1:
             out.write_all(_counted(subsample(console.track(reader), options), statuses))
         else:
-            write = out.stream.write
-            chunks = subsample_lines(console.track(reader.pairs()), options,
-                                     lambda: (reader.source, reader.line), reader.bad, statuses)
-            for chunk in chunks:
-                write(chunk)
-                out.count += 1  # lets the flusher pass finished records on
+            out.write_lines(subsample_lines(console.track(reader.pairs()), options,
+                                            lambda: (reader.source, reader.line), reader.bad, statuses))
     console.skipped(reader)
     written = sum(statuses.values())
     counts = ", ".join(f"{status or 'no status'} {n}" for status, n in statuses.most_common())
@@ -161,7 +158,7 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
         image=ImageOptions(**given, non_images=non_images or ("keep" if video.enabled else "fail")) if given else None,
         video=video if video.enabled else None,
         max_bytes=max_bytes, oversize=oversize, sniff=sniff,
-        workers=workers or default_workers(), ordered=ordered,
+        workers=workers or available_cores(), ordered=ordered,
     )
     return tools_checked(options)
 

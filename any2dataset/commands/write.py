@@ -2,7 +2,13 @@
 
 import click
 
-from ..cli import command, common_options, input_paths_argument, on_error_option
+from ..cli import (
+    command,
+    common_options,
+    input_paths_argument,
+    on_error_option,
+    shard_numbering_options,
+)
 from ..streams import RecordReader
 from ..write import FORMATS, WriteOptions, write
 from ..write.metadata import LIKES
@@ -22,12 +28,8 @@ from ..write.metadata import LIKES
 @input_paths_argument
 @click.option("--format", "output_format", type=click.Choice(sorted(FORMATS)), default="webdataset",
               show_default=True, help="Output format.")
-@click.option("--number-sample-per-shard", default=10000, show_default=True, type=click.IntRange(1),
-              help="Rows per shard, for records that arrive without a shard.")
-@click.option("--oom-shard-count", default=5, show_default=True, type=click.IntRange(1),
-              help="Digits of shard numbers in file names and keys.")
-@click.option("--start-shard", default=0, show_default=True, type=click.IntRange(0),
-              help="First shard number, for records that arrive without a shard.")
+@shard_numbering_options("Rows per shard, for records that arrive without a shard.",
+                         "First shard number, for records that arrive without a shard.")
 @click.option("--max-open-shards", default=64, show_default=True, type=click.IntRange(1),
               help="Shards being filled at once before records out of order are an error.")
 @click.option("--keep-failed", is_flag=True,

@@ -5,7 +5,6 @@ records: usually one, several when a video is cut into clips, and a failure reco
 (status failed_to_subsample, with error_kind and error_message) when it cannot work.
 """
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -94,10 +93,6 @@ def _work(transform: Transform, batch: tuple[list[bytes], list[tuple]]) -> tuple
             statuses[result.get("status")] += 1
             out.append(rec.dumps(result))
     return b"".join(out), errors, statuses
-
-
-def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptions, position: Callable[[], tuple],

@@ -43,8 +43,8 @@ INDEX_NAME = "shardindex.json"
 @dataclass
 class WriteOptions:
     output_format: str = "webdataset"
-    number_sample_per_shard: int = 10000
-    oom_shard_count: int = 5
+    number_sample_per_shard: int = rec.SAMPLES_PER_SHARD
+    oom_shard_count: int = rec.SHARD_DIGITS
     start_shard: int = 0
     max_open_shards: int = 64
     keep_failed: bool = False  # also write failed and filtered rows' .json into tars, tfrecords, folders
