@@ -9,9 +9,9 @@ See man/a2d-record.5 for the documentation of every reserved field.
 """
 
 import binascii
-from collections.abc import Iterable
 import math
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit

@@ -1,13 +1,12 @@
 """Behaviour every command shares: help, version, man page, empty input, bad input, exit codes."""
 
 import re
-import tomllib
 
 import orjson
-
 import pytest
-
+import tomllib
 from conftest import ROOT
+
 from any2dataset.commands import all_in_one as all_in_one_command
 from any2dataset.commands import fetch as fetch_command
 from any2dataset.commands import read as read_command

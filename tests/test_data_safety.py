@@ -9,9 +9,9 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
-
 from servers import body_for
 from test_formats import read_tfrecord_checked
+
 from any2dataset import record as rec
 from any2dataset.errors import BadInput
 
@@ -417,8 +417,7 @@ def test_a2d_fetch_memory_holds_with_big_bodies_behind_a_slow_reader(http_server
 
 @pytest.mark.parametrize("piece", [1, 7, 64, 1 << 20])
 def test_txt_lists_read_in_pieces_keep_rows_and_line_numbers(piece, tmp_path, monkeypatch):
-    from any2dataset.read import read
-    from any2dataset.read import txt
+    from any2dataset.read import read, txt
 
     monkeypatch.setattr(txt, "PIECE", piece)
     monkeypatch.setattr(rec, "MAX_LINE_BYTES", 200)

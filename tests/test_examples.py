@@ -3,7 +3,6 @@
 import orjson
 import pyarrow.dataset as ds
 import webdataset as wds
-
 from conftest import ROOT, run_pipeline
 
 

@@ -4,8 +4,8 @@ import hashlib
 import time
 
 import pytest
-
 from servers import body_for
+
 from any2dataset.fetch import FetchOptions, fetch
 
 
@@ -358,7 +358,6 @@ def test_tls_is_verified_unless_insecure(http_server, tmp_path):
     from http.server import ThreadingHTTPServer
 
     import trustme
-
     from servers import _FaultHandler
 
     authority = trustme.CA()

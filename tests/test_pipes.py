@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 
 import orjson
-import pybase64
 import pyarrow.parquet as pq
+import pybase64
 import webdataset as wds
-
 from conftest import command_env, default_signals
 from servers import body_for
 

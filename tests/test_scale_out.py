@@ -18,9 +18,9 @@ from collections import Counter
 import fsspec
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT, command_env, default_signals, run_pipeline
 from servers import body_for
+
 from any2dataset.shard import ShardOptions, shard
 
 EXAMPLES = ROOT / "examples"

@@ -8,9 +8,8 @@ import subprocess
 import orjson
 import pytest
 
-from any2dataset.errors import UsageProblem
+from any2dataset.errors import MissingTool, UsageProblem
 from any2dataset.subsample import video
-from any2dataset.errors import MissingTool
 from any2dataset.subsample.video import VideoOptions, video_transform
 
 if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
@@ -63,8 +62,9 @@ def video_record(media, **fields) -> dict:
 def jpeg_size(payload: bytes, tmp_path) -> tuple[int, int]:
     assert payload[:3] == b"\xff\xd8\xff"
     try:
-        from PIL import Image
         import io
+
+        from PIL import Image
 
         with Image.open(io.BytesIO(payload)) as image:
             assert image.format == "JPEG"
@@ -90,8 +90,9 @@ def test_resize_modes(media, tmp_path, mode, expected):
 
 def test_pad_adds_black_bands(media, tmp_path):
     pytest.importorskip("PIL")
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     [out] = run(VideoOptions(video_size=100, video_resize_mode="pad", thumbnails=1), video_record(media))
     with Image.open(io.BytesIO(out["files"]["jpg"])) as image:

@@ -52,14 +52,14 @@ Media that ffmpeg cannot read fail with `decode_error`, calls over the time limi
 ffmpeg wrote as error_message. Nothing here raises for bad media.
 """
 
-from dataclasses import dataclass
-from fractions import Fraction
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
 
 import orjson
 

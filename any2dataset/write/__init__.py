@@ -18,11 +18,11 @@ import orjson
 
 from .. import record as rec
 from ..errors import BadInput, IncompleteOutput, UsageProblem
+from ..layout import finished_shards, parse_stats
+from ..stats.counting import ShardStats
 from .destination import destination
 from .dummy import DummySink
 from .files import FilesSink
-from ..layout import finished_shards, parse_stats
-from ..stats.counting import ShardStats
 from .metadata import MetadataSchema, Presentation
 from .parquet import ParquetSink
 from .sink import Sink, SinkSettings, payload_bytes
