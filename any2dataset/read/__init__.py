@@ -117,7 +117,8 @@ def expand_paths(patterns: Iterable[str], input_format: str | None = None) -> li
             fs, root = fsspec.core.url_to_fs(path)
             remote = "://" in path
 
-            def name(found: str) -> str:
+            # Bound now: a closure over the loop's `fs` and `remote` would see a later path's.
+            def name(found: str, fs=fs, remote=remote) -> str:
                 return fs.unstrip_protocol(found) if remote else found
 
             if globlib.has_magic(root):
