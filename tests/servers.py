@@ -122,8 +122,8 @@ class _FaultHandler(BaseHTTPRequestHandler):
         if "delay" in query:
             self.server.stopping.wait(float(query["delay"]))
         if "raw" in query:
-            self.wfile.write({"http09": b"no status line, only bytes\n", "garbage": b"\x16\x03\x01\x00\xff junk\r\n\r\n"}
-                             [query["raw"]])
+            raw = {"http09": b"no status line, only bytes\n", "garbage": b"\x16\x03\x01\x00\xff junk\r\n\r\n"}
+            self.wfile.write(raw[query["raw"]])
             self.close_connection = True
             return
         if "loop" in query:

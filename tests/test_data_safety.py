@@ -265,7 +265,8 @@ def test_lines_and_payloads_over_the_limit_are_refused_not_crashed(tmp_path, mon
     assert result.exit_code == 3 and f"{tmp_path / 'rows.jsonl'}:2: a line of" in result.stderr
     (tmp_path / "big.bin").write_bytes(b"x" * 3001)
     (tmp_path / "small.bin").write_bytes(b"x" * 10)
-    result = cli(read_main, ["--input-format", "raw", "--inline", str(tmp_path / "big.bin"), str(tmp_path / "small.bin")])
+    result = cli(read_main, ["--input-format", "raw", "--inline",
+                             str(tmp_path / "big.bin"), str(tmp_path / "small.bin")])
     assert result.exit_code == 0, result.stderr
     big, small = [json.loads(line) for line in result.stdout.splitlines()]
     assert big["error_kind"] == "too_large" and "files" not in big and small["status"] == "success"

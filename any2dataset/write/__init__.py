@@ -304,7 +304,8 @@ class ShardWriter:
             return list(self.unreadable_stats)
         kept = "left out (--columns leaves no extra_json)" if self.schema.columns is not None else \
             "kept as base64 in extra_json"
-        return self.unreadable_stats + [f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
+        return self.unreadable_stats + [
+                f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
                 f"first rows written: {', '.join(self.schema.payload_columns) or 'none'}); they were {kept}. "
                 f"Declare every extension with --payload-columns to give each a column."]
 
