@@ -2,10 +2,10 @@
 format from the name as a2d-read does, and fails a run that saved nothing."""
 
 import pytest
-from conftest import command_env
 
 import any2dataset
 from any2dataset.errors import NothingSucceeded, UsageProblem
+from conftest import command_env
 
 DOWNLOAD_ONLY = ["--disable_all_reencoding", "True", "--output_format", "webdataset", "--thread_count", "4"]
 

@@ -9,11 +9,11 @@ import tarfile
 import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
-from servers import body_for
-from test_formats import read_tfrecord_checked
 
 from any2dataset import record as rec
 from any2dataset.errors import BadInput
+from servers import body_for
+from test_formats import read_tfrecord_checked
 
 
 @pytest.fixture

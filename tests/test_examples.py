@@ -3,6 +3,7 @@
 import orjson
 import pyarrow.dataset as ds
 import webdataset as wds
+
 from conftest import ROOT, run_pipeline
 
 

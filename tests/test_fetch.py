@@ -4,9 +4,9 @@ import hashlib
 import time
 
 import pytest
-from servers import body_for
 
 from any2dataset.fetch import FetchOptions, fetch
+from servers import body_for
 
 
 def fetch_all(urls, **options):
@@ -358,6 +358,7 @@ def test_tls_is_verified_unless_insecure(http_server, tmp_path):
     from http.server import ThreadingHTTPServer
 
     import trustme
+
     from servers import _FaultHandler
 
     authority = trustme.CA()

@@ -14,10 +14,10 @@ import time
 
 import orjson
 import pytest
-from conftest import ROOT, run_pipeline
-from servers import FaultServer, body_for, free_port
 
 from any2dataset.fetch import FetchOptions, fetch
+from conftest import ROOT, run_pipeline
+from servers import FaultServer, body_for, free_port
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import siminet  # noqa: E402

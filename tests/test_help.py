@@ -10,6 +10,7 @@ import sys
 
 import orjson
 import pytest
+
 from conftest import ROOT
 
 COMMANDS = ["a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats", "any2dataset",

@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from conftest import command_env
 from img2dataset_env import find_or_build_venv
 

@@ -10,6 +10,7 @@ import orjson
 import pyarrow.parquet as pq
 import pybase64
 import webdataset as wds
+
 from conftest import command_env, default_signals
 from servers import body_for
 

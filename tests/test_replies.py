@@ -9,11 +9,11 @@ import sys
 import threading
 
 import pytest
-from conftest import ROOT, run_pipeline
-from servers import FaultServer, body_for
 
 from any2dataset import record as rec
 from any2dataset.fetch import FetchOptions, fetch
+from conftest import ROOT, run_pipeline
+from servers import FaultServer, body_for
 
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import siminet  # noqa: E402

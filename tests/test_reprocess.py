@@ -12,12 +12,12 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
-from conftest import command_env
-from servers import body_for
 
 from any2dataset.read import read
 from any2dataset.shard import ShardOptions, shard
 from any2dataset.write import WriteOptions, write
+from conftest import command_env
+from servers import body_for
 
 
 def some_records(n=12, per_shard=5):

@@ -18,10 +18,10 @@ from collections import Counter
 import fsspec
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT, command_env, default_signals, run_pipeline
-from servers import body_for
 
 from any2dataset.shard import ShardOptions, shard
+from conftest import ROOT, command_env, default_signals, run_pipeline
+from servers import body_for
 
 EXAMPLES = ROOT / "examples"
 ROWS = 40
