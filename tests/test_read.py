@@ -239,3 +239,13 @@ def test_stages_before_writing_do_not_import_pyarrow_for_a_text_list(stage, tmp_
                             cwd=tmp_path, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines()[-1] == "False", result.stdout
+
+
+def test_cut_short_says_how_far_reading_got():
+    from any2dataset.read import _cut_short
+
+    error = EOFError("Compressed file ended before the end-of-stream marker was reached")
+    assert str(_cut_short(error, "a.csv.gz", 12, 0)).startswith("a.csv.gz: corrupt or cut short after row 12 (EOFError")
+    assert "after 1 record (" in str(_cut_short(error, "d.parquet", None, 1))
+    assert "after 3 records (" in str(_cut_short(error, "d.parquet", None, 3))
+    assert "corrupt or cut short (EOFError" in str(_cut_short(error, "d.parquet", None, 0))
