@@ -31,9 +31,9 @@ import orjson
 from .errors import NothingSucceeded, StageFailed, UsageProblem
 from .fetch.options import HASH_NAMES, FetchOptions
 from .plan import Plan, pipe_form, settled
-from .record import SAMPLES_PER_SHARD, SHARD_DIGITS
 from .read import FORMATS as READ_FORMATS
 from .read import ReadOptions
+from .record import SAMPLES_PER_SHARD, SHARD_DIGITS
 from .shard import ShardOptions
 from .subsample import SubsampleOptions
 from .subsample.image import ENCODE_FORMATS, INTERPOLATIONS, RESIZE_MODES, ImageOptions

@@ -9,9 +9,9 @@ See man/a2d-record.5 for the documentation of every reserved field.
 """
 
 import binascii
-from collections.abc import Iterable
 import math
 import re
+from collections.abc import Iterable
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlsplit, urlunsplit
@@ -139,6 +139,25 @@ def parse(line: bytes) -> dict:
 
 def check(record: dict) -> None:
     """Raise BadInput if a reserved field has the wrong type or an unknown value."""
+    _check_types(record)
+    status = record.get("status")
+    if status is not None and status not in STATUSES:
+        raise BadInput(f"unknown status {status!r} (one of {', '.join(sorted(STATUSES))})")
+    kind = record.get("error_kind")
+    if kind is not None and kind not in ERROR_KINDS:
+        raise BadInput(f"unknown error_kind {kind!r}")
+    key = record.get("key")
+    if key is not None:
+        _check_key(key)
+    for name in ("shard", "shard_size"):
+        if record.get(name) is not None and record[name] < 0:
+            raise BadInput(f"field {name} must not be negative")
+    files = record.get(FILES)
+    if files:
+        _check_files(files)
+
+
+def _check_types(record: dict) -> None:
     for name, allowed in RESERVED.items():
         value = record.get(name)
         if value is None:
@@ -148,31 +167,27 @@ def check(record: dict) -> None:
             raise BadInput(
                 f"field {name} must be {_TYPE_NAMES[allowed[-1]]}, got {_json_type(value)}"
             )
-    status = record.get("status")
-    if status is not None and status not in STATUSES:
-        raise BadInput(f"unknown status {status!r} (one of {', '.join(sorted(STATUSES))})")
-    kind = record.get("error_kind")
-    if kind is not None and kind not in ERROR_KINDS:
-        raise BadInput(f"unknown error_kind {kind!r}")
-    key = record.get("key")
-    if key is not None and not _KEY.match(key):
+
+
+def _check_key(key: str) -> None:
+    """A key names files: not empty, no dots or slashes, not over MAX_KEY_LENGTH bytes."""
+    if not _KEY.match(key):
         raise BadInput(f"invalid key {key!r}: keys may not be empty or contain dots or slashes")
-    if key is not None and len(key) > MAX_KEY_LENGTH // 4 and len(key.encode()) > MAX_KEY_LENGTH:
+    if len(key) > MAX_KEY_LENGTH // 4 and len(key.encode()) > MAX_KEY_LENGTH:
         raise BadInput(f"key of {len(key.encode())} bytes is too long (at most {MAX_KEY_LENGTH}: keys name "
                        f"files, whose names have 255 bytes at most): {key[:40]}...")
-    for name in ("shard", "shard_size"):
-        if record.get(name) is not None and record[name] < 0:
-            raise BadInput(f"field {name} must not be negative")
-    files = record.get(FILES)
-    if files:
-        for extension, payload in files.items():
-            if not _EXTENSION.match(extension):
-                raise BadInput(f"invalid file extension {extension!r} in {FILES}")
-            if extension in TAKEN_NAMES:
-                raise BadInput(f"payload name {extension!r} in {FILES} is taken by the sample's metadata; "
-                               f"name it {payload_name(extension)!r}")
-            if type(payload) not in (str, bytes):
-                raise BadInput(f"{FILES}.{extension} must be a base64 string, got {_json_type(payload)}")
+
+
+def _check_files(files: dict) -> None:
+    """Payload names that are file extensions not taken by the metadata; payloads as base64 or bytes."""
+    for extension, payload in files.items():
+        if not _EXTENSION.match(extension):
+            raise BadInput(f"invalid file extension {extension!r} in {FILES}")
+        if extension in TAKEN_NAMES:
+            raise BadInput(f"payload name {extension!r} in {FILES} is taken by the sample's metadata; "
+                           f"name it {payload_name(extension)!r}")
+        if type(payload) not in (str, bytes):
+            raise BadInput(f"{FILES}.{extension} must be a base64 string, got {_json_type(payload)}")
 
 
 def valid_extension(extension: str) -> bool:

@@ -151,6 +151,12 @@ def _subsampler_args(subsampling: dict) -> dict[str, dict]:
 
 
 def _check(arguments: dict, config: dict) -> None:
+    _check_arguments(arguments)
+    _check_config(config)
+
+
+def _check_arguments(arguments: dict) -> None:
+    """Refuse what video2dataset accepts and we do not do (yet), before any work."""
     unknown = set(arguments) - set(SIGNATURE)
     if unknown:
         raise UsageProblem(f"unknown argument(s): {', '.join(sorted(unknown))}")
@@ -170,6 +176,10 @@ def _check(arguments: dict, config: dict) -> None:
         raise UsageProblem("incremental_mode must be incremental or overwrite")
     if arguments.get("input_format") == "webdataset":
         raise UsageProblem(f"input_format='webdataset' is not supported: {STAGES_NOT_HERE['subset']}")
+
+
+def _check_config(config: dict) -> None:
+    """Refuse config settings we do not know or do not do (yet)."""
     storage, distribution, reading = config["storage"], config["distribution"], config["reading"]
     if storage["captions_are_subtitles"]:
         raise UsageProblem("config: storage.captions_are_subtitles is not supported: subtitles from video "
@@ -263,39 +273,57 @@ def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dic
     """VideoOptions' settings for the configured subsamplers."""
     settings = {}
     if clips:
-        clipping = subsamplers.get("ClippingSubsampler", {})
-        settings.update(use_clips=True, min_clip_length=float(clipping.get("min_length", 0.0)))
-        max_length = float(clipping.get("max_length", 999999.0))
-        if max_length < 999999.0:
-            settings["clip_length"] = max_length
-            strategy = clipping.get("max_length_strategy", "all")
-            if strategy not in ("all", "first"):
-                raise UsageProblem("config: ClippingSubsampler max_length_strategy must be all or first")
-            settings["clip_windows"] = strategy
-        if clipping.get("precision", "low") not in ("low", "keyframe_adjusted", "exact"):
-            raise UsageProblem("config: ClippingSubsampler precision must be low, keyframe_adjusted or exact")
-        # Every precision is cut exactly here (clips are re-encoded): see the README.
+        settings.update(_clipping_settings(subsamplers.get("ClippingSubsampler", {})))
     resolution = subsamplers.get("ResolutionSubsampler")
     if resolution is not None:
-        size = int(resolution.get("video_size", -1))
-        height, width = int(resolution.get("height", -1)), int(resolution.get("width", -1))
-        if size <= 0 and height > 0 and height == width:
-            size = height
-        if size <= 0:
-            raise UsageProblem("config: ResolutionSubsampler needs video_size (or equal height and width): "
-                               "videos are resized to squares or by their shorter side here")
-        mode = str(resolution.get("resize_mode", "")).replace(" ", "")
-        if mode not in RESIZE_MODES:
-            raise UsageProblem(f"config: ResolutionSubsampler resize_mode {mode!r} is not supported "
-                               f"(supported: {', '.join(RESIZE_MODES)})")
-        settings.update(video_size=size, video_resize_mode=RESIZE_MODES[mode])
+        settings.update(_resolution_settings(resolution))
     frames = subsamplers.get("FrameSubsampler")
     if frames is not None:
         if frames.get("downsample_method", "fps") != "fps":
             raise UsageProblem(f"config: FrameSubsampler downsample_method {frames['downsample_method']!r} is "
                                f"not supported (fps is; a2d-subsample --thumbnails N takes frames as jpg)")
         settings["video_fps"] = float(frames["frame_rate"])
-    audio = subsamplers.get("AudioRateSubsampler")
+    settings.update(_audio_settings(subsamplers.get("AudioRateSubsampler"), encode_formats))
+    if "FFProbeSubsampler" in subsamplers:
+        settings["probe"] = True
+    return settings
+
+
+def _clipping_settings(clipping: dict) -> dict:
+    """ClippingSubsampler's args as VideoOptions' settings (clips come from the clip column)."""
+    settings = {"use_clips": True, "min_clip_length": float(clipping.get("min_length", 0.0))}
+    max_length = float(clipping.get("max_length", 999999.0))
+    if max_length < 999999.0:
+        settings["clip_length"] = max_length
+        strategy = clipping.get("max_length_strategy", "all")
+        if strategy not in ("all", "first"):
+            raise UsageProblem("config: ClippingSubsampler max_length_strategy must be all or first")
+        settings["clip_windows"] = strategy
+    if clipping.get("precision", "low") not in ("low", "keyframe_adjusted", "exact"):
+        raise UsageProblem("config: ClippingSubsampler precision must be low, keyframe_adjusted or exact")
+    # Every precision is cut exactly here (clips are re-encoded): see the README.
+    return settings
+
+
+def _resolution_settings(resolution: dict) -> dict:
+    """ResolutionSubsampler's args as VideoOptions' settings: a square, or the shorter side."""
+    size = int(resolution.get("video_size", -1))
+    height, width = int(resolution.get("height", -1)), int(resolution.get("width", -1))
+    if size <= 0 and height > 0 and height == width:
+        size = height
+    if size <= 0:
+        raise UsageProblem("config: ResolutionSubsampler needs video_size (or equal height and width): "
+                           "videos are resized to squares or by their shorter side here")
+    mode = str(resolution.get("resize_mode", "")).replace(" ", "")
+    if mode not in RESIZE_MODES:
+        raise UsageProblem(f"config: ResolutionSubsampler resize_mode {mode!r} is not supported "
+                           f"(supported: {', '.join(RESIZE_MODES)})")
+    return {"video_size": size, "video_resize_mode": RESIZE_MODES[mode]}
+
+
+def _audio_settings(audio: dict | None, encode_formats: dict) -> dict:
+    """AudioRateSubsampler's args and encode_formats' audio as VideoOptions' settings."""
+    settings = {}
     audio_format = encode_formats.get("audio")
     if audio is not None:
         audio_format = audio.get("encode_format") or audio_format
@@ -304,8 +332,6 @@ def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dic
             settings["audio_channels"] = int(audio["n_audio_channels"])
     if audio_format:
         settings.update(audio_format=audio_format, keep_video="video" in encode_formats)
-    if "FFProbeSubsampler" in subsamplers:
-        settings["probe"] = True
     return settings
 
 

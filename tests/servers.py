@@ -112,58 +112,72 @@ class _FaultHandler(BaseHTTPRequestHandler):
             )
             self.server.hits[self.path] += 1
             hit = self.server.hits[self.path]
+        if self._misbehave(parts, query):
+            return
+        status = int(query.get("status", 200))
+        if "fail_times" in query and hit > int(query["fail_times"]):
+            status = 200
+        if status != 200:
+            return self._error(status, query)
+        size = int(query.get("size", 1000))
+        self._headers(parts.path, lists, query, size)
+        self._body(body_for(parts.path, size), query)
 
+    def _misbehave(self, parts, query: dict) -> bool:
+        """Reset, delay, answer without HTTP or redirect as the query asks; True when answered."""
         if "reset" in query:
             # SO_LINGER 0 makes close() send RST instead of FIN.
             self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.close_connection = True
             self.connection.close()
-            return
+            return True
         if "delay" in query:
             self.server.stopping.wait(float(query["delay"]))
         if "raw" in query:
-            self.wfile.write({"http09": b"no status line, only bytes\n", "garbage": b"\x16\x03\x01\x00\xff junk\r\n\r\n"}
-                             [query["raw"]])
+            raw = {"http09": b"no status line, only bytes\n", "garbage": b"\x16\x03\x01\x00\xff junk\r\n\r\n"}
+            self.wfile.write(raw[query["raw"]])
             self.close_connection = True
-            return
+            return True
         if "loop" in query:
-            return self._redirect(self.path)
+            self._redirect(self.path)
+            return True
         if "location" in query:
-            return self._redirect(query["location"])
+            self._redirect(query["location"])
+            return True
         if int(query.get("redirect", 0)) > 0:
             rest = dict(query, redirect=int(query["redirect"]) - 1)
-            return self._redirect(f"{parts.path}?{urlencode(rest)}")
+            self._redirect(f"{parts.path}?{urlencode(rest)}")
+            return True
+        return False
 
-        status = int(query.get("status", 200))
-        if "fail_times" in query and hit > int(query["fail_times"]):
-            status = 200
-        if status != 200:
-            body = b"" if status < 200 or status in (204, 205, 304) else f"error {status}\n".encode()
-            self.send_response(status)
-            if "retry_after" in query:
-                self.send_header("Retry-After", query["retry_after"])
-            self.send_header("Content-Type", "text/plain")
-            if status not in (204, 304) and status >= 200:
-                self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-            return
+    def _error(self, status: int, query: dict):
+        body = b"" if status < 200 or status in (204, 205, 304) else f"error {status}\n".encode()
+        self.send_response(status)
+        if "retry_after" in query:
+            self.send_header("Retry-After", query["retry_after"])
+        self.send_header("Content-Type", "text/plain")
+        if status not in (204, 304) and status >= 200:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
-        size = int(query.get("size", 1000))
-        body = body_for(parts.path, size)
+    def _headers(self, path: str, lists: dict, query: dict, size: int):
         self.send_response(200)
-        ctype = query.get("ctype") or mimetypes.guess_type(parts.path)[0] or "application/octet-stream"
+        ctype = query.get("ctype") or mimetypes.guess_type(path)[0] or "application/octet-stream"
         self.send_header("Content-Type", ctype)
         for value in lists.get("robots", []):
             self.send_header("X-Robots-Tag", value)
         for i in range(int(query.get("heads", 1)) if "bighead" in query else 0):
             self.send_header(f"X-Big-{i}", "b" * int(query["bighead"]))
-        chunked = "chunked" in query
-        if chunked:
+        if "chunked" in query:
             self.send_header("Transfer-Encoding", "chunked")
         else:
             self.send_header("Content-Length", str(size))
         self.end_headers()
+
+    def _body(self, body: bytes, query: dict):
+        """The body: whole, chunked, or cut short, stalled or dripped as the query asks."""
+        size = len(body)
         if "truncate" in query:
             self.wfile.write(body[: int(query["truncate"])])
             self.wfile.flush()
@@ -184,7 +198,7 @@ class _FaultHandler(BaseHTTPRequestHandler):
                 self.wfile.flush()
             self.close_connection = True
             return
-        if chunked:
+        if "chunked" in query:
             for start in range(0, size, 65536):
                 piece = body[start:start + 65536]
                 self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")

@@ -9,11 +9,11 @@ import time
 
 import orjson
 import pytest
-from conftest import ROOT, command_env, default_signals
 
 import any2dataset
 from any2dataset import all_in_one
 from any2dataset.errors import UsageProblem
+from conftest import ROOT, command_env, default_signals
 
 
 @pytest.fixture

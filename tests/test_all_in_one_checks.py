@@ -2,10 +2,10 @@
 format from the name as a2d-read does, and fails a run that saved nothing."""
 
 import pytest
-from conftest import command_env
 
 import any2dataset
 from any2dataset.errors import NothingSucceeded, UsageProblem
+from conftest import command_env
 
 DOWNLOAD_ONLY = ["--disable_all_reencoding", "True", "--output_format", "webdataset", "--thread_count", "4"]
 
@@ -54,7 +54,8 @@ def test_a_missing_or_empty_list_is_named_before_any_work(pipeline, tmp_path):
     assert missing.returncode == 2 and missing.stderr == b"any2dataset: error: nowhere.txt: no such file\n"
     (tmp_path / "empty.txt").write_bytes(b"")
     empty = pipeline("any2dataset --url_list empty.txt --output_folder out")
-    assert empty.returncode == 1 and empty.stderr == b"any2dataset: error: url_list empty.txt: empty, nothing to download\n"
+    assert empty.returncode == 1
+    assert empty.stderr == b"any2dataset: error: url_list empty.txt: empty, nothing to download\n"
     (tmp_path / "header.csv").write_text("url,caption\n")
     header_only = pipeline(f"any2dataset --url_list header.csv --output_folder out {' '.join(DOWNLOAD_ONLY)}")
     assert header_only.returncode == 1 and b"gave no rows (input_format csv)" in header_only.stderr, header_only.stderr

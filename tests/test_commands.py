@@ -1,13 +1,11 @@
 """Behaviour every command shares: help, version, man page, empty input, bad input, exit codes."""
 
 import re
-import tomllib
 
 import orjson
-
 import pytest
+import tomllib
 
-from conftest import ROOT
 from any2dataset.commands import all_in_one as all_in_one_command
 from any2dataset.commands import fetch as fetch_command
 from any2dataset.commands import read as read_command
@@ -16,6 +14,7 @@ from any2dataset.commands import stats as stats_command
 from any2dataset.commands import subsample as subsample_command
 from any2dataset.commands import video2dataset as video2dataset_command
 from any2dataset.commands import write as write_command
+from conftest import ROOT
 
 COMMANDS = {
     "a2d-read": read_command.main,

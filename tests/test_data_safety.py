@@ -10,10 +10,10 @@ import pyarrow.parquet as pq
 import pytest
 import webdataset as wds
 
-from servers import body_for
-from test_formats import read_tfrecord_checked
 from any2dataset import record as rec
 from any2dataset.errors import BadInput
+from servers import body_for
+from test_formats import read_tfrecord_checked
 
 
 @pytest.fixture
@@ -265,7 +265,8 @@ def test_lines_and_payloads_over_the_limit_are_refused_not_crashed(tmp_path, mon
     assert result.exit_code == 3 and f"{tmp_path / 'rows.jsonl'}:2: a line of" in result.stderr
     (tmp_path / "big.bin").write_bytes(b"x" * 3001)
     (tmp_path / "small.bin").write_bytes(b"x" * 10)
-    result = cli(read_main, ["--input-format", "raw", "--inline", str(tmp_path / "big.bin"), str(tmp_path / "small.bin")])
+    result = cli(read_main, ["--input-format", "raw", "--inline",
+                             str(tmp_path / "big.bin"), str(tmp_path / "small.bin")])
     assert result.exit_code == 0, result.stderr
     big, small = [json.loads(line) for line in result.stdout.splitlines()]
     assert big["error_kind"] == "too_large" and "files" not in big and small["status"] == "success"
@@ -417,8 +418,7 @@ def test_a2d_fetch_memory_holds_with_big_bodies_behind_a_slow_reader(http_server
 
 @pytest.mark.parametrize("piece", [1, 7, 64, 1 << 20])
 def test_txt_lists_read_in_pieces_keep_rows_and_line_numbers(piece, tmp_path, monkeypatch):
-    from any2dataset.read import read
-    from any2dataset.read import txt
+    from any2dataset.read import read, txt
 
     monkeypatch.setattr(txt, "PIECE", piece)
     monkeypatch.setattr(rec, "MAX_LINE_BYTES", 200)

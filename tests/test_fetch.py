@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from servers import body_for
 from any2dataset.fetch import FetchOptions, fetch
+from servers import body_for
 
 
 def fetch_all(urls, **options):

@@ -229,7 +229,8 @@ def test_a_small_server_gets_every_row(tmp_path):
         assert result.returncode == 0, result.stderr
         import pyarrow.parquet as pq
 
-        rows = [row for shard in sorted((tmp_path / "out").glob("*.parquet")) for row in pq.read_table(shard).to_pylist()]
+        rows = [row for shard in sorted((tmp_path / "out").glob("*.parquet"))
+                for row in pq.read_table(shard).to_pylist()]
         assert collections.Counter(r["status"] for r in rows) == {"success": 300}
     finally:
         server.terminate()

@@ -85,10 +85,10 @@ def test_crc32c_golden_vectors():
     assert crc32c(bytes(32)) == 0x8A9136AA
     assert crc32c(b"\xff" * 32) == 0x62A8AB43
     assert crc32c(bytes(range(32))) == 0x46DD794E
-    from any2dataset.tfrecord_codec import frame
-
     # A frame of the empty record: length 0, then its masked CRCs.
     import google_crc32c
+
+    from any2dataset.tfrecord_codec import frame
 
     empty = b"".join(frame(google_crc32c, []))
     assert empty == bytes(8) + struct.pack("<I", masked(crc32c(bytes(8)))) + struct.pack("<I", masked(0))

@@ -93,7 +93,7 @@ def test_write_survives_fuzzed_records(output_format, pipeline, tmp_path):
     stderr = done.stderr.decode()
     assert done.returncode in DOCUMENTED_EXIT_CODES and "Traceback" not in stderr, stderr
     assert sorted(os.listdir(tmp_path)) == ["in.jsonl", "out"]
-    for root, dirs, files in os.walk(tmp_path / "out"):
+    for root, _dirs, files in os.walk(tmp_path / "out"):
         for name in files:
             assert os.path.realpath(os.path.join(root, name)).startswith(str(tmp_path / "out"))
     if output_format == "webdataset":  # every sample's .json is its metadata, never a payload
@@ -127,7 +127,7 @@ def fuzz_list(rng: random.Random, fmt: str) -> bytes:
 @pytest.mark.parametrize("fmt", ["txt", "csv", "tsv", "jsonl", "json"])
 def test_read_survives_fuzzed_lists(fmt, pipeline, tmp_path):
     rng = random.Random(f"{SEED}-{fmt}")
-    for attempt in range(8):
+    for _attempt in range(8):
         (tmp_path / f"list.{fmt}").write_bytes(fuzz_list(rng, fmt))
         done = pipeline(f"a2d-read list.{fmt} > out.jsonl")
         stderr = done.stderr.decode()

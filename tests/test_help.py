@@ -10,6 +10,7 @@ import sys
 
 import orjson
 import pytest
+
 from conftest import ROOT
 
 COMMANDS = ["a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats", "any2dataset",
@@ -75,7 +76,8 @@ def test_pillow_warnings_about_odd_files_stay_off_stderr(pipeline):
     out = io.BytesIO()
     # A JPEG whose EXIF block is cut short: Pillow warns "Corrupt EXIF data" and decodes it anyway.
     Image.new("RGB", (20, 20), (255, 0, 0)).save(out, "JPEG", exif=b"Exif\x00\x00II*\x00\x08\x00\x00\x00\xff\xff")
-    record = orjson.dumps({"key": "0", "status": "success", "files": {"jpg": base64.b64encode(out.getvalue()).decode()}})
+    record = orjson.dumps({"key": "0", "status": "success",
+                           "files": {"jpg": base64.b64encode(out.getvalue()).decode()}})
     for workers in ("1", "2"):
         result = pipeline(f"a2d-subsample -w {workers} --image-size 8", input=record + b"\n")
         assert result.returncode == 0

@@ -21,6 +21,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from conftest import command_env
 from img2dataset_env import find_or_build_venv
 
@@ -98,7 +99,8 @@ def run_both(img2dataset: str, url_list: Path, fmt: str, output_format: str, tmp
         argv = [command] + [item for name, value in arguments.items() for item in (f"--{name}", str(value))]
         # stderr to a file, not a pipe: a worker img2dataset leaves behind may hold a pipe open
         with open(tmp_path / f"{tool}.stderr", "wb") as log:
-            running[tool] = subprocess.Popen([*argv, "--output_folder", str(tmp_path / tool)], stdout=subprocess.DEVNULL,
+            running[tool] = subprocess.Popen([*argv, "--output_folder", str(tmp_path / tool)],
+                                             stdout=subprocess.DEVNULL,
                                              stderr=log, env=command_env({"NO_ALBUMENTATIONS_UPDATE": "1"}),
                                              cwd=tmp_path)
     for tool, process in running.items():

@@ -237,51 +237,41 @@ def test_unknown_encoding_is_a_usage_error(cli, tmp_path):
 CSV = b"url,caption\n" + b"".join(b"http://x/%d,caption %d\n" % (i, i) for i in range(20000))
 
 
-def _corrupt(kind):
-    if kind == "truncated.csv.gz":
-        return gzip.compress(CSV)[:-2000]
-    if kind == "garbage.csv.gz":
-        return b"this is not gzip data at all\n" * 10
-    if kind == "truncated.csv.bz2":
-        return bz2.compress(CSV)[:-2000]
-    if kind == "truncated.csv.xz":
-        return lzma.compress(CSV)[:-2000]
-    if kind == "truncated.csv.zst":
-        return zstandard.ZstdCompressor().compress(CSV)[:-2000]
-    if kind == "garbage.parquet":
-        return b"PAR1 is not enough " * 10
-    if kind == "truncated.parquet":
-        sink = io.BytesIO()
-        pq.write_table(pa.table({"url": ["http://x/%d" % i for i in range(1000)]}), sink)
-        return sink.getvalue()[:-100]
-    if kind == "garbage.arrow":
-        return b"not arrow" * 10
-    if kind == "truncated.tar":
-        sink = io.BytesIO()
-        with tarfile.open(fileobj=sink, mode="w") as tar:
-            for i in range(3):
-                info = tarfile.TarInfo(f"{i:04d}.png")
-                info.size = 5000
-                tar.addfile(info, io.BytesIO(b"x" * 5000))
-        return sink.getvalue()[:7000]
-    if kind == "truncated.tar.gz":
-        sink = io.BytesIO()
-        with tarfile.open(fileobj=sink, mode="w:gz") as tar:
-            for i in range(3):
-                data = bytes(range(256)) * 40
-                info = tarfile.TarInfo(f"{i:04d}.png")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
-        return sink.getvalue()[:-300]
-    raise AssertionError(kind)
+def _truncated_parquet() -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(pa.table({"url": ["http://x/%d" % i for i in range(1000)]}), sink)
+    return sink.getvalue()[:-100]
 
 
-@pytest.mark.parametrize("name", ["truncated.csv.gz", "garbage.csv.gz", "truncated.csv.bz2", "truncated.csv.xz",
-                                  "truncated.csv.zst", "garbage.parquet", "truncated.parquet", "garbage.arrow",
-                                  "truncated.tar", "truncated.tar.gz"])
+def _tar_of_pngs(mode: str, data: bytes) -> bytes:
+    sink = io.BytesIO()
+    with tarfile.open(fileobj=sink, mode=mode) as tar:
+        for i in range(3):
+            info = tarfile.TarInfo(f"{i:04d}.png")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return sink.getvalue()
+
+
+# name -> a maker of that file's damaged bytes
+CORRUPT = {
+    "truncated.csv.gz": lambda: gzip.compress(CSV)[:-2000],
+    "garbage.csv.gz": lambda: b"this is not gzip data at all\n" * 10,
+    "truncated.csv.bz2": lambda: bz2.compress(CSV)[:-2000],
+    "truncated.csv.xz": lambda: lzma.compress(CSV)[:-2000],
+    "truncated.csv.zst": lambda: zstandard.ZstdCompressor().compress(CSV)[:-2000],
+    "garbage.parquet": lambda: b"PAR1 is not enough " * 10,
+    "truncated.parquet": _truncated_parquet,
+    "garbage.arrow": lambda: b"not arrow" * 10,
+    "truncated.tar": lambda: _tar_of_pngs("w", b"x" * 5000)[:7000],
+    "truncated.tar.gz": lambda: _tar_of_pngs("w:gz", bytes(range(256)) * 40)[:-300],
+}
+
+
+@pytest.mark.parametrize("name", list(CORRUPT))
 def test_corrupt_inputs_are_bad_input_naming_the_file(cli, tmp_path, name):
     path = tmp_path / name
-    path.write_bytes(_corrupt(name))
+    path.write_bytes(CORRUPT[name]())
     line = one_error_line(cli(read_command.main, [str(path)]))
     assert line.startswith(f"a2d-read: error: {path}:")
 

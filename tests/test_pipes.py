@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 
 import orjson
-import pybase64
 import pyarrow.parquet as pq
+import pybase64
 import webdataset as wds
 
 from conftest import command_env, default_signals

@@ -43,12 +43,14 @@ IMG2DATASET_CALLS = [
     {"url_list": "urls.csv", "disable_all_reencoding": True, "processes_count": 2, "thread_count": 16,
      "output_format": "parquet", "number_sample_per_shard": 100, "oom_shard_count": 3, "per_host": 0,
      "disallowed_header_directives": [], "compute_hash": None, "all_columns": True, "incremental_mode": "overwrite"},
-    {"url_list": "v.csv", "encode_format": "png", "encode_quality": 9, "clip_col": "clips", "output_format": "tfrecord"},
+    {"url_list": "v.csv", "encode_format": "png", "encode_quality": 9, "clip_col": "clips",
+     "output_format": "tfrecord"},
 ]
 VIDEO2DATASET_CALLS = [
     {"url_list": "v.csv"},
     {"url_list": "v.parquet", "input_format": "parquet", "caption_col": "cap", "clip_col": "spans",
-     "save_additional_columns": ["lang"], "output_format": "webdataset", "encode_formats": {"video": "mp4", "audio": "m4a"},
+     "save_additional_columns": ["lang"], "output_format": "webdataset",
+     "encode_formats": {"video": "mp4", "audio": "m4a"},
      "config": {"subsampling": {"ClippingSubsampler": {"args": {"min_length": 1, "max_length": 4,
                                                                  "max_length_strategy": "first"}},
                                 "ResolutionSubsampler": {"args": {"video_size": 128, "resize_mode": "scale,crop,pad"}},

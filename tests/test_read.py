@@ -36,7 +36,8 @@ def test_default_caption_column_and_save_additional_columns(tmp_path):
     path = tmp_path / "urls.tsv.gz"
     with gzip.open(path, "wt") as f:
         f.write("url\tcaption\ta\tb\nhttp://x/1\thi\t1\t2\n")
-    assert list(read([str(path)], ReadOptions(save_additional_columns=["b"]))) == [{"url": "http://x/1", "caption": "hi", "b": "2"}]
+    assert list(read([str(path)], ReadOptions(save_additional_columns=["b"]))) == [
+        {"url": "http://x/1", "caption": "hi", "b": "2"}]
 
 
 def test_globs_braces_and_folders_in_sorted_order(tmp_path):
@@ -179,7 +180,8 @@ def test_clip_column_becomes_clips(tmp_path):
     path = tmp_path / "videos.csv"
     path.write_text('url,spans\nhttp://x/v.mp4,"[[0, 5.5], [10, 12]]"\nhttp://x/w.mp4,\n')
     records = list(read([str(path)], ReadOptions(clip_col="spans")))
-    assert records == [{"url": "http://x/v.mp4", "clips": [[0, 5.5], [10, 12]]}, {"url": "http://x/w.mp4", "clips": None}]
+    assert records == [{"url": "http://x/v.mp4", "clips": [[0, 5.5], [10, 12]]},
+                       {"url": "http://x/w.mp4", "clips": None}]
     path.write_text('url,spans\nhttp://x/v.mp4,"not json"\n')
     with pytest.raises(BadInput, match="clip column"):
         list(read([str(path)], ReadOptions(clip_col="spans")))
@@ -201,7 +203,8 @@ def test_raw_folder_with_and_without_inline(tmp_path):
     (tmp_path / "photos" / "sub" / "b.wav").write_bytes(b"wav bytes")
     (tmp_path / "photos" / ".hidden").write_bytes(b"no")
     plain = list(read([str(tmp_path / "photos")], ReadOptions(input_format="raw")))
-    assert [r["url"] for r in plain] == [str(tmp_path / "photos" / "a.JPEG"), str(tmp_path / "photos" / "sub" / "b.wav")]
+    assert [r["url"] for r in plain] == [str(tmp_path / "photos" / "a.JPEG"),
+                                         str(tmp_path / "photos" / "sub" / "b.wav")]
     inline = list(read([str(tmp_path / "photos")], ReadOptions(input_format="raw", inline=True)))
     assert inline[0]["files"] == {"jpg": b"jpeg bytes"} and inline[0]["status"] == "success"
     assert inline[1]["files"] == {"wav": b"wav bytes"} and inline[1]["size"] == 9
@@ -236,3 +239,13 @@ def test_stages_before_writing_do_not_import_pyarrow_for_a_text_list(stage, tmp_
                             cwd=tmp_path, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.decode().splitlines()[-1] == "False", result.stdout
+
+
+def test_cut_short_says_how_far_reading_got():
+    from any2dataset.read import _cut_short
+
+    error = EOFError("Compressed file ended before the end-of-stream marker was reached")
+    assert str(_cut_short(error, "a.csv.gz", 12, 0)).startswith("a.csv.gz: corrupt or cut short after row 12 (EOFError")
+    assert "after 1 record (" in str(_cut_short(error, "d.parquet", None, 1))
+    assert "after 3 records (" in str(_cut_short(error, "d.parquet", None, 3))
+    assert "corrupt or cut short (EOFError" in str(_cut_short(error, "d.parquet", None, 0))

@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import webdataset as wds
 
-from conftest import command_env
-from servers import body_for
 from any2dataset.read import read
 from any2dataset.shard import ShardOptions, shard
 from any2dataset.write import WriteOptions, write
+from conftest import command_env
+from servers import body_for
 
 
 def some_records(n=12, per_shard=5):
@@ -161,12 +161,14 @@ def test_fetch_again_only_what_failed(http_server, tmp_path, pipeline):
         faults = "?fail_times=1&status=503" if i % 3 == 0 else ""
         rows.append(f"{http_server.base}/retry/{i}.png{faults},row {i}")
     (tmp_path / "urls.csv").write_text("\n".join(rows) + "\n")
-    first = pipeline("a2d-read urls.csv | a2d-shard --number-sample-per-shard 5 | a2d-fetch --retries 0 | a2d-write out")
+    first = pipeline("a2d-read urls.csv | a2d-shard --number-sample-per-shard 5 | a2d-fetch --retries 0 "
+                     "| a2d-write out")
     assert first.returncode == 0, first.stderr
     failed = [r for n in range(3) for r in pq.read_table(tmp_path / "out" / f"0000{n}.parquet").to_pylist()
               if r["status"] != "success"]
     assert len(failed) == 4 and {r["error_kind"] for r in failed} == {"http_5xx"}
-    keys_before = sorted(r["key"] for n in range(3) for r in pq.read_table(tmp_path / "out" / f"0000{n}.parquet").to_pylist())
+    keys_before = sorted(r["key"] for n in range(3)
+                         for r in pq.read_table(tmp_path / "out" / f"0000{n}.parquet").to_pylist())
     requests_before = len(http_server.requests_for("retry/1.png"))
 
     again = pipeline("a2d-read out/ | a2d-fetch --retry-failed | a2d-write out")

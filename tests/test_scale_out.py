@@ -19,9 +19,9 @@ import fsspec
 import pyarrow.parquet as pq
 import pytest
 
+from any2dataset.shard import ShardOptions, shard
 from conftest import ROOT, command_env, default_signals, run_pipeline
 from servers import body_for
-from any2dataset.shard import ShardOptions, shard
 
 EXAMPLES = ROOT / "examples"
 ROWS = 40

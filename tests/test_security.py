@@ -8,9 +8,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pyarrow.parquet as pq
 import pytest
 
-from servers import body_for
 from any2dataset.fetch import FetchOptions, fetch
 from any2dataset.fetch.guards import Guard
+from servers import body_for
 
 
 def fetch_all(urls, **options):

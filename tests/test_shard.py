@@ -69,7 +69,8 @@ def test_split_writes_one_file_per_shard(tmp_path):
 def finished_output(tmp_path, n, per_shard, shards_to_finish):
     """An output folder where some shards were written (as if a run was cut short)."""
     out = tmp_path / "out"
-    records = [dict(r, status="failed_to_download") for r in shard(urls(n), ShardOptions(number_sample_per_shard=per_shard))]
+    records = [dict(r, status="failed_to_download")
+               for r in shard(urls(n), ShardOptions(number_sample_per_shard=per_shard))]
     list(write([r for r in records if r["shard"] in shards_to_finish], str(out), WriteOptions()))
     return out
 

@@ -159,7 +159,8 @@ def test_failed_records_pass_through_and_non_images_fail_unless_kept():
 def test_non_images_option_on_the_command(cli, tmp_path):
     from any2dataset.commands.subsample import main
 
-    lines = b"".join(rec.dumps(r) for r in [record(b"<html>gone</html>", "html", key="0"), record(photo(8, 8), key="1")])
+    lines = b"".join(rec.dumps(r)
+                     for r in [record(b"<html>gone</html>", "html", key="0"), record(photo(8, 8), key="1")])
     failing = cli(main, ["--image-size", "4", "-w", "1"], input=lines)
     keeping = cli(main, ["--image-size", "4", "-w", "1", "--non-images", "keep"], input=lines)
     statuses = [orjson.loads(line)["status"] for line in failing.stdout_bytes.splitlines()]

@@ -8,9 +8,8 @@ import subprocess
 import orjson
 import pytest
 
-from any2dataset.errors import UsageProblem
+from any2dataset.errors import MissingTool, UsageProblem
 from any2dataset.subsample import video
-from any2dataset.errors import MissingTool
 from any2dataset.subsample.video import VideoOptions, video_transform
 
 if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
@@ -63,8 +62,9 @@ def video_record(media, **fields) -> dict:
 def jpeg_size(payload: bytes, tmp_path) -> tuple[int, int]:
     assert payload[:3] == b"\xff\xd8\xff"
     try:
-        from PIL import Image
         import io
+
+        from PIL import Image
 
         with Image.open(io.BytesIO(payload)) as image:
             assert image.format == "JPEG"
@@ -90,8 +90,9 @@ def test_resize_modes(media, tmp_path, mode, expected):
 
 def test_pad_adds_black_bands(media, tmp_path):
     pytest.importorskip("PIL")
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     [out] = run(VideoOptions(video_size=100, video_resize_mode="pad", thumbnails=1), video_record(media))
     with Image.open(io.BytesIO(out["files"]["jpg"])) as image:
@@ -383,3 +384,16 @@ def test_non_media_fail_fails_a_payload_that_is_neither_audio_nor_video(media):
     assert kept["status"] == "success" and kept["files"] == page["files"]
     video, = run(VideoOptions(non_media="fail"), video_record(media))  # media pass, unchanged
     assert video["status"] == "success" and video["files"]["mp4"] == media["av.mp4"]
+
+
+def test_windows_cut_each_span_and_drop_float_tails():
+    assert video._windows([(0.0, 10.0)], 4.0, first_only=False) == [(0.0, 4.0), (4.0, 8.0), (8.0, 10.0)]
+    assert video._windows([(0.0, 10.0), (20.0, 21.0)], 4.0, first_only=True) == [(0.0, 4.0), (20.0, 21.0)]
+    # a leftover under MIN_CLIP starts no window
+    assert video._windows([(0.0, 8.005)], 4.0, first_only=False) == [(0.0, 4.0), (4.0, 8.0)]
+
+
+def test_kept_spans_clamp_to_the_media_and_drop_short_ones():
+    spans = [(-1.0, 2.0), (3.0, 3.005), (4.0, 9.0), (5.0, 5.5)]
+    assert video._kept_spans(spans, 6.0, 0.0) == [(0.0, 2.0), (4.0, 6.0), (5.0, 5.5)]
+    assert video._kept_spans(spans, None, 1.0) == [(0.0, 2.0), (4.0, 9.0)]

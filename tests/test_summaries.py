@@ -45,7 +45,8 @@ def test_skip_done_says_what_it_found_and_why_it_stops(pipeline, tmp_path):
     changed = "".join(f"http://127.0.0.1:9/b{i}\n" for i in range(4))
     (tmp_path / "first.txt").write_text(first)
     (tmp_path / "changed.txt").write_text(changed)
-    made = pipeline("a2d-read first.txt | a2d-shard --number-sample-per-shard 4 | a2d-fetch --retries 0 | a2d-write out/")
+    made = pipeline("a2d-read first.txt | a2d-shard --number-sample-per-shard 4 | a2d-fetch --retries 0 "
+                    "| a2d-write out/")
     assert made.returncode == 0, made.stderr
     again = pipeline("a2d-read changed.txt | a2d-shard --number-sample-per-shard 4 --skip-done out/ > /dev/null")
     assert again.returncode != 0

@@ -208,3 +208,18 @@ def test_a_reply_that_is_not_a_video_fails_instead_of_being_saved(tmp_path, vide
     # as video2dataset, the failed sample's .json is written too
     assert sorted(p.name for p in (tmp_path / "out" / "00000").iterdir()) == ["00000000.json", "00000000.mp4",
                                                                                 "00000001.json"]
+
+
+def test_subsampler_settings_helpers():
+    from any2dataset import video_all_in_one as v2d
+
+    assert v2d._resolution_settings({"height": 64, "width": 64, "resize_mode": "scale"})["video_size"] == 64
+    with pytest.raises(UsageProblem, match="needs video_size"):
+        v2d._resolution_settings({"height": 64, "width": 32})
+    assert v2d._audio_settings(None, {"video": "mp4"}) == {}
+    assert v2d._audio_settings({"sample_rate": 16000, "n_audio_channels": 1}, {"video": "mp4", "audio": "m4a"}) == {
+        "audio_rate": 16000, "audio_channels": 1, "audio_format": "m4a", "keep_video": True}
+    assert v2d._clipping_settings({"max_length": 5, "max_length_strategy": "first"}) == {
+        "use_clips": True, "min_clip_length": 0.0, "clip_length": 5.0, "clip_windows": "first"}
+    with pytest.raises(UsageProblem, match="precision"):
+        v2d._clipping_settings({"precision": "perfect"})

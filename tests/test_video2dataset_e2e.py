@@ -42,6 +42,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from conftest import command_env
 from video2dataset_env import find_or_build_venv, video2dataset_argv, video2dataset_env
 

@@ -161,7 +161,8 @@ class ByteSize(click.ParamType):
 @click.option("--disallowed-header-directives", default=",".join(DEFAULT_DISALLOWED_DIRECTIVES), show_default=True,
               metavar="A,B,...", help="X-Robots-Tag directives that refuse a sample ('' to respect none).")
 @click.option("--allow-scheme", "schemes", multiple=True, metavar="SCHEME",
-              help=f"Also fetch this scheme (s3, gs, hf, file, ...; default only {', '.join(sorted(DEFAULT_SCHEMES))}).")
+              help="Also fetch this scheme (s3, gs, hf, file, ...; "
+                   f"default only {', '.join(sorted(DEFAULT_SCHEMES))}).")
 @click.option("--allow-address", "networks", multiple=True, metavar="CIDR",
               help="Allow these link-local or cloud-metadata addresses, refused by default.")
 @click.option("--resolve", "pinned", multiple=True, metavar="HOST:PORT:ADDRESS",
@@ -218,7 +219,8 @@ def _noting_passes(items, options, passed: Tally, record_of=lambda item: item):
 
 
 def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_servers, system_dns, dns_cache, timeout,
-                  deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash, user_agent, user_agent_token, headers, headers_env,
+                  deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash,
+                  user_agent, user_agent_token, headers, headers_env,
                   disallowed_header_directives, schemes, networks, pinned, insecure, ca_bundle, retry_failed, ordered,
                   proxy=None, location_trusted=False, body_memory=None, **_other) -> FetchOptions:
     """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
@@ -236,7 +238,8 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
             raise click.BadParameter(f"{server!r} is not ADDRESS or ADDRESS:PORT", param_hint="--dns-server") from None
     return FetchOptions(
         concurrency=concurrency, per_host=per_host, ramp_up=ramp_up, down_after=down_after, lookahead=lookahead,
-        dns_servers=tuple(dns_servers), system_dns=system_dns, dns_cache=dns_cache, timeout=timeout, deadline=deadline, retries=retries,
+        dns_servers=tuple(dns_servers), system_dns=system_dns, dns_cache=dns_cache, timeout=timeout, deadline=deadline,
+        retries=retries,
         backoff=backoff, max_retry_after=max_retry_after, max_size=max_size, max_redirects=max_redirects,
         hash=None if hash_name == "none" else hash_name, verify_hash=_verify(verify_hash),
         user_agent=user_agent, user_agent_token=user_agent_token, headers=_headers(headers, headers_env),

@@ -2,8 +2,16 @@
 
 `fetch` and `needs_fetch` load the network engine (libcurl) on first use."""
 
-from .options import (DEFAULT_DISALLOWED_DIRECTIVES, DEFAULT_PER_HOST, DEFAULT_SCHEMES, DEFAULT_USER_AGENT,
-                      DOWN_SECONDS, HASH_NAMES, RAMP_START, FetchOptions)
+from .options import (
+    DEFAULT_DISALLOWED_DIRECTIVES,
+    DEFAULT_PER_HOST,
+    DEFAULT_SCHEMES,
+    DEFAULT_USER_AGENT,
+    DOWN_SECONDS,
+    HASH_NAMES,
+    RAMP_START,
+    FetchOptions,
+)
 
 __all__ = ["fetch", "FetchOptions", "needs_fetch", "DEFAULT_SCHEMES", "DEFAULT_DISALLOWED_DIRECTIVES",
            "DEFAULT_PER_HOST", "DEFAULT_USER_AGENT", "DOWN_SECONDS", "HASH_NAMES", "RAMP_START"]

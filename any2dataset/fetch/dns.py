@@ -216,7 +216,7 @@ class Resolver:
             raise DnsError(f"invalid host name {name!r}", permanent=True) from None
         async with self.queries:
             problem = "no answer"
-            for attempt in range(self.attempts):
+            for _round in range(self.attempts):
                 for server in self.servers:
                     try:
                         answer = await self._ask(server, question)

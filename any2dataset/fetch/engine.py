@@ -176,9 +176,9 @@ class _Run:
         self.robots_tokens = options.robots_tokens()
         self.disallowed = frozenset(d.lower() for d in options.disallowed_directives)
         pool = SharedSlots(*options.slot_pipe) if options.slot_pipe else None
-        self.slots = Slots(options.in_flight_limit(), options.per_host or None, start=RAMP_START, ramp_up=options.ramp_up,
-                           down_after=options.down_after, down_seconds=DOWN_SECONDS, max_pause=options.max_retry_after,
-                           pool=pool, share=options.concurrency)
+        self.slots = Slots(options.in_flight_limit(), options.per_host or None, start=RAMP_START,
+                           ramp_up=options.ramp_up, down_after=options.down_after, down_seconds=DOWN_SECONDS,
+                           max_pause=options.max_retry_after, pool=pool, share=options.concurrency)
         self.pins = _pins(options.resolve)  # HOST:PORT -> addresses, from --resolve
         # Finished records the consumer has not taken yet. At `buffer` no request starts (the
         # input is still read ahead): a slow next stage holds back downloads, not just input.
@@ -362,7 +362,8 @@ class _Run:
             if spent >= options.deadline:
                 return Outcome(kind="timeout", message=f"deadline of {options.deadline:g}s exceeded in redirects",
                                seconds=spent), url
-        return Outcome(kind="too_many_redirects", message=f"more than {options.max_redirects} redirects (--max-redirects)",
+        return Outcome(kind="too_many_redirects",
+                       message=f"more than {options.max_redirects} redirects (--max-redirects)",
                        seconds=spent, final=True), url
 
     async def _request(self, url: str, deadline: float, position: int, send_headers: bool = True) -> Outcome:

@@ -100,20 +100,28 @@ class Guard:
             return url, None, "scheme_denied", (f"scheme {scheme}: is not fetched (allowed: "
                                                 f"{', '.join(sorted(self.schemes))}; see --allow-scheme)")
         if scheme in ("http", "https"):
-            try:
-                if not url.isascii():
-                    url = browser_form(url, match.end())
-                host = urlsplit(url).hostname
-            except ValueError as error:
-                return url, None, "invalid_url", f"invalid URL: {error}"
-            if not host:
-                return url, None, "invalid_url", f"invalid URL (no host): {url[:200]}"
-            if "%" in host:  # libcurl decodes %XX in a host name, the checks here would not
-                return url, None, "invalid_url", f"invalid URL (a % escape in the host name): {url[:200]}"
-            if not self.address_allowed(host):
-                return url, None, "address_denied", (f"address {host} is link-local or a cloud metadata "
-                                                     f"address (see --allow-address)")
+            url, kind, message = self._check_http(url, match.end())
+            if kind is not None:
+                return url, None, kind, message
         return url, scheme, None, None
+
+    def _check_http(self, url: str, scheme_end: int) -> tuple[str, str | None, str | None]:
+        """(url, None, None) for an http(s) URL whose host may be fetched, in the form browsers
+        request; (url, error_kind, message) for one that may not."""
+        try:
+            if not url.isascii():
+                url = browser_form(url, scheme_end)
+            host = urlsplit(url).hostname
+        except ValueError as error:
+            return url, "invalid_url", f"invalid URL: {error}"
+        if not host:
+            return url, "invalid_url", f"invalid URL (no host): {url[:200]}"
+        if "%" in host:  # libcurl decodes %XX in a host name, the checks here would not
+            return url, "invalid_url", f"invalid URL (a % escape in the host name): {url[:200]}"
+        if not self.address_allowed(host):
+            return url, "address_denied", (f"address {host} is link-local or a cloud metadata "
+                                           f"address (see --allow-address)")
+        return url, None, None
 
 
 def browser_form(url: str, scheme_end: int) -> str:

@@ -8,7 +8,6 @@ from urllib.parse import unquote_to_bytes
 import fsspec
 import pybase64
 
-
 # What a data: URL's base64 may hold once its ASCII whitespace is dropped (WHATWG's
 # forgiving-base64: padding optional, nothing else forgiven).
 _WHITESPACE = re.compile(rb"[\t\n\f\r ]+")

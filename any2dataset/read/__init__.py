@@ -117,7 +117,8 @@ def expand_paths(patterns: Iterable[str], input_format: str | None = None) -> li
             fs, root = fsspec.core.url_to_fs(path)
             remote = "://" in path
 
-            def name(found: str) -> str:
+            # Bound now: a closure over the loop's `fs` and `remote` would see a later path's.
+            def name(found: str, fs=fs, remote=remote) -> str:
                 return fs.unstrip_protocol(found) if remote else found
 
             if globlib.has_magic(root):
@@ -426,14 +427,9 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
                 records = _with_field(records, options.file_field, source)
             if fmt.may_be_dataset:
                 for record in records:
-                    if "key" in record:  # records of an existing dataset: check them here
-                        if record.get("status") in rec.STATUS_ALIASES:
-                            record["status"] = rec.STATUS_ALIASES[record["status"]]
-                        try:
-                            rec.check(record)
-                        except BadInput as error:
-                            bad(error)
-                            continue
+                    # records of an existing dataset (they have keys) are checked here
+                    if "key" in record and not _dataset_record_ok(record, bad):
+                        continue
                     count += 1
                     yield record
             else:
@@ -445,8 +441,26 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
         except Exception as error:
             if not unreadable(error):
                 raise
-            if bad.row is not None:
-                where = f" after row {bad.row}"
-            else:
-                where = f" after {count} record{'s' if count != 1 else ''}" if count else ""
-            raise BadInput(f"corrupt or cut short{where} ({type(error).__name__}: {error})", source) from None
+            raise _cut_short(error, source, bad.row, count) from None
+
+
+def _dataset_record_ok(record: dict, bad: "_FileRows") -> bool:
+    """Check a record of an existing dataset (its status spelled as a2d-write spells it); a bad
+    one goes to `bad` (which raises, or counts it to be dropped)."""
+    if record.get("status") in rec.STATUS_ALIASES:
+        record["status"] = rec.STATUS_ALIASES[record["status"]]
+    try:
+        rec.check(record)
+    except BadInput as error:
+        bad(error)
+        return False
+    return True
+
+
+def _cut_short(error: Exception, source: str, row: int | None, count: int) -> BadInput:
+    """An unreadable file's error, saying how far reading got: the row, or the records read."""
+    if row is not None:
+        where = f" after row {row}"
+    else:
+        where = f" after {count} record{'s' if count != 1 else ''}" if count else ""
+    return BadInput(f"corrupt or cut short{where} ({type(error).__name__}: {error})", source)

@@ -28,7 +28,8 @@ def _rows(batches):
     number = 0
     for batch in batches:
         columns = [column.to_pylist() for column in batch.columns]
-        for number, values in enumerate(zip(*columns), number + 1):
+        first = number + 1  # numbering goes on from the previous batch
+        for number, values in enumerate(zip(*columns), first):
             yield number, values, None
 
 

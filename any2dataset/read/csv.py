@@ -4,6 +4,7 @@ Values stay strings; an empty cell is null, as pandas gives img2dataset users.
 """
 
 import csv
+import functools
 import operator
 
 from .. import record as rec
@@ -27,36 +28,38 @@ def table(stream, text: TextDecoding, bad: Bad, delimiter: str = ",") -> Table:
     if text.errors != errors:
         text.check("\t".join(header), 1, _raise)
     columns = [name.strip() for name in header]
-    width = len(columns)
+    return Table(columns, functools.partial(_rows, reader, columns, text, errors, bad))
 
-    def rows(selected):
-        pick = _picker([columns.index(name) for name in selected], width)
-        start = reader.line_num + 1
-        while True:
-            try:
-                for row in reader:
-                    if len(row) != width:
-                        if not row:  # a blank line is not a row
-                            start = reader.line_num + 1
-                            continue
-                        if len(row) > width:
-                            bad(BadInput(f"row has {len(row)} fields but the header has {width}", line=start))
-                            start = reader.line_num + 1
-                            continue
-                        row += [""] * (width - len(row))
-                    if text.errors != errors and not text.check("\t".join(row), start, bad):
+
+def _rows(reader, columns: list[str], text: TextDecoding, errors_before: int, bad: Bad, selected):
+    """The rows of the selected columns as (line, values, None); a row with too many fields, or
+    that is not text, goes to `bad`. (One loop, no call per row: this runs for every row.)"""
+    width = len(columns)
+    pick = _picker([columns.index(name) for name in selected], width)
+    start = reader.line_num + 1
+    while True:
+        try:
+            for row in reader:
+                if len(row) != width:
+                    if not row:  # a blank line is not a row
                         start = reader.line_num + 1
                         continue
-                    if "" in row:
-                        row = [value or None for value in row]
-                    yield start, pick(row), None
+                    if len(row) > width:
+                        bad(BadInput(f"row has {len(row)} fields but the header has {width}", line=start))
+                        start = reader.line_num + 1
+                        continue
+                    row += [""] * (width - len(row))
+                if text.errors != errors_before and not text.check("\t".join(row), start, bad):
                     start = reader.line_num + 1
-                return
-            except csv.Error as error:
-                bad(BadInput(f"bad CSV: {error}", line=reader.line_num))
-                start = reader.line_num + 1  # skipped: the reader goes on at the next line
-
-    return Table(columns, rows)
+                    continue
+                if "" in row:
+                    row = [value or None for value in row]
+                yield start, pick(row), None
+                start = reader.line_num + 1
+            return
+        except csv.Error as error:
+            bad(BadInput(f"bad CSV: {error}", line=reader.line_num))
+            start = reader.line_num + 1  # skipped: the reader goes on at the next line
 
 
 def _raise(error: BadInput) -> None:

@@ -18,10 +18,10 @@ size (Pillow's draft mode: the JPEG decoder skips detail the output cannot show)
 which is where most of the time of resizing large photos goes.
 """
 
-from collections.abc import Callable
-from dataclasses import dataclass
 import io
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import orjson
 

@@ -52,14 +52,14 @@ Media that ffmpeg cannot read fail with `decode_error`, calls over the time limi
 ffmpeg wrote as error_message. Nothing here raises for bad media.
 """
 
-from dataclasses import dataclass
-from fractions import Fraction
 import os
 import re
 import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
 
 import orjson
 
@@ -156,6 +156,42 @@ def media_payload(record: dict) -> str | None:
             if extension.lower() not in NOT_MEDIA:
                 return extension
     return None
+
+
+def _windows(spans: list[tuple[float, float]], length: float, *, first_only: bool) -> list[tuple[float, float]]:
+    """Each span cut into windows of `length` seconds (the last may be shorter); only the first of
+    each with `first_only`. A tail shorter than MIN_CLIP starts no window."""
+    windows = []
+    for start, end in spans:
+        count = 0
+        while start + count * length < end - MIN_CLIP:
+            windows.append((start + count * length, min(end, start + (count + 1) * length)))
+            count += 1
+            if first_only:
+                break
+    return windows
+
+
+def _kept_spans(spans: list[tuple[float, float]], duration: float | None,
+                min_length: float) -> list[tuple[float, float]]:
+    """Spans clamped to the media, without those too short to encode or under --min-clip-length."""
+    kept = []
+    for start, end in spans:
+        start = max(0.0, start)
+        if duration is not None:
+            end = min(end, duration)
+        length = end - start
+        if length >= MIN_CLIP - 1e-9 and length > min_length + 1e-9:
+            kept.append((round(start, 6), round(end, 6)))
+    return kept
+
+
+def _collect_outputs(result: dict, outputs: list[tuple[str, str, str]]) -> None:
+    """Read ffmpeg's output files into the result; the first one is the record's main payload."""
+    for out_extension, path, mime in outputs:
+        result["files"][out_extension] = _read_output(path)
+        if result["main"] is None:
+            result.update(main=out_extension, mime=mime, path=path)
 
 
 def video_transform(options: VideoOptions) -> Callable[[dict], list[dict]]:
@@ -256,31 +292,41 @@ class VideoTransform:
         if spans is None:
             return None
         if options.clip_length:
-            windows = []
-            for start, end in spans:
-                count = 0
-                while start + count * options.clip_length < end - MIN_CLIP:
-                    windows.append((start + count * options.clip_length,
-                                    min(end, start + (count + 1) * options.clip_length)))
-                    count += 1
-                    if options.clip_windows == "first":
-                        break
-            spans = windows
-        kept = []
-        for start, end in spans:
-            start = max(0.0, start)
-            if media.duration is not None:
-                end = min(end, media.duration)
-            length = end - start
-            if length >= MIN_CLIP - 1e-9 and length > options.min_clip_length + 1e-9:
-                kept.append((round(start, 6), round(end, 6)))
-        return kept
+            spans = _windows(spans, options.clip_length, first_only=options.clip_windows == "first")
+        return _kept_spans(spans, media.duration, options.min_clip_length)
 
     def _render(self, source: str, extension: str, media: "Media", span: tuple[float, float] | None,
                 tag: str) -> dict:
         """Run ffmpeg for one output record: {"files": {ext: bytes}, "main": ext, "mime": ..., plus sizes}."""
-        options = self.options
         folder = os.path.dirname(source)
+        video_out, audio_out = self._outputs_wanted(media, span)
+        result = self._timing(source, media, span, video_out)
+        command = [self.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
+        if span is not None:
+            command += ["-ss", _seconds(span[0]), "-t", _seconds(span[1] - span[0])]
+        command += ["-i", source]
+        outputs = []
+        if video_out:
+            args, output, width, height = self._video_output(media, folder, tag)
+            command += args
+            outputs.append(output)
+            result.update(width=width, height=height)
+        if audio_out:
+            args, output = self._audio_output(extension, media, span, folder, tag)
+            command += args
+            outputs.append(output)
+        if outputs:
+            self._run(command, "ffmpeg")
+            _collect_outputs(result, outputs)
+            if video_out:
+                result.update(source=outputs[0][1], offset=0.0, stream="v:0")
+        if self.options.thumbnails and media.video is not None:
+            result["files"].update(self._thumbnails(media, result, tag))
+        return result
+
+    def _outputs_wanted(self, media: "Media", span: tuple[float, float] | None) -> tuple[bool, bool]:
+        """Whether ffmpeg writes a video and an audio output for this record."""
+        options = self.options
         has_video = media.video is not None
         has_audio = media.audio is not None
         # audio_format turns a video into its audio track, unless the video is asked for too;
@@ -291,64 +337,57 @@ class VideoTransform:
             options.changes_audio or span is not None)))
         if has_video and not video_out and options.audio_format and not has_audio:
             raise _Failed("rejected", f"no audio stream to write as {options.audio_format}")
-        # where thumbnails come from: the input, or the re-encoded video once there is one
+        return video_out, audio_out
+
+    def _timing(self, source: str, media: "Media", span: tuple[float, float] | None, video_out: bool) -> dict:
+        """The result so far: where thumbnails come from (the input, or the re-encoded video once
+        there is one) and the stretch of it this record covers."""
+        has_video = media.video is not None
         result = {"files": {}, "main": None, "source": source, "offset": 0.0, "length": media.duration,
                   "stream": media.video["index"] if has_video else None,
-                  "keeps_source": options.keep_video and has_video and not video_out}
+                  "keeps_source": self.options.keep_video and has_video and not video_out}
         if span is not None:
             result["offset"], result["length"] = span[0], span[1] - span[0]
         video_end = _number(media.video.get("duration")) if has_video else None
         if video_end is not None and result["length"] is not None:  # the picture may stop before the sound
             result["length"] = max(0.0, min(result["length"], video_end - result["offset"]))
-        command = [self.ffmpeg, "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-        if span is not None:
-            command += ["-ss", _seconds(span[0]), "-t", _seconds(span[1] - span[0])]
-        command += ["-i", source]
-        outputs = []
-        if video_out:
-            width, height, filters = _video_filters(media, options)
-            path = os.path.join(folder, f"out{tag}.mp4")
-            command += ["-map", f"0:{media.video['index']}", "-vf", ",".join(filters), "-c:v", self.video_encoder]
-            command += list(VIDEO_ENCODER_ARGS) if self.video_encoder == "libx264" else ["-q:v", "3", "-pix_fmt",
-                                                                                         "yuv420p"]
-            if has_audio:
-                command += ["-map", f"0:{media.audio['index']}", "-c:a", "aac", *self._audio_args()]
-            command += ["-movflags", "+faststart", path]
-            outputs.append(("mp4", path, "video/mp4"))
-            result.update(width=width, height=height)
-        if audio_out:
-            if options.audio_format:
-                out_extension, encoder, mime = AUDIO_FORMATS[options.audio_format]
-            elif extension.lower() in MEDIA_MIMES:
-                out_extension = extension
-                encoder = None if not options.changes_audio else _own_encoder(extension.lower())
-                mime = MEDIA_MIMES[extension.lower()]
-            else:  # a payload named by its mime only: ffmpeg cannot tell the container from the name
-                out_extension, encoder, mime = AUDIO_FORMATS["flac"]
-            path = os.path.join(folder, f"out{tag}.{out_extension}")
-            command += ["-map", f"0:{media.audio['index']}", "-vn"]
-            if encoder is None and not options.changes_audio:
-                codec = media.audio.get("codec_name") or ""
-                lossless = codec.startswith("pcm_") or codec in LOSSLESS_CODECS
-                # a cut is exact when re-encoded, which costs nothing for lossless audio; a lossy
-                # stream is copied (a re-encode would lose quality), to the packet (20-60 ms)
-                command += ["-c:a", codec if lossless and span is not None else "copy"]
-            else:
-                command += (["-c:a", encoder] if encoder else []) + self._audio_args()
-            command.append(path)
-            outputs.append((out_extension, path, mime))
-        if outputs:
-            self._run(command, "ffmpeg")
-            for out_extension, path, mime in outputs:
-                data = _read_output(path)
-                result["files"][out_extension] = data
-                if result["main"] is None:
-                    result.update(main=out_extension, mime=mime, path=path)
-            if video_out:
-                result.update(source=outputs[0][1], offset=0.0, stream="v:0")
-        if options.thumbnails and has_video:
-            result["files"].update(self._thumbnails(media, result, tag))
         return result
+
+    def _video_output(self, media: "Media", folder: str, tag: str) -> tuple[list[str], tuple, int, int]:
+        """ffmpeg's arguments for the mp4 output (with the audio track, if any), the output and its size."""
+        width, height, filters = _video_filters(media, self.options)
+        path = os.path.join(folder, f"out{tag}.mp4")
+        args = ["-map", f"0:{media.video['index']}", "-vf", ",".join(filters), "-c:v", self.video_encoder]
+        args += list(VIDEO_ENCODER_ARGS) if self.video_encoder == "libx264" else ["-q:v", "3", "-pix_fmt", "yuv420p"]
+        if media.audio is not None:
+            args += ["-map", f"0:{media.audio['index']}", "-c:a", "aac", *self._audio_args()]
+        args += ["-movflags", "+faststart", path]
+        return args, ("mp4", path, "video/mp4"), width, height
+
+    def _audio_output(self, extension: str, media: "Media", span: tuple[float, float] | None, folder: str,
+                      tag: str) -> tuple[list[str], tuple]:
+        """ffmpeg's arguments for the audio-only output, and the output (extension, path, mime)."""
+        options = self.options
+        if options.audio_format:
+            out_extension, encoder, mime = AUDIO_FORMATS[options.audio_format]
+        elif extension.lower() in MEDIA_MIMES:
+            out_extension = extension
+            encoder = None if not options.changes_audio else _own_encoder(extension.lower())
+            mime = MEDIA_MIMES[extension.lower()]
+        else:  # a payload named by its mime only: ffmpeg cannot tell the container from the name
+            out_extension, encoder, mime = AUDIO_FORMATS["flac"]
+        path = os.path.join(folder, f"out{tag}.{out_extension}")
+        args = ["-map", f"0:{media.audio['index']}", "-vn"]
+        if encoder is None and not options.changes_audio:
+            codec = media.audio.get("codec_name") or ""
+            lossless = codec.startswith("pcm_") or codec in LOSSLESS_CODECS
+            # a cut is exact when re-encoded, which costs nothing for lossless audio; a lossy
+            # stream is copied (a re-encode would lose quality), to the packet (20-60 ms)
+            args += ["-c:a", codec if lossless and span is not None else "copy"]
+        else:
+            args += (["-c:a", encoder] if encoder else []) + self._audio_args()
+        args.append(path)
+        return args, (out_extension, path, mime)
 
     def _audio_args(self) -> list[str]:
         args = []

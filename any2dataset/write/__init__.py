@@ -18,11 +18,11 @@ import orjson
 
 from .. import record as rec
 from ..errors import BadInput, IncompleteOutput, UsageProblem
+from ..layout import finished_shards, parse_stats
+from ..stats.counting import ShardStats
 from .destination import destination
 from .dummy import DummySink
 from .files import FilesSink
-from ..layout import finished_shards, parse_stats
-from ..stats.counting import ShardStats
 from .metadata import MetadataSchema, Presentation
 from .parquet import ParquetSink
 from .sink import Sink, SinkSettings, payload_bytes
@@ -304,7 +304,8 @@ class ShardWriter:
             return list(self.unreadable_stats)
         kept = "left out (--columns leaves no extra_json)" if self.schema.columns is not None else \
             "kept as base64 in extra_json"
-        return self.unreadable_stats + [f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
+        return self.unreadable_stats + [
+                f"payloads with extension {', '.join(unplaced)} had no parquet column (columns are set by the "
                 f"first rows written: {', '.join(self.schema.payload_columns) or 'none'}); they were {kept}. "
                 f"Declare every extension with --payload-columns to give each a column."]
 

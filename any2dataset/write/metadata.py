@@ -117,6 +117,13 @@ def _fits(value, arrow_type: pa.DataType) -> bool:
 _SURE_FIT = {pa.string(): (str,), pa.float64(): (int, float), pa.bool_(): (bool,)}
 
 
+def _keep(misfits: list[dict | None], position: int, name: str, value) -> None:
+    """Put a value in row `position`'s extra_json."""
+    if misfits[position] is None:
+        misfits[position] = {}
+    misfits[position][name] = value
+
+
 def _misfit_positions(values: list, arrow_type: pa.DataType) -> list[int]:
     sure = _SURE_FIT.get(arrow_type, ())
     return [i for i, value in enumerate(values)
@@ -175,46 +182,52 @@ class MetadataSchema:
         if self.schema is None:
             self._freeze(rows)
         # Column by column: a shard's metadata is built at ~1 us a value, not per row and field.
+        # misfits[position]: what row `position` keeps in extra_json, in the order it is found.
         misfits: list[dict | None] = [None] * len(rows)
-
-        def keep(position: int, name: str, value) -> None:
-            if misfits[position] is None:
-                misfits[position] = {}
-            misfits[position][name] = value
-
-        arrays = []
-        for field in self.fields:
-            name = field.name
-            values = [row.get(name) for row in rows]
-            for position in _misfit_positions(values, field.type):
-                if self.columns is not None:  # no extra_json: text columns take the value as JSON text
-                    values[position] = orjson.dumps(values[position], default=rec.json_default).decode() \
-                        if field.type == pa.string() else None
-                    continue
-                keep(position, name, values[position])
-                values[position] = None
-            arrays.append(pa.array(values, type=field.type))
-        known = {field.name for field in self.fields} | {rec.FILES}
-        for position, row in enumerate(rows):
-            if self.columns is not None:
-                break  # the chosen columns only (the parquet format's rows carry shard_size too)
-            for name in row.keys() - known:  # columns first seen after the schema was set
-                if row[name] is not None:
-                    keep(position, name, row[name])
+        arrays = [self._field_array(field, rows, misfits) for field in self.fields]
+        if self.columns is None:  # the chosen columns only (the parquet format's rows carry shard_size too)
+            self._keep_late_columns(rows, misfits)
         files = [row.get(rec.FILES) or {} for row in rows]
         for name in self.payload_columns:
             arrays.append(pa.array([f.get(name) for f in files], type=pa.binary()))
         if self.with_payloads:
-            placed = set(self.payload_columns)
-            for position, payloads in enumerate(files):
-                unplaced = {ext: data for ext, data in payloads.items() if ext not in placed}
-                if unplaced:  # kept as base64, as records carry payloads; a2d-read restores them
-                    keep(position, rec.FILES, unplaced)
-                    self.unplaced_payloads.update(unplaced)
+            self._keep_unplaced_payloads(files, misfits)
         if self.columns is None:
             leftovers = [orjson.dumps(m, default=rec.json_default).decode() if m else None for m in misfits]
             arrays.append(pa.array(leftovers, type=pa.string()))
         return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def _field_array(self, field: pa.Field, rows: list[dict], misfits: list[dict | None]) -> pa.Array:
+        """One schema column; a value its type cannot hold goes to extra_json (or, without
+        extra_json, into a text column as JSON text)."""
+        name = field.name
+        values = [row.get(name) for row in rows]
+        for position in _misfit_positions(values, field.type):
+            if self.columns is not None:  # no extra_json: text columns take the value as JSON text
+                values[position] = orjson.dumps(values[position], default=rec.json_default).decode() \
+                    if field.type == pa.string() else None
+                continue
+            _keep(misfits, position, name, values[position])
+            values[position] = None
+        return pa.array(values, type=field.type)
+
+    def _keep_late_columns(self, rows: list[dict], misfits: list[dict | None]) -> None:
+        """Columns first seen after the schema was set go to extra_json."""
+        known = {field.name for field in self.fields} | {rec.FILES}
+        for position, row in enumerate(rows):
+            for name in row.keys() - known:
+                if row[name] is not None:
+                    _keep(misfits, position, name, row[name])
+
+    def _keep_unplaced_payloads(self, files: list[dict], misfits: list[dict | None]) -> None:
+        """Payloads with no column of their own are kept as base64, as records carry payloads;
+        a2d-read restores them."""
+        placed = set(self.payload_columns)
+        for position, payloads in enumerate(files):
+            unplaced = {ext: data for ext, data in payloads.items() if ext not in placed}
+            if unplaced:
+                _keep(misfits, position, rec.FILES, unplaced)
+                self.unplaced_payloads.update(unplaced)
 
     def write(self, rows: list[dict], path: str) -> None:
         pq.write_table(self.table(rows), path, compression="zstd")
