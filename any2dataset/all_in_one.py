@@ -400,7 +400,7 @@ def run_parts(plan: Plan, parts: int, progress: bool = False, quiet: bool = Fals
               environment: dict | None = None) -> None:
     """Run the plan as `parts` worker processes (workers.Pool), each on its share of the
     shards; raise WorkerFailed naming the first part that failed. One part runs here."""
-    from .cli import Console
+    from .console import Console
 
     if parts == 1:
         run_part(plan, 0, 1, Console("any2dataset", quiet=quiet, progress=progress))
@@ -415,7 +415,7 @@ def run_parts(plan: Plan, parts: int, progress: bool = False, quiet: bool = Fals
 
 
 def _parts_worker(inbox, send, plan: Plan, parts: int, progress: bool, quiet: bool) -> None:
-    from .cli import Console
+    from .console import Console
 
     for part in inbox:
         run_part(plan, part, parts, Console(f"any2dataset (part {part}/{parts})", quiet=quiet, progress=progress))

@@ -7,13 +7,13 @@ import re
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator
 
 import click
 import orjson
 
 from . import __version__
 from . import record as rec
+from .console import Console  # (the library's too: it imports no click)
 from .errors import A2DError, ExitCode
 from .record import ABORT
 from .streams import RECORD_OUTPUTS, end_with_abort
@@ -27,46 +27,6 @@ EXIT_CODES_HELP = (
 RECORD_STREAM_COMMANDS = frozenset({"a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample"})
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-class Console:
-    """Messages and progress on stderr, never stdout."""
-
-    def __init__(self, name: str, quiet: bool = False, progress: bool | None = None, debug: bool = False):
-        self.name = name
-        self.quiet = quiet
-        self.debug = debug
-        # tqdm only when a person is watching, unless asked for.
-        self.progress = (sys.stderr.isatty() and not quiet) if progress is None else progress
-
-    def info(self, message: str) -> None:
-        if not self.quiet:
-            click.echo(f"{self.name}: {message}", err=True)
-
-    def warn(self, message: str) -> None:
-        click.echo(f"{self.name}: warning: {message}", err=True)
-
-    def track(self, records: Iterable, unit: str = "rec", total: int | None = None,
-              position: int | None = None) -> Iterator:
-        """`position`: the bar's line, for processes sharing one terminal."""
-        if not self.progress:
-            return iter(records)
-        from tqdm import tqdm
-
-        return tqdm(records, desc=self.name, unit=unit, total=total, file=sys.stderr, dynamic_ncols=True,
-                    position=position)
-
-    def skipped(self, reader) -> None:
-        """At the end of the input: say how many bad input lines --on-error skip dropped, and
-        that there was no record at all (a pipe of empty stages otherwise ends in silence)."""
-        if reader.skipped:
-            self.warn(f"skipped {reader.skipped} bad input line(s); first: {reader.first_skipped}")
-        elif getattr(reader, "count", None) == 0:
-            self.warn("no records in the input")
-
-    def waiting_on_terminal(self, paths, what: str = "records") -> None:
-        if (not paths or list(paths) == ["-"]) and sys.stdin.isatty():
-            self.warn(f"waiting for {what} on standard input (Ctrl-D to end, -h for help)")
 
 
 def shard_numbering_options(rows_help: str, start_help: str):

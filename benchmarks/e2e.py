@@ -563,7 +563,8 @@ def print_report(args, results: dict[str, list[Run]], searches: dict[str, tuple[
     print()
     print("Every run:")
     print()
-    print("| round | contender | files/s | wall s | CPU s | peak RSS MiB | nginx CPU s | other CPU s | processes | check |")
+    print("| round | contender | files/s | wall s | CPU s | peak RSS MiB | nginx CPU s | other CPU s | processes "
+          "| check |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, runs in results.items():
         for index, run in enumerate(runs, 1):

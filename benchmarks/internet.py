@@ -52,7 +52,7 @@ import orjson
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import siminet  # noqa: E402
-from e2e import measure, shard_stats, tar_samples, wait_for_quiet  # noqa: E402
+from e2e import measure, tar_samples, wait_for_quiet  # noqa: E402
 
 NAMESPACE_MARK = "A2D_INTERNET_BENCH_NAMESPACE"
 DNS_ADDRESS = "127.0.0.53"
@@ -254,7 +254,7 @@ def contest(args, urls, truth, env, work_root):
             if rate > best_rate:
                 best, best_rate = setting, rate
         contenders["img2dataset"] = Contender(
-            f"img2dataset", lambda work: img2dataset_script(args.img2dataset, best),
+            "img2dataset", lambda work: img2dataset_script(args.img2dataset, best),
             lambda work: truth.check(*found_in_webdataset(os.path.join(work, "out"))))
         args.i2d_best = best
     names = list(contenders)
@@ -274,16 +274,16 @@ def report(args, contenders):
     peak = {name: med(name, lambda r: r[0].peak_mib) for name in contenders}
     cpu = {name: med(name, lambda r: r[0].cpu) for name in contenders}
     print(f"\nmedians of {args.runs} rounds, {args.urls} URLs over {args.hosts} hosts, -j {args.j}:")
-    print(f"| contender | files/s | wall s | CPU s | peak RSS MiB | problems |")
-    print(f"|---|---|---|---|---|---|")
+    print("| contender | files/s | wall s | CPU s | peak RSS MiB | problems |")
+    print("|---|---|---|---|---|---|")
     for name, contender in contenders.items():
         shown = f"img2dataset {args.i2d_best}" if name == "img2dataset" else name
         print(f"| {shown} | {rate[name]:,.0f} | {med(name, lambda r: r[0].wall):.1f} | {cpu[name]:.1f} | "
               f"{peak[name]:,.0f} | {sum(r[2] for r in contender.runs)} |")
     if "img2dataset" in contenders:
         for name in [n for n in ("a2d pipeline", "any2dataset", "a2d-fetch") if n in contenders]:
-            within = statistics.median(
-                a[1] / a[0].wall / (b[1] / b[0].wall) for a, b in zip(contenders[name].runs, contenders["img2dataset"].runs))
+            pairs = zip(contenders[name].runs, contenders["img2dataset"].runs)
+            within = statistics.median(a[1] / a[0].wall / (b[1] / b[0].wall) for a, b in pairs)
             print(f"{name}: {rate[name] / rate['img2dataset']:.2f}x img2dataset's files/s (within a round "
                   f"{within:.2f}x; target 5x), {peak[name] / peak['img2dataset']:.2f}x its memory (target 1/3)")
     for name in [n for n in ("a2d pipeline", "a2d-fetch", "any2dataset") if n in contenders and "curl" in contenders]:

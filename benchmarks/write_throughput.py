@@ -35,7 +35,8 @@ sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!
 from any2dataset import record as rec
 with open({path!r}, "wb", buffering=1 << 20) as out:
     for i in range({records}):
-        out.write(rec.dumps({{"key": f"{{i:09d}}", "shard": i // 10000, "shard_size": min(10000, {records} - i // 10000 * 10000),
+        out.write(rec.dumps({{"key": f"{{i:09d}}", "shard": i // 10000,
+                              "shard_size": min(10000, {records} - i // 10000 * 10000),
                               "url": f"http://127.0.0.1/{{i}}.jpg", "caption": f"caption {{i}}", "status": "success",
                               "mime": "image/jpeg", "size": {size}, "files": {{"jpg": os.urandom({size})}}}}))
 """

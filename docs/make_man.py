@@ -101,8 +101,10 @@ PROSE = {
         ],
         "examples": [
             "a2d-read urls.csv | a2d-shard --skip-done out/ | a2d-fetch | a2d-write out/",
-            "a2d-read urls.parquet | a2d-shard --part $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT | a2d-fetch | a2d-write s3://bucket/out/",
-            "a2d-read urls.csv | a2d-shard --split parts/ && ls parts/*.jsonl | xargs -P 4 -I{} sh -c 'a2d-fetch {} | a2d-write out/'",
+            "a2d-read urls.parquet | a2d-shard --part $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT | a2d-fetch | "
+            "a2d-write s3://bucket/out/",
+            "a2d-read urls.csv | a2d-shard --split parts/ && ls parts/*.jsonl | xargs -P 4 -I{} sh -c 'a2d-fetch "
+            "{} | a2d-write out/'",
             "a2d-read urls-2.csv | a2d-shard --extend out/ | a2d-fetch | a2d-write out/",
         ],
     },
@@ -158,7 +160,8 @@ PROSE = {
             "Safety: the User\\-Agent names the tool and its version. X\\-Robots\\-Tag directives "
             "in \\fB\\-\\-disallowed\\-header\\-directives\\fR (noai, noimageai, noindex, noimageindex) refuse a "
             "sample as \\fBrobots_optout\\fR from the headers, before the body is read; a directive scoped to a "
-            "user agent counts when it names any2dataset, img2dataset or the \\fB\\-\\-user\\-agent\\-token\\fR (in one "
+            "user agent counts when it names any2dataset, img2dataset or the \\fB\\-\\-user\\-agent\\-token\\fR "
+            "(in one "
             "header, \\fIotherbot: noindex, any2dataset: noai\\fR, a user agent scopes the directives after it); "
             "\\fInone\\fR means noindex. Replies that carry no file fail as \\fBno_content\\fR (204, 205, 304, "
             "an empty body) or \\fBinvalid_reply\\fR (a 3xx without Location, HTTP/0.9 or garbage, headers over "
@@ -185,8 +188,9 @@ PROSE = {
             "need disk, not 50 GB of memory. Ctrl\\-C or "
             "SIGTERM stops reading, drops the downloads in flight (a resumed run redoes them), writes out what "
             "is finished and exits with 130.",
-            "Processes: with \\fB\\-\\-workers\\fR N > 1 (by default one per core, at most 4) a2d\\-fetch runs N "
-            "worker processes sharing \\fB\\-\\-concurrency\\fR (a pool of slots, as make's jobserver: any worker may use all "
+            "Processes: with \\fB\\-\\-workers\\fR N > 1 (by default one per core) a2d\\-fetch runs N "
+            "worker processes sharing \\fB\\-\\-concurrency\\fR (a pool of slots, as make's jobserver: any worker "
+            "may use all "
             "of it, all of them together never more): one Python process tops out "
             "near 3,000-4,000 downloads/s. The parent checks the input (errors keep their line numbers) and deals "
             "each record to the worker that owns its host (by a hash of the name), so the per\\-host cap, pauses "
@@ -202,7 +206,8 @@ PROSE = {
             "(two per download), within the hard limit.",
             "For a crawl of 100M URLs over millions of hosts: shuffle the list (grouped by host, the per\\-host "
             "cap leaves most slots idle), run \\-j 1000\\-4000 per machine, keep \\fB\\-\\-timeout\\fR at 5\\-10 s "
-            "and \\fB\\-\\-retries\\fR at 1\\-2, leave the per\\-host cap on, and point \\fB\\-\\-dns\\-server\\fR at a "
+            "and \\fB\\-\\-retries\\fR at 1\\-2, leave the per\\-host cap on, and point \\fB\\-\\-dns\\-server\\fR "
+            "at a "
             "caching resolver on the machine or in its rack (such as unbound or dnsmasq) rather than at a "
             "public one, which rate\\-limits.",
         ],
@@ -217,7 +222,8 @@ PROSE = {
             "Files for shard \\fIN\\fR (zero-padded to \\fB--oom-shard-count\\fR digits), img2dataset's "
             "layout. \\fIwebdataset\\fR: \\fIN.tar\\fR with members \\fIkey.ext\\fR for each payload, "
             "\\fIkey.txt\\fR for the caption, \\fIkey.json\\fR with the metadata (no payload takes those "
-            "names, nor a reserved field's: a text payload is \\fIkey.payload.txt\\fR); members of a sample adjacent and sorted, plain ustar headers, mtime 0, uid/gid 0, so "
+            "names, nor a reserved field's: a text payload is \\fIkey.payload.txt\\fR); members of a sample "
+            "adjacent and sorted, plain ustar headers, mtime 0, uid/gid 0, so "
             "equal input gives byte-identical tars. \\fIfiles\\fR: a folder \\fIN/\\fR with the same "
             "files. \\fItfrecord\\fR: \\fIN.tfrecord\\fR of tf.train.Example records (\\fBkey\\fR, one bytes "
             "feature per payload extension, \\fBtxt\\fR, and every metadata field: text as bytes, integers as "
@@ -288,7 +294,8 @@ PROSE = {
             "decompression\\-bomb limit, checked from the header before decoding) become "
             "\\fBfailed_to_subsample\\fR with \\fBerror_kind: rejected\\fR; bytes that do not decode, "
             "\\fBdecode_error\\fR. JPEGs are decoded at a reduced scale when the target is at most a third "
-            "of their size. Payloads that are not images fail the same way (\\fB\\-\\-non\\-images keep\\fR passes them).",
+            "of their size. Payloads that are not images fail the same way (\\fB\\-\\-non\\-images keep\\fR passes "
+            "them).",
             "Audio and video options run ffmpeg and ffprobe, which must be on PATH (apt\\-get install ffmpeg); "
             "a2d\\-subsample stops at once if they are missing. Videos are re\\-encoded to H.264 in mp4: "
             "\\fB\\-\\-video\\-size\\fR and \\fB\\-\\-video\\-resize\\-mode\\fR (scale, crop, pad) set the "
@@ -388,7 +395,8 @@ PROSE = {
             "parquet (only the status, error_kind, error_message and size columns are read); a "
             "\\fI_stats.json\\fR that disagrees with its parquet is reported as a warning.",
             "\\fB\\-\\-json\\fR prints one JSON object whose keys are listed in the docstring of "
-            "\\fIany2dataset/stats/__init__.py\\fR; \\fB\\-\\-html\\fR writes one self\\-contained page with inline SVG "
+            "\\fIany2dataset/stats/__init__.py\\fR; \\fB\\-\\-html\\fR writes one self\\-contained page with "
+            "inline SVG "
             "charts (statuses, error kinds, payload sizes, throughput) and no scripts or network resources.",
         ],
         "examples": [
