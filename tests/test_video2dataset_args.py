@@ -223,3 +223,13 @@ def test_subsampler_settings_helpers():
         "use_clips": True, "min_clip_length": 0.0, "clip_length": 5.0, "clip_windows": "first"}
     with pytest.raises(UsageProblem, match="precision"):
         v2d._clipping_settings({"precision": "perfect"})
+
+
+def test_a_run_that_saved_nothing_exits_1_though_failed_samples_are_kept(tmp_path, videos):
+    listed = tmp_path / "list.csv"
+    listed.write_text(f"url\n{videos}/missing.mp4\n")
+    done = subprocess.run(["a2d-video2dataset", "--url_list", str(listed), "--output_folder", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("a2d-video2dataset: error: no sample saved: all 1 rows")
+    assert (tmp_path / "out" / "00000" / "00000000.json").exists()  # the failure's .json, as video2dataset

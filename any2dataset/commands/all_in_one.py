@@ -28,6 +28,26 @@ def _with_arguments(function):
     return function
 
 
+def run_options(function):
+    """--json and --pipe-form, as both all-in-one commands take them."""
+    function = click.option("--pipe-form", is_flag=True,
+                            help="Print the equivalent a2d-read | ... | a2d-write pipeline and exit.")(function)
+    return click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")(function)
+
+
+def show_report(report: dict, as_json: bool, console, hint: str = "") -> None:
+    """The a2d-stats summary of the output folder (stderr, or JSON on stdout); a run that saved
+    no sample is a failure, whatever each row says."""
+    if as_json:
+        click.echo(orjson.dumps(report).decode())
+    elif not console.quiet:
+        from ..stats import render_text
+
+        click.echo(render_text(report), err=True, nl=False)
+    if not report.get("statuses", {}).get("success"):
+        raise NothingSucceeded(f"no sample saved: all {report.get('records', 0)} rows failed (see the summary{hint})")
+
+
 @click.command(
     "any2dataset",
     short_help="download a URL list into a dataset, img2dataset-style",
@@ -44,8 +64,7 @@ def _with_arguments(function):
     context_settings=CONTEXT_SETTINGS,
 )
 @click.argument("positional", nargs=-1, metavar="[URL_LIST [IMAGE_SIZE [OUTPUT_FOLDER ...]]]")
-@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-@click.option("--pipe-form", is_flag=True, help="Print the equivalent a2d-read | ... | a2d-write pipeline and exit.")
+@run_options
 @_with_arguments
 @common_options
 def main(positional, as_json, pipe_form, console, **values):
@@ -57,15 +76,7 @@ def main(positional, as_json, pipe_form, console, **values):
         return
     report = api.download(*_typed(positional), progress=console.progress, quiet=console.quiet, on_note=console.warn,
                           **given)
-    if as_json:
-        click.echo(orjson.dumps(report).decode())
-    elif not console.quiet:
-        from ..stats import render_text
-
-        click.echo(render_text(report), err=True, nl=False)
-    if not report.get("samples"):  # a run that saved nothing is a failure, whatever each row says
-        raise NothingSucceeded(f"no sample saved: all {report.get('records', 0)} rows failed (see the summary; "
-                               f"is input_format right for {given.get('url_list')}?)")
+    show_report(report, as_json, console, f"; is input_format right for {given.get('url_list')}?")
 
 
 def _typed(positional: tuple[str, ...]) -> list:

@@ -7,7 +7,8 @@ import orjson
 
 from .. import video_all_in_one as api
 from ..cli import command, common_options
-from ..errors import NothingSucceeded, UsageProblem
+from ..errors import UsageProblem
+from .all_in_one import run_options, show_report
 
 HELP = {
     "url_list": "A file, folder, glob or fsspec URL listing the videos (required).",
@@ -50,8 +51,7 @@ def _with_arguments(function):
          "a2d-video2dataset --url_list videos.csv --caption_col caption --output_format webdataset "
          "--output_folder dataset --config config.yaml")
 @click.argument("positional", nargs=-1, metavar="[URL_LIST [OUTPUT_FOLDER ...]]")
-@click.option("--json", "as_json", is_flag=True, help="Print the final summary as JSON.")
-@click.option("--pipe-form", is_flag=True, help="Print the equivalent a2d-read | ... | a2d-write pipeline and exit.")
+@run_options
 @_with_arguments
 @common_options
 def main(positional, as_json, pipe_form, console, **values):
@@ -64,14 +64,7 @@ def main(positional, as_json, pipe_form, console, **values):
         click.echo(command_line(api.video2dataset_plan(**dict(zip(api.ORDER, positional)), **given)))
         return
     report = api.video2dataset(*positional, progress=console.progress, quiet=console.quiet, **given)
-    if as_json:
-        click.echo(orjson.dumps(report).decode())
-    elif not console.quiet:
-        from ..stats import render_text
-
-        click.echo(render_text(report), err=True, nl=False)
-    if not report.get("samples"):
-        raise NothingSucceeded(f"no sample saved: all {report.get('records', 0)} rows failed (see the summary)")
+    show_report(report, as_json, console)
 
 
 def _mapping(text: str) -> dict:
