@@ -103,10 +103,15 @@ def _checked(key: str) -> str:
 
 
 class Counts(dict):
-    """The per-object outcome counts both stores keep."""
+    """The per-object outcome counts both stores keep (`add` is safe from several threads)."""
 
     def __init__(self):
         super().__init__(hits=0, misses=0, evictions=0, too_large=0, corrupt=0, skipped=0)
+        self.lock = threading.Lock()
+
+    def add(self, name: str, count: int = 1) -> None:
+        with self.lock:
+            self[name] += count
 
 
 class MemoryStore:
@@ -123,21 +128,21 @@ class MemoryStore:
         with self.lock:
             data = self.entries.get(key)
             if data is None:
-                self.counts["misses"] += 1
+                self.counts.add("misses")
                 return None
             self.entries.move_to_end(key)
-            self.counts["hits"] += 1
+            self.counts.add("hits")
             return data
 
     def put(self, key: str, data: bytes) -> None:
         with self.lock:
             self._remove(key)
             if len(data) > self.budget:
-                self.counts["too_large"] += 1
+                self.counts.add("too_large")
                 return
             while self.total + len(data) > self.budget:
                 self._remove(next(iter(self.entries)))
-                self.counts["evictions"] += 1
+                self.counts.add("evictions")
             self.entries[key] = data
             self.total += len(data)
 

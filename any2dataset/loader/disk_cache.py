@@ -10,7 +10,10 @@ How the guarantees hold:
   IMMEDIATE, which SQLite serialises across processes) evicts the least recently used entries
   until the reservation fits, deletes their files, and inserts the new row as pending. So the
   payload files (tmp/ and data/) never add up to more than the budget, even with several
-  writers; only the index itself (a few hundred bytes an entry) comes on top.
+  writers: stronger than "the budget plus the one entry being written". On top come the
+  index itself (a few hundred bytes an entry) and the file system's block rounding; and
+  right after clear(), payloads already being written, until their writers find their row
+  gone.
 - Atomic entries: the payload is written to tmp/<id> and fsynced outside any lock, then one
   transaction renames it into data/ and marks the row ready with its size and checksum. Files
   are only created, renamed and deleted inside write transactions, so the index and the folder
@@ -123,11 +126,11 @@ class DiskStore:
         rows = self._read("SELECT id, size, checksum FROM entries WHERE key = ? AND checksum IS NOT NULL", (key,))
         data = self._load(key, *rows[0]) if rows else None
         if data is None:
-            self.counts["misses"] += 1
+            self.counts.add("misses")
             return None
         with self._session() as db:
             db.execute(f"UPDATE entries SET last_use = {_NEXT_USE} WHERE id = ?", (rows[0][0],))
-        self.counts["hits"] += 1
+        self.counts.add("hits")
         return data
 
     def _load(self, key: str, entry: int, size: int, checksum: str) -> bytes | None:
@@ -143,18 +146,18 @@ class DiskStore:
             return None
         if len(data) == size and xxhash.xxh64_hexdigest(data) == checksum:
             return data
-        self.counts["corrupt"] += 1
+        self.counts.add("corrupt")
         with self._writing() as db:
             self._drop_if(db, entry, key)
         return None
 
     def put(self, key: str, data: bytes) -> None:
         if len(data) > self.budget:
-            self.counts["too_large"] += 1
+            self.counts.add("too_large")
             return
         entry = self._reserve(key, len(data))
         if entry is None:
-            self.counts["skipped"] += 1
+            self.counts.add("skipped")
             return
         try:
             with open(self._tmp(entry), "wb") as file:
@@ -166,7 +169,7 @@ class DiskStore:
             self._abandon(key, entry)
             raise
         if not stored:
-            self.counts["skipped"] += 1
+            self.counts.add("skipped")
 
     def _reserve(self, key: str, size: int) -> int | None:
         """Room for `size` bytes (evicting the least recently used) and a pending row for the key;
@@ -199,7 +202,7 @@ class DiskStore:
                 if checksum is None and not _stale(writer, started):
                     continue  # being written by a live process
                 self._drop(db, entry, key, entry_size)
-                self.counts["evictions"] += checksum is not None
+                self.counts.add("evictions", checksum is not None)
                 total -= entry_size
                 if total + size <= self.budget:
                     break
