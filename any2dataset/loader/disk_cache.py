@@ -16,8 +16,8 @@ How the guarantees hold:
   gone.
 - Atomic entries: the payload is written to tmp/<id> and fsynced outside any lock, then one
   transaction renames it into data/ and marks the row ready with its size and checksum. Files
-  are only created, renamed and deleted inside write transactions, so the index and the folder
-  change together.
+  only enter data/, and are only deleted, inside write transactions, so the index and the
+  folder change together.
 - Never a broken payload: a read checks the file's size and xxh64 against the row. A file
   another process evicted in between is a miss (its name had that row's id: a newer entry for
   the same key is another file); a mismatch is deleted, with its row, and is a miss.
