@@ -6,10 +6,10 @@ import itertools
 from collections import Counter
 
 import pytest
-from servers import body_for
 
 from any2dataset.errors import UsageProblem
 from any2dataset.loader.dataset import Dataset
+from servers import body_for
 
 
 @pytest.fixture
