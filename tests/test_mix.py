@@ -227,7 +227,7 @@ def test_bad_input_names_file_and_line(pipeline, tmp_path):
     assert result.returncode == 3
     [message] = result.stderr.splitlines()  # one line, naming the file and line
     assert message.startswith(b"a2d-mix: error: b.jsonl:2: not valid JSON"), result.stderr
-    *records, abort = result.stdout.splitlines()
+    *records, abort = [line for line in result.stdout.splitlines() if line.strip()]
     assert len(records) == 3 and orjson.loads(abort)[rec.ABORT].startswith("a2d-mix: error: b.jsonl:2:")
 
 
