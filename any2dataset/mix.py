@@ -11,6 +11,7 @@ imports only the vocabulary, and never reads ahead, so a stream is pulled only w
 turn comes.
 """
 
+import bisect
 import itertools
 import random
 from collections.abc import Iterable, Iterator, Sequence
@@ -173,20 +174,19 @@ class Mixer:
         return item
 
     def _random_mix(self) -> Iterator:
-        weights, ended, draw = self._weights, self.ended, self._random.random
+        weights, ended, draw, end = self._weights, self.ended, self._random.random, self._END
         while not all(ended):
+            # The draw's thresholds over the streams still going, until one of them ends.
             live = [index for index in range(len(weights)) if not ended[index]]
-            point = draw() * sum(weights[index] for index in live)
-            chosen = live[-1]  # (for the rounding of a point at the very top)
-            for index in live:
-                point -= weights[index]
-                if point < 0:
-                    chosen = index
+            thresholds = list(itertools.accumulate(weights[index] for index in live))
+            total, last = thresholds[-1], len(live) - 1
+            while True:
+                chosen = live[min(bisect.bisect_right(thresholds, draw() * total), last)]
+                item = self._pull(chosen)
+                if item is end:
                     break
-            item = self._pull(chosen)
-            if item is not self._END:
                 yield item
-            elif self.stopped_by is not None:
+            if self.stopped_by is not None:
                 return
 
     def _blocks_mix(self) -> Iterator:
