@@ -198,7 +198,7 @@ class Dataset:
         if self._cache is None and (self.cache_dir is not None or self.cache_budget is not None):
             from .cache import Cache
 
-            self._cache = Cache(self.cache_dir, self.cache_budget if self.cache_budget is not None else "10GB")
+            self._cache = Cache(self.cache_dir, budget=self.cache_budget if self.cache_budget is not None else "10GB")
         return self._cache
 
     # --- resume ------------------------------------------------------------------------
