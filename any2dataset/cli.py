@@ -24,7 +24,7 @@ EXIT_CODES_HELP = (
 )
 # Commands whose standard output is a record stream: when one fails, its stream ends in an
 # abort line, so the next stage does not take the cut-short stream for a whole one.
-RECORD_STREAM_COMMANDS = frozenset({"a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample"})
+RECORD_STREAM_COMMANDS = frozenset({"a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-mix"})
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(ROOT))
 
 from any2dataset import __version__  # noqa: E402
 
-COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats", "all_in_one", "video2dataset"]
+COMMANDS = ["read", "shard", "fetch", "subsample", "write", "stats", "mix", "all_in_one", "video2dataset"]
 
 EXIT_STATUS = [
     ("0", "Success. Also when a reader of the output went away (for example \\fB| head\\fR)."),
@@ -317,6 +317,34 @@ PROSE = {
             "a2d-read out/ | a2d-subsample --where 'width >= 512' --where 'mime ~ ^image/' | a2d-write big/",
             "a2d-read videos.csv | a2d-shard | a2d-fetch | a2d-subsample --clip-length 10 --video-size 360 "
             "| a2d-write out/",
+        ],
+    },
+    "mix": {
+        "details": [
+            "a2d\\-mix reads records (a2d\\-record(5)) from several inputs and writes one stream of them, each "
+            "input line passed on byte for byte. An input is read only when its turn comes, so inputs may be "
+            "pipes (\\fB<(a2d\\-read urls.csv)\\fR) and a mix of huge inputs starts at once, with flat memory.",
+            "\\fB\\-\\-mode random\\fR (the default) takes each record from an input chosen at random, with "
+            "probability proportional to its weight among the inputs that have not ended, from a generator "
+            "seeded with \\fB\\-\\-seed\\fR: the same inputs and seed give the same order on every run and "
+            "host. \\fB\\-\\-mode round\\-robin\\fR takes one record from each input in turn; "
+            "\\fB\\-\\-mode interleave\\fR a block of records from each input in turn, of "
+            "\\fB\\-\\-block\\fR records, or of each input's weight (whole numbers) when there is no "
+            "\\fB\\-\\-block\\fR: \\fB\\-\\-weights 2,1\\fR gives a a b a a b ...",
+            "With \\fB\\-\\-until all\\fR (the default) an input that ends leaves its share to the others, "
+            "and the mix ends with the last input, so every record of every input comes out once. With "
+            "\\fB\\-\\-until first\\fR the mix stops when an input ends, and the rest of the others is not "
+            "read: the proportions then hold to the end of the output. The summary on standard error gives "
+            "the records taken from each input. The Python class any2dataset.mix.Mixer mixes any iterators "
+            "the same way, and its state_dict() resumes a mix mid\\-way.",
+            "An input that ends in an abort line (its stage failed) stops the mix with status 5, and the "
+            "output ends in an abort line too.",
+        ],
+        "examples": [
+            "a2d-mix --weights 3,1 --seed 1 laion.jsonl coco.jsonl | a2d-write mixed/",
+            "a2d-mix --mode round-robin -o mixed.jsonl a.jsonl b.jsonl c.jsonl",
+            "a2d-read urls.csv | a2d-mix --mode interleave --block 100 --until first extra.jsonl - | a2d-shard | "
+            "a2d-fetch | a2d-write out/",
         ],
     },
     "all_in_one": {

@@ -93,7 +93,8 @@ def cli():
 # Differential tests compare with the real tools, installed in venvs that take minutes to build
 # on a fresh machine: their builds start in the background as soon as such a test is collected,
 # and run while the other tests do (each test waits on its venv's lock, tests/*_env.py).
-PREPARED_BY = {"test_img2dataset_": "img2dataset_env.py", "test_video2dataset_e2e": "video2dataset_env.py"}
+PREPARED_BY = {"test_img2dataset_": "img2dataset_env.py", "test_video2dataset_e2e": "video2dataset_env.py",
+               "test_loader_torch": "torch_env.py"}
 
 
 def pytest_collection_finish(session):

@@ -8,6 +8,7 @@ import tomllib
 
 from any2dataset.commands import all_in_one as all_in_one_command
 from any2dataset.commands import fetch as fetch_command
+from any2dataset.commands import mix as mix_command
 from any2dataset.commands import read as read_command
 from any2dataset.commands import shard as shard_command
 from any2dataset.commands import stats as stats_command
@@ -23,10 +24,12 @@ COMMANDS = {
     "a2d-write": write_command.main,
     "a2d-subsample": subsample_command.main,
     "a2d-stats": stats_command.main,
+    "a2d-mix": mix_command.main,
     "any2dataset": all_in_one_command.main,
     "a2d-video2dataset": video2dataset_command.main,
 }
-RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats"]  # commands that read records
+# commands that read records
+RECORD_COMMANDS = ["a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats", "a2d-mix"]
 
 
 def args_for(name, tmp_path):

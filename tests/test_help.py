@@ -13,8 +13,8 @@ import pytest
 
 from conftest import ROOT
 
-COMMANDS = ["a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats", "any2dataset",
-            "a2d-video2dataset"]
+COMMANDS = ["a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample", "a2d-write", "a2d-stats", "a2d-mix",
+            "any2dataset", "a2d-video2dataset"]
 
 
 def test_pip_installs_the_man_pages(tmp_path):

@@ -33,7 +33,8 @@ def test_subsample_says_how_many_it_kept(pipeline, http_server):
         in result.stderr, result.stderr
 
 
-@pytest.mark.parametrize("command", ["a2d-shard", "a2d-fetch", "a2d-subsample -w 1", "a2d-write out/", "a2d-stats"])
+@pytest.mark.parametrize("command", ["a2d-shard", "a2d-fetch", "a2d-subsample -w 1", "a2d-write out/", "a2d-stats",
+                                     "a2d-mix"])
 def test_empty_input_is_warned_about(pipeline, command):
     result = pipeline(command, input=b"")
     assert result.returncode == 0, result.stderr
