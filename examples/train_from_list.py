@@ -30,7 +30,7 @@ def to_small_image(sample: dict) -> dict:
     from PIL import Image
 
     image = Image.open(io.BytesIO(sample["png"])).convert("RGB").resize((32, 32))
-    return {"key": sample["__key__"], "pixels": list(image.getdata())[:4], "caption": sample.get("txt")}
+    return {"key": sample["__key__"], "pixels": image.tobytes(), "caption": sample.get("txt")}
 
 
 def batches(dataset):
@@ -61,6 +61,10 @@ def main() -> None:
             dataset.set_epoch(epoch)
             seen = [sample["key"] for sample in batches(dataset)]
             print(f"epoch {epoch}: {len(seen)} samples, first {seen[0]}")
+        from any2dataset.loader.cache import Cache
+
+        with Cache(cache, budget="50MB") as kept:
+            print(f"cache: {kept.stats()['entries']} images kept for the next epoch")
     server.shutdown()
 
 

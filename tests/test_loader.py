@@ -119,3 +119,18 @@ def test_an_a2d_dataset_is_a_source_too(url_list, tmp_path):
     samples = list(Dataset(str(tmp_path / "out"), shuffle=False))
     assert len(samples) == 36 and sorted(s["bin"] for s in samples) == sorted(
         body_for(f"/loader/{i}.bin", 100 + i) for i in range(40) if i % 10 != 7)
+
+
+def test_the_training_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "examples" / "train_from_list.py"
+    done = subprocess.run([sys.executable, str(example), str(tmp_path / "cache")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(",")[0] for line in lines[:2]] == ["epoch 0: 8 samples", "epoch 1: 8 samples"]
+    assert lines[0] != lines[1]  # another order each epoch
+    assert lines[2] == "cache: 8 images kept for the next epoch"
