@@ -134,3 +134,28 @@ def test_the_training_example_runs(tmp_path):
     assert [line.split(",")[0] for line in lines[:2]] == ["epoch 0: 8 samples", "epoch 1: 8 samples"]
     assert lines[0] != lines[1]  # another order each epoch
     assert lines[2] == "cache: 8 images kept for the next epoch"
+
+
+def test_mixed_datasets_keep_their_weights_and_resume_exactly(http_server, tmp_path):
+    from any2dataset.loader.mixed import MixedDataset
+
+    lists = []
+    for name, count in (("big", 120), ("small", 60)):
+        path = tmp_path / f"{name}.txt"
+        path.write_text("".join(http_server.url(f"mixed/{name}/{i}.bin", size=20) + "\n" for i in range(count)))
+        lists.append(str(path))
+
+    def make():
+        return MixedDataset([Dataset(lists[0], seed=1), Dataset(lists[1], seed=2)], weights=[3, 1], seed=4,
+                            until="first")
+
+    whole = [sample["__url__"] for sample in make()]
+    big = sum("/big/" in url for url in whole)
+    assert 0.65 < big / len(whole) < 0.85, big / len(whole)  # 3:1, until the first list ends
+    assert [sample["__url__"] for sample in make()] == whole  # seeded
+    interrupted = make()
+    taken = [sample["__url__"] for sample in itertools.islice(iter(interrupted), 37)]
+    state = interrupted.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert taken + [sample["__url__"] for sample in resumed] == whole
