@@ -18,9 +18,10 @@ per epoch across them all; `even` trims ("drop") or wraps ("pad") the index so e
 as many samples, as DDP needs.
 
 Samples are downloaded by a2d-fetch's engine in this process (its limits, guards, retries
-and error kinds), `read_ahead` at a time, and yielded in the epoch's order, so a run is
-reproducible and `state_dict()` (epoch, and positions done) resumes it exactly: no sample
-repeated or skipped. A failed download or a transform that raises skips the sample and is
+and error kinds), `read_ahead` at a time, and yielded as they arrive (one slow URL holds
+none back), or in the epoch's order with `ordered=True` (a reproducible sequence).
+`state_dict()` (the epoch, the slots done in order and the few done beyond them) resumes it
+exactly: no sample repeated or skipped. A failed download or a transform that raises skips the sample and is
 counted (`counts`), never a crash or a hang. With a cache (cache.py) payloads are kept on
 disk under a byte budget and served from there on the next epoch or restart.
 """
@@ -46,7 +47,7 @@ class Dataset:
                  transform: Callable[[dict], dict] | None = None, shuffle: bool = True, seed: int = 0,
                  rank: int | None = None, world_size: int | None = None, even: str | None = None,
                  cache_dir: str | None = None, cache_budget: int | str | None = None, read_ahead: int = 64,
-                 fetch_options: FetchOptions | None = None):
+                 ordered: bool = False, fetch_options: FetchOptions | None = None):
         if even not in EVEN_MODES:
             raise UsageProblem(f"even must be one of {EVEN_MODES}, not {even!r}")
         if read_ahead < 1:
@@ -59,12 +60,16 @@ class Dataset:
         self.rank, self.world_size = rank, world_size
         self.worker: tuple[int, int] | None = None  # (id, count): set by for_worker or torch's worker info
         self.read_ahead = read_ahead
+        self.ordered = ordered  # yield in the epoch's order, or as downloads finish (one slow URL holds none back)
         self.fetch_options = fetch_options or FetchOptions(retries=1)
         self.cache_dir, self.cache_budget = cache_dir, cache_budget
         self._cache = None
         self._rows: list[bytes] | None = None
         self.epoch = 0
-        self._done = 0  # positions of this epoch's slice already yielded or skipped
+        # This epoch's slice: every slot before _done is processed (yielded or skipped), and
+        # _ahead the slots after it processed already (downloads finish out of order)
+        self._done = 0
+        self._ahead: set[int] = set()
         self.counts: Counter = Counter()  # success, failed_to_download, transform_error, ...
 
     # --- the index -------------------------------------------------------------------
@@ -84,7 +89,7 @@ class Dataset:
     def set_epoch(self, epoch: int) -> None:
         """The epoch whose order the next iteration follows (a new epoch starts at its beginning)."""
         if epoch != self.epoch:
-            self.epoch, self._done = epoch, 0
+            self.epoch, self._done, self._ahead = epoch, 0, set()
 
     def for_worker(self, worker: int, workers: int) -> "Dataset":
         """This dataset as seen by one of `workers` loader workers (torch's DataLoader sets it
@@ -127,18 +132,26 @@ class Dataset:
 
     def __iter__(self) -> Iterator[dict]:
         positions = self.positions()
-        start = self._done
-        records = (self._record(position) for position in positions[start:])
+        skipped = set(self._ahead)
+        records = (dict(self._record(position), _slot=slot) for slot, position in enumerate(positions)
+                   if slot >= self._done and slot not in skipped)
         worker = (self.worker or (0, 1))[0]
         for record in self._fetched(records):
-            self._done += 1
+            self._processed(record.pop("_slot"))
             sample = self._sample(record)
             if isinstance(sample, dict):
                 # where this worker stands once the sample is used: what a resume starts from
-                yield {**sample, "__worker__": worker, "__done__": self._done, "__epoch__": self.epoch}
+                yield {**sample, "__worker__": worker, "__epoch__": self.epoch, "__done__": self._done,
+                       "__ahead__": sorted(self._ahead)}
             elif sample is not None:  # a transform's own type: no resume marks
                 yield sample
-        self.epoch, self._done = self.epoch + 1, 0  # the next iteration is the next epoch
+        self.epoch, self._done, self._ahead = self.epoch + 1, 0, set()  # the next iteration: the next epoch
+
+    def _processed(self, slot: int) -> None:
+        self._ahead.add(slot)
+        while self._done in self._ahead:
+            self._ahead.remove(self._done)
+            self._done += 1
 
     def __getitem__(self, index: int) -> dict:
         """Row `index` of the index (not of an epoch's order), fetched or read from the cache
@@ -166,7 +179,7 @@ class Dataset:
 
         from ..fetch import fetch
 
-        options = dataclasses.replace(self.fetch_options, ordered=True, concurrency=self.read_ahead,
+        options = dataclasses.replace(self.fetch_options, ordered=self.ordered, concurrency=self.read_ahead,
                                       lookahead=self.read_ahead)
         for record in fetch(records, options):
             if self.cache is not None and record.get(rec.FILES) and record.get("status") in (None, "success"):
@@ -210,19 +223,20 @@ class Dataset:
     def state_dict(self) -> dict:
         """Where this rank and worker are: resumes exactly with load_state_dict (same index,
         seed, ranks and workers)."""
-        return {"epoch": self.epoch, "done": self._done, "seed": self.seed, "rows": len(self.rows),
+        return {"epoch": self.epoch, "done": self._done, "ahead": sorted(self._ahead), "seed": self.seed,
+                "rows": len(self.rows),
                 "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict) -> None:
         if state.get("seed", self.seed) != self.seed or state.get("rows", len(self.rows)) != len(self.rows):
             raise UsageProblem("this state is of another index or seed: it would not resume the same sequence")
-        self.epoch, self._done = state["epoch"], state["done"]
+        self.epoch, self._done, self._ahead = state["epoch"], state["done"], set(state.get("ahead") or ())
         self.counts = Counter(state.get("counts") or {})
 
-    def resume_at(self, epoch: int, done: int) -> None:
-        """Go on in `epoch` after its first `done` positions of this rank's and worker's slice
-        (a sample's __epoch__ and __done__)."""
-        self.epoch, self._done = epoch, done
+    def resume_at(self, epoch: int, done: int, ahead: list[int] = ()) -> None:
+        """Go on in `epoch` after the first `done` slots of this rank's and worker's slice and the
+        `ahead` ones after them (a used sample's __epoch__, __done__ and __ahead__)."""
+        self.epoch, self._done, self._ahead = epoch, done, set(ahead)
 
 
 def _distributed() -> tuple[int, int]:

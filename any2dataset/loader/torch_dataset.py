@@ -31,8 +31,8 @@ class TorchDataset(IterableDataset):
         if info is not None:
             self.dataset.for_worker(info.id, info.num_workers)
         if self.resume and str(worker) in self.resume["workers"]:
-            epoch, done = self.resume["workers"][str(worker)]
-            self.dataset.resume_at(epoch, done)
+            epoch, done, ahead = self.resume["workers"][str(worker)]
+            self.dataset.resume_at(epoch, done, ahead)
         return iter(self.dataset)
 
     def set_epoch(self, epoch: int) -> None:
@@ -46,14 +46,16 @@ class ResumeTracker:
 
     def __init__(self, state: dict | None = None):
         saved = (state or {}).get("workers", {})
-        self.workers: dict[str, list[int]] = {key: list(value) for key, value in saved.items()}
+        self.workers: dict[str, list] = {key: list(value) for key, value in saved.items()}
 
     def update(self, used: dict) -> None:
-        workers, dones, epochs = (_values(used[name]) for name in ("__worker__", "__done__", "__epoch__"))
-        for worker, done, epoch in zip(workers, dones, epochs):
-            key = str(worker)
-            if key not in self.workers or (epoch, done) > tuple(self.workers[key]):
-                self.workers[key] = [epoch, done]
+        """A used sample, or a batch of them as lists (or tensors): a worker's samples arrive in
+        the order it made them, so its latest one says all it has delivered."""
+        workers, epochs, dones = (_values(used[name]) for name in ("__worker__", "__epoch__", "__done__"))
+        batched = isinstance(used["__done__"], (list, tuple)) or hasattr(used["__done__"], "tolist")
+        aheads = used["__ahead__"] if batched else [used["__ahead__"]]
+        for worker, epoch, done, ahead in zip(workers, epochs, dones, aheads):
+            self.workers[str(worker)] = [epoch, done, [int(slot) for slot in ahead]]
 
     def state_dict(self) -> dict:
         return {"workers": {key: list(value) for key, value in self.workers.items()}}
