@@ -62,7 +62,7 @@ def child(argv: list[str]) -> None:
             payload += len(sample.get("jpg", b""))
         result = {"samples": samples, "payload": payload}
     elif kind == "dataset":
-        from any2dataset.loader import Dataset
+        from any2dataset.loader.dataset import Dataset
 
         folder = rest[0]
         loop = time.perf_counter()
@@ -74,7 +74,7 @@ def child(argv: list[str]) -> None:
         result = {"samples": samples, "payload": payload, "counts": dict(dataset.counts)}
     elif kind == "urls":
         from any2dataset.fetch.options import FetchOptions
-        from any2dataset.loader import Dataset
+        from any2dataset.loader.dataset import Dataset
 
         urls, read_ahead = rest[0], int(rest[1])
         loop = time.perf_counter()
@@ -101,7 +101,7 @@ def du(folder: str) -> tuple[int, int]:
 
 def cache_epochs(urls: str, cache_dir: str, budget: str, shuffle: str):
     """Two epochs over `urls` with a disk cache of `budget` bytes; a thread polls the folder's size."""
-    from any2dataset.loader import Dataset
+    from any2dataset.loader.dataset import Dataset
 
     loop = time.perf_counter()
     dataset = Dataset(urls, input_format="txt", shuffle=shuffle == "shuffle", seed=0, cache_dir=cache_dir,
