@@ -99,6 +99,16 @@ def du(folder: str) -> tuple[int, int]:
                                                         text=True).stdout.split()[0])
 
 
+def cache_parts(folder: str) -> dict:
+    """Bytes of the payload files (data/, tmp/) and of the SQLite index (with its WAL)."""
+    parts = {"payload_files": 0, "index_files": 0}
+    for where, _, names in os.walk(folder):
+        for name in names:
+            size = os.path.getsize(os.path.join(where, name))
+            parts["index_files" if name.startswith("index.sqlite") else "payload_files"] += size
+    return parts
+
+
 def cache_epochs(urls: str, cache_dir: str, budget: str, shuffle: str):
     """Two epochs over `urls` with a disk cache of `budget` bytes; a thread polls the folder's size."""
     from any2dataset.loader.dataset import Dataset
@@ -124,7 +134,8 @@ def cache_epochs(urls: str, cache_dir: str, budget: str, shuffle: str):
         apparent, allocated = du(cache_dir)
         epochs.append({"samples": samples, "seconds": seconds,
                        "hits": dataset.counts["cache_hit"] - before.get("cache_hit", 0),
-                       "du_apparent": apparent, "du": allocated, "usage": dataset.cache.usage()})
+                       "du_apparent": apparent, "du": allocated, "usage": dataset.cache.usage(),
+                       **cache_parts(cache_dir)})
     stop.set()
     poller.join()
     return {"epochs": epochs, "largest_du": max(largest[0], epochs[-1]["du"]), "counts": dict(dataset.counts)}, loop
@@ -134,7 +145,7 @@ def run_child(work: str, env: dict, kind: str, *args: str):
     """(e2e Run, the child's figures)."""
     result = os.path.join(work, "result.json")
     script = " ".join([sys.executable, os.path.abspath(__file__), "--child", kind, result, *args])
-    wait_for_quiet(20)
+    wait_for_quiet(10)
     run, _ = measure(script, work, env, work, 0.05)
     with open(result) as stream:
         figures = json.load(stream)
@@ -143,7 +154,7 @@ def run_child(work: str, env: dict, kind: str, *args: str):
 
 
 def run_script(work: str, env: dict, script: str):
-    wait_for_quiet(20)
+    wait_for_quiet(10)
     run, _ = measure(script, work, env, work, 0.05)
     return run
 
@@ -282,11 +293,12 @@ def cache_part(args, env, work, port, sizes) -> None:
                   f"epoch 2 {second['samples']:,} samples {second['seconds']:.2f} s, hits {second['hits']:,} "
                   f"({second['hits'] / count:.1%}); du after epochs {first['du']:,} / {second['du']:,} "
                   f"(apparent {second['du_apparent']:,}), largest polled {figures['largest_du']:,}, "
-                  f"usage() {second['usage']:,}; peak RSS {run.peak_mib:.0f} MiB", flush=True)
+                  f"usage() {second['usage']:,}, payload files {second['payload_files']:,}, "
+                  f"index+WAL {second['index_files']:,}; peak RSS {run.peak_mib:.0f} MiB", flush=True)
     print(f"\nmedians of {args.runs} (budget {budget:,} bytes = 50% of {data:,}):")
     print("| order | epoch 2 hit rate | epoch 1 s | epoch 2 s | du after epoch 2 | largest du polled | "
-          "du / budget | peak RSS MiB |")
-    print("|---|---|---|---|---|---|---|---|")
+          "du / budget | payload files / budget | index + WAL bytes | peak RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for mode, runs in results.items():
         second = [f["epochs"][1] for _, f in runs]
         largest = max(f["largest_du"] for _, f in runs)
@@ -294,7 +306,9 @@ def cache_part(args, env, work, port, sizes) -> None:
               f"{median(f['epochs'][0]['seconds'] for _, f in runs):.2f} | "
               f"{median(e['seconds'] for e in second):.2f} | "
               f"{median(e['du'] for e in second):,.0f} | {largest:,} (max) | "
-              f"{median(e['du'] for e in second) / budget:.2f} | {median(r.peak_mib for r, _ in runs):,.0f} |",
+              f"{median(e['du'] for e in second) / budget:.2f} | "
+              f"{median(e['payload_files'] for e in second) / budget:.3f} | "
+              f"{median(e['index_files'] for e in second):,.0f} | {median(r.peak_mib for r, _ in runs):,.0f} |",
               flush=True)
 
 
