@@ -18,8 +18,6 @@ collects a differential test; a file lock makes the tests wait for that build ra
 """
 
 import base64
-import contextlib
-import fcntl
 import json
 import os
 import subprocess
@@ -28,7 +26,8 @@ from pathlib import Path
 
 import pytest
 
-CACHE = Path.home() / ".cache" / "any2dataset-tests"
+from venv_steps import CACHE, building, install
+
 DEFAULT_VENV = Path("/work/i2d-venv")
 TENSORFLOW = ["tensorflow-cpu", "tensorflow-io"]
 
@@ -60,39 +59,19 @@ def _works(venv: Path) -> bool:
     return check.returncode == 0
 
 
-@contextlib.contextmanager
-def _building():
-    """Held while a venv is checked or built: one builder at a time, the others wait for it."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "i2d-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
 def _has_tensorflow(venv: Path) -> bool:
     check = subprocess.run([str(_python(venv)), "-c", "import tensorflow, tensorflow_io"], capture_output=True,
                            timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     return check.returncode == 0
 
 
-def _install(step: list[str], what: str) -> None:
-    try:
-        done = subprocess.run(step, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        pytest.skip(f"cannot build a venv with {what} to compare with: {error}")
-    if done.returncode != 0:
-        tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-        pytest.skip(f"cannot build a venv with {what} to compare with ({' '.join(step[:4])} failed: "
-                    f"{' / '.join(tail)})")
-
-
 def find_or_build_venv(tensorflow: bool = False) -> Path:
     """A venv whose python imports img2dataset (and TensorFlow, if asked); pytest.skip if none
     can be made."""
-    with _building():
+    with building("i2d-venv"):
         venv = _find_or_build()
         if tensorflow and not _has_tensorflow(venv):
-            _install([str(_python(venv)), "-m", "pip", "install", "--quiet", *TENSORFLOW], "TensorFlow")
+            install([str(_python(venv)), "-m", "pip", "install", "--quiet", *TENSORFLOW], "TensorFlow to compare with")
             if not _has_tensorflow(venv):
                 pytest.skip(f"TensorFlow installed in {venv} but `import tensorflow, tensorflow_io` fails")
         return venv
@@ -106,8 +85,9 @@ def _find_or_build() -> Path:
     venv = CACHE / "i2d-venv"
     if _works(venv):
         return venv
-    _install([sys.executable, "-m", "venv", "--clear", str(venv)], "the real img2dataset")
-    _install([str(_python(venv)), "-m", "pip", "install", "--quiet", "img2dataset"], "the real img2dataset")
+    what = "the real img2dataset to compare with"
+    install([sys.executable, "-m", "venv", "--clear", str(venv)], what)
+    install([str(_python(venv)), "-m", "pip", "install", "--quiet", "img2dataset"], what)
     if not _works(venv):
         pytest.skip(f"img2dataset installed in {venv} but `import img2dataset.resizer` fails")
     return venv

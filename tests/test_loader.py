@@ -134,3 +134,59 @@ def test_the_training_example_runs(tmp_path):
     assert [line.split(",")[0] for line in lines[:2]] == ["epoch 0: 8 samples", "epoch 1: 8 samples"]
     assert lines[0] != lines[1]  # another order each epoch
     assert lines[2] == "cache: 8 images kept for the next epoch"
+
+
+def test_mixed_datasets_keep_their_weights_and_resume_exactly(http_server, tmp_path):
+    from any2dataset.loader.mixed import MixedDataset
+
+    lists = []
+    for name, count in (("big", 120), ("small", 60)):
+        path = tmp_path / f"{name}.txt"
+        path.write_text("".join(http_server.url(f"mixed/{name}/{i}.bin", size=20) + "\n" for i in range(count)))
+        lists.append(str(path))
+
+    def make():
+        return MixedDataset([Dataset(lists[0], seed=1), Dataset(lists[1], seed=2)], weights=[3, 1], seed=4,
+                            until="first")
+
+    whole = [sample["__url__"] for sample in make()]
+    big = sum("/big/" in url for url in whole)
+    assert 0.65 < big / len(whole) < 0.85, big / len(whole)  # 3:1, until the first list ends
+    assert [sample["__url__"] for sample in make()] == whole  # seeded
+    interrupted = make()
+    taken = [sample["__url__"] for sample in itertools.islice(iter(interrupted), 37)]
+    state = interrupted.state_dict()
+    resumed = make()
+    resumed.load_state_dict(state)
+    assert taken + [sample["__url__"] for sample in resumed] == whole
+
+
+def test_transform_presets_decode_images_audio_and_video(tmp_path):
+    import io
+    import shutil
+    import subprocess
+
+    Image = pytest.importorskip("PIL.Image")
+    from any2dataset.loader import transforms
+
+    picture = io.BytesIO()
+    Image.new("RGB", (80, 40), (200, 10, 10)).save(picture, "PNG")
+    sample = {"__key__": "k", "png": picture.getvalue(), "json": {}}
+    assert transforms.image(32, "border")(sample)["image"].size == (32, 32)
+    assert transforms.image(32, "center_crop", to="array")(sample)["image"].shape == (32, 32, 3)
+    assert transforms.image()(sample)["image"].size == (80, 40)
+    with pytest.raises(ValueError, match="no payload"):
+        transforms.image()({"__key__": "k", "txt": "words"})
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not on PATH")
+    video = tmp_path / "v.mp4"
+    subprocess.run(["ffmpeg", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+                    "testsrc=duration=2:size=64x48:rate=10", "-f", "lavfi", "-i", "sine=duration=2", "-shortest",
+                    "-pix_fmt", "yuv420p", str(video)], check=True)
+    clip = {"__key__": "v", "mp4": video.read_bytes()}
+    assert transforms.frames(fps=5, size=16)(clip)["frames"].shape[1:] == (16, 16, 3)
+    assert 9 <= transforms.frames(fps=5, size=16)(clip)["frames"].shape[0] <= 11
+    sound = transforms.audio(rate=8000)(clip)["audio"]
+    assert sound.shape[0] == 1 and abs(sound.shape[1] - 16000) < 800
+    with pytest.raises(ValueError, match="ffmpeg"):
+        transforms.frames()({"__key__": "x", "mp4": b"not a video"})

@@ -49,3 +49,40 @@ def test_without_torch_the_extra_is_named(tmp_path):
         pytest.skip("torch is installed here")
     with pytest.raises(MissingExtra, match=r"pip install 'any2dataset\[torch\]'"):
         torch_dataset.TorchDataset(object())
+
+
+RESUME = r"""
+import itertools, json, sys
+from torch.utils.data import DataLoader
+from any2dataset.loader.dataset import Dataset
+from any2dataset.loader.torch_dataset import ResumeTracker, TorchDataset
+
+url_list = sys.argv[1]
+def as_lists(samples):  # metadata has nulls, which torch's default collate refuses
+    return {name: [sample[name] for sample in samples] for name in samples[0]}
+
+def loader(resume=None):
+    return DataLoader(TorchDataset(Dataset(url_list, seed=3), resume=resume), batch_size=3, num_workers=2,
+                      collate_fn=as_lists)
+
+whole = [key for batch in loader() for key in batch["__key__"]]
+tracker, used = ResumeTracker(), []
+for batch in itertools.islice(loader(), 4):  # 4 batches used, then the run stops
+    used += batch["__key__"]
+    tracker.update(batch)
+rest = [key for batch in loader(json.loads(json.dumps(tracker.state_dict()))) for key in batch["__key__"]]
+print(json.dumps({"whole": whole, "used": used, "rest": rest}))
+"""
+
+
+def test_a_dataloader_run_resumes_after_the_samples_it_used(http_server, tmp_path):
+    from torch_env import find_or_build_venv
+
+    python = find_or_build_venv() / "bin" / "python"
+    url_list = tmp_path / "urls.txt"
+    url_list.write_text("".join(http_server.url(f"torchresume/{i}.bin", size=30) + "\n" for i in range(25)))
+    done = subprocess.run([str(python), "-c", RESUME, str(url_list)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout)
+    assert len(runs["used"]) == 12 and len(runs["whole"]) == 25
+    assert sorted(runs["used"] + runs["rest"]) == sorted(runs["whole"])  # none repeated, none skipped

@@ -8,7 +8,6 @@ the background, nice'd, when the test is collected; a file lock makes the test w
 calls pytest.skip with the reason when pip cannot.
 """
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-CACHE = Path.home() / ".cache" / "any2dataset-tests"
+from venv_steps import CACHE, building, install
+
 INDEX = "https://download.pytorch.org/whl/cpu"
 
 
@@ -32,22 +32,13 @@ def _works(venv: Path) -> bool:
 
 
 def find_or_build_venv() -> Path:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "torch-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with building("torch-venv"):
         given = os.environ.get("A2D_TORCH_VENV")
         venv = Path(given) if given else CACHE / "torch-venv"
         if _works(venv):
             return venv
-        for step in ([sys.executable, "-m", "venv", "--clear", "--system-site-packages", str(venv)],
-                     [str(_python(venv)), "-m", "pip", "install", "--quiet", "torch", "--index-url", INDEX]):
-            try:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=1800)
-            except (OSError, subprocess.TimeoutExpired) as error:
-                pytest.skip(f"cannot build a venv with torch: {error}")
-            if done.returncode != 0:
-                tail = (done.stderr or done.stdout).strip().splitlines()[-2:]
-                pytest.skip(f"cannot build a venv with torch ({' '.join(step[:3])} failed: {' / '.join(tail)})")
+        install([sys.executable, "-m", "venv", "--clear", "--system-site-packages", str(venv)], "torch")
+        install([str(_python(venv)), "-m", "pip", "install", "--quiet", "torch", "--index-url", INDEX], "torch")
         if not _works(venv):
             pytest.skip(f"torch installed in {venv} but `import torch.utils.data` fails")
         return venv

@@ -129,10 +129,14 @@ class Dataset:
         positions = self.positions()
         start = self._done
         records = (self._record(position) for position in positions[start:])
+        worker = (self.worker or (0, 1))[0]
         for record in self._fetched(records):
             self._done += 1
             sample = self._sample(record)
-            if sample is not None:
+            if isinstance(sample, dict):
+                # where this worker stands once the sample is used: what a resume starts from
+                yield {**sample, "__worker__": worker, "__done__": self._done, "__epoch__": self.epoch}
+            elif sample is not None:  # a transform's own type: no resume marks
                 yield sample
         self.epoch, self._done = self.epoch + 1, 0  # the next iteration is the next epoch
 
@@ -214,6 +218,11 @@ class Dataset:
             raise UsageProblem("this state is of another index or seed: it would not resume the same sequence")
         self.epoch, self._done = state["epoch"], state["done"]
         self.counts = Counter(state.get("counts") or {})
+
+    def resume_at(self, epoch: int, done: int) -> None:
+        """Go on in `epoch` after its first `done` positions of this rank's and worker's slice
+        (a sample's __epoch__ and __done__)."""
+        self.epoch, self._done = epoch, done
 
 
 def _distributed() -> tuple[int, int]:
