@@ -134,6 +134,22 @@ def _read_yaml(path: str) -> dict:
     return loaded
 
 
+REQUIRED_ARGS = {"FrameSubsampler": {"frame_rate"}, "AudioRateSubsampler": {"sample_rate"}}
+
+
+def setting(where: str, value, kind: type = int, least: float = 1):
+    """A config value as `kind` (int or float), at least `least`; else one clear usage error
+    naming the setting."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = None
+    if number is None or isinstance(value, bool) or number < least:
+        what = "an integer" if kind is int else "a number"
+        raise UsageProblem(f"config: {where} must be {what} of at least {least:g}, not {value!r}")
+    return number
+
+
 def _subsampler_args(subsampling: dict) -> dict[str, dict]:
     """Each configured subsampler's args, checked against what runs here."""
     chosen = {}
@@ -142,10 +158,16 @@ def _subsampler_args(subsampling: dict) -> dict[str, dict]:
             raise UsageProblem(f"config: subsampling.{name} is not supported: {NOT_YET[name]}")
         if name not in SUBSAMPLER_ARGS:
             raise UsageProblem(f"config: unknown subsampler {name} (supported: {', '.join(SUBSAMPLER_ARGS)})")
-        args = (spec or {}).get("args") or {}
+        args = (spec or {}).get("args") if isinstance(spec or {}, dict) else 0
+        if not isinstance(args if args is not None else {}, dict):
+            raise UsageProblem(f"config: subsampling.{name} must be a mapping with args: {{...}}")
+        args = args or {}
         unknown = set(args) - SUBSAMPLER_ARGS[name]
         if unknown:
             raise UsageProblem(f"config: subsampling.{name}.args: unknown {', '.join(sorted(unknown))}")
+        missing = REQUIRED_ARGS.get(name, set()) - set(args)
+        if missing:
+            raise UsageProblem(f"config: subsampling.{name}.args needs {', '.join(sorted(missing))}")
         chosen[name] = args
     return chosen
 
@@ -238,13 +260,12 @@ def video2dataset_plan(**arguments) -> Plan:
         read = ReadOptions(input_format=input_format, url_col=a["url_col"], caption_col=a["caption_col"] or "",
                            clip_col=a["clip_col"] or None, save_additional_columns=columns,
                            file_field=INPUT_FILE_FIELD)
-    sizes = {"number_sample_per_shard": int(storage["number_sample_per_shard"]),
-             "oom_shard_count": int(storage["oom_shard_count"])}
+    sizes = {name: setting(f"storage.{name}", storage[name]) for name in ("number_sample_per_shard", "oom_shard_count")}
     shard = ShardOptions(**sizes, new_shard_on=INPUT_FILE_FIELD)
-    processes = max(1, int(distribution["processes_count"]))
+    processes = setting("distribution.processes_count", distribution["processes_count"])
     workers = min(processes, available_cores())
-    fetch = FetchOptions(concurrency=int(distribution["thread_count"]) * processes, timeout=float(reading["timeout"]),
-                         hash=None)
+    fetch = FetchOptions(concurrency=setting("distribution.thread_count", distribution["thread_count"]) * processes,
+                         timeout=setting("reading.timeout", reading["timeout"], float, 0.001), hash=None)
     # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
     # fails rather than being saved as a sample.
     video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips))
@@ -282,7 +303,8 @@ def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dic
         if frames.get("downsample_method", "fps") != "fps":
             raise UsageProblem(f"config: FrameSubsampler downsample_method {frames['downsample_method']!r} is "
                                f"not supported (fps is; a2d-subsample --thumbnails N takes frames as jpg)")
-        settings["video_fps"] = float(frames["frame_rate"])
+        settings["video_fps"] = setting("subsampling.FrameSubsampler.args.frame_rate", frames["frame_rate"], float,
+                                        0.001)
     settings.update(_audio_settings(subsamplers.get("AudioRateSubsampler"), encode_formats))
     if "FFProbeSubsampler" in subsamplers:
         settings["probe"] = True
@@ -291,8 +313,10 @@ def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dic
 
 def _clipping_settings(clipping: dict) -> dict:
     """ClippingSubsampler's args as VideoOptions' settings (clips come from the clip column)."""
-    settings = {"use_clips": True, "min_clip_length": float(clipping.get("min_length", 0.0))}
-    max_length = float(clipping.get("max_length", 999999.0))
+    where = "subsampling.ClippingSubsampler.args"
+    settings = {"use_clips": True, "min_clip_length": setting(f"{where}.min_length", clipping.get("min_length", 0.0),
+                                                              float, 0)}
+    max_length = setting(f"{where}.max_length", clipping.get("max_length", 999999.0), float, 0.01)
     if max_length < 999999.0:
         settings["clip_length"] = max_length
         strategy = clipping.get("max_length_strategy", "all")
@@ -307,8 +331,9 @@ def _clipping_settings(clipping: dict) -> dict:
 
 def _resolution_settings(resolution: dict) -> dict:
     """ResolutionSubsampler's args as VideoOptions' settings: a square, or the shorter side."""
-    size = int(resolution.get("video_size", -1))
-    height, width = int(resolution.get("height", -1)), int(resolution.get("width", -1))
+    where = "subsampling.ResolutionSubsampler.args"
+    size, height, width = (setting(f"{where}.{name}", resolution.get(name, -1), int, -1)
+                           for name in ("video_size", "height", "width"))
     if size <= 0 and height > 0 and height == width:
         size = height
     if size <= 0:
@@ -327,9 +352,10 @@ def _audio_settings(audio: dict | None, encode_formats: dict) -> dict:
     audio_format = encode_formats.get("audio")
     if audio is not None:
         audio_format = audio.get("encode_format") or audio_format
-        settings["audio_rate"] = int(audio["sample_rate"])
+        where = "subsampling.AudioRateSubsampler.args"
+        settings["audio_rate"] = setting(f"{where}.sample_rate", audio["sample_rate"])
         if audio.get("n_audio_channels"):
-            settings["audio_channels"] = int(audio["n_audio_channels"])
+            settings["audio_channels"] = setting(f"{where}.n_audio_channels", audio["n_audio_channels"])
     if audio_format:
         settings.update(audio_format=audio_format, keep_video="video" in encode_formats)
     return settings

@@ -77,6 +77,14 @@ def probe(path) -> dict:
     ({"encode_formats": {"image": "jpg"}}, "encode_formats must map video and/or audio"),
     ({"bbox_col": "box"}, "unknown argument(s): bbox_col"),
     ({"config": "missing.yaml"}, "config 'missing.yaml': no such file"),
+    ({"config": {"storage": {"number_sample_per_shard": "abc"}}},
+     "config: storage.number_sample_per_shard must be an integer of at least 1, not 'abc'"),
+    ({"config": {"reading": {"timeout": -1}}}, "config: reading.timeout must be a number"),
+    ({"config": {"distribution": {"thread_count": True}}}, "config: distribution.thread_count must be an integer"),
+    ({"config": {"subsampling": {"FrameSubsampler": {"args": {}}}}}, "FrameSubsampler.args needs frame_rate"),
+    ({"config": {"subsampling": {"ClippingSubsampler": 5}}}, "ClippingSubsampler must be a mapping"),
+    ({"clip_col": "c", "config": {"subsampling": {"ClippingSubsampler": {"args": {"max_length": "x"}}}}},
+     "ClippingSubsampler.args.max_length must be a number"),
 ])
 def test_what_cannot_work_is_refused_before_any_work_with_the_reason(tmp_path, videos, arguments, reason):
     out = tmp_path / "out"
