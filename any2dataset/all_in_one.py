@@ -167,13 +167,7 @@ def img2dataset_plan(**arguments) -> Plan:
     input_format = str(a["input_format"]).split(".")[0]  # tsv.gz, csv.gz: the compression is in the name
     check_choice("input_format", input_format, READ_FORMATS)
 
-    if input_format == "txt":  # a txt list is URLs only: img2dataset ignores the column arguments then
-        read = ReadOptions(input_format=input_format, url_col=a["url_col"], save_additional_columns=[],
-                           file_field=INPUT_FILE_FIELD)
-    else:  # no caption_col, no captions (even from a column named caption), as in img2dataset
-        read = ReadOptions(input_format=input_format, url_col=a["url_col"], caption_col=a["caption_col"] or "",
-                           clip_col=a["clip_col"] or None, save_additional_columns=a["save_additional_columns"] or [],
-                           file_field=INPUT_FILE_FIELD)
+    read = list_read_options(input_format, a["url_col"], a["caption_col"], a["clip_col"], a["save_additional_columns"])
     shard = ShardOptions(number_sample_per_shard=a["number_sample_per_shard"], oom_shard_count=a["oom_shard_count"],
                          new_shard_on=INPUT_FILE_FIELD)
     if a["verify_hash"] is not None and len(a["verify_hash"]) != 2:
@@ -210,10 +204,9 @@ def stage_commands(**arguments) -> list[list[str]]:
 
 
 # Values click's choices and ranges checked when the arguments went through the stage commands.
-_CHOICES = {"output_format": lambda: list(WRITE_FORMATS), "resize_mode": lambda: list(RESIZE_MODES),
-            "encode_format": lambda: sorted(ENCODE_FORMATS), "upscale_interpolation": lambda: list(INTERPOLATIONS),
-            "downscale_interpolation": lambda: list(INTERPOLATIONS),
-            "compute_hash": lambda: [*HASH_NAMES, "none"]}
+_CHOICES = {"output_format": list(WRITE_FORMATS), "resize_mode": list(RESIZE_MODES),
+            "encode_format": sorted(ENCODE_FORMATS), "upscale_interpolation": list(INTERPOLATIONS),
+            "downscale_interpolation": list(INTERPOLATIONS), "compute_hash": [*HASH_NAMES, "none"]}
 _AT_LEAST = {"image_size": 1, "processes_count": 1, "thread_count": 1, "number_sample_per_shard": 1,
              "oom_shard_count": 1, "retries": 0, "min_image_size": 0, "per_host": 0, "encode_quality": 0}
 
@@ -245,12 +238,25 @@ def check_choice(name: str, value, choices: list) -> None:
 
 def _check_choices(a: dict) -> None:
     for name, choices in _CHOICES.items():
-        check_choice(name, a[name] if name != "compute_hash" else str(a[name] or "none").lower(), choices())
+        check_choice(name, a[name] if name != "compute_hash" else str(a[name] or "none").lower(), choices)
     for name, least in _AT_LEAST.items():
         if a[name] is not None and a[name] < least:
             raise UsageProblem(f"Invalid value for '{name}': {a[name]} is not in the range x>={least}.")
     if a["timeout"] <= 0:
         raise UsageProblem(f"Invalid value for 'timeout': {a['timeout']} is not in the range x>0.")
+
+
+def list_read_options(input_format: str, url_col: str, caption_col: str | None, clip_col: str | None,
+                      columns: list[str] | None) -> ReadOptions:
+    """How img2dataset and video2dataset read their list: a txt list is URLs only (the column
+    arguments are ignored then); no caption_col means no captions, even from a column named
+    caption; each row keeps its input file, so every file starts a new shard."""
+    if input_format == "txt":
+        return ReadOptions(input_format=input_format, url_col=url_col, save_additional_columns=[],
+                           file_field=INPUT_FILE_FIELD)
+    return ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col or "",
+                       clip_col=clip_col or None, save_additional_columns=list(columns or []),
+                       file_field=INPUT_FILE_FIELD)
 
 
 def img2dataset_columns(a: dict, input_format: str) -> list[str]:
@@ -399,10 +405,11 @@ def _stop(processes: list) -> None:
 def run_parts(plan: Plan, parts: int, progress: bool = False, quiet: bool = False,
               environment: dict | None = None) -> None:
     """Run the plan as `parts` worker processes (workers.Pool), each on its share of the
-    shards; raise WorkerFailed naming the first part that failed. One part runs here."""
+    shards; raise WorkerFailed naming the first part that failed. One part runs here, unless
+    `environment` (variables for the parts) asks for a process of its own."""
     from .console import Console
 
-    if parts == 1:
+    if parts == 1 and not environment:
         run_part(plan, 0, 1, Console("any2dataset", quiet=quiet, progress=progress))
         return
     from .workers import Pool

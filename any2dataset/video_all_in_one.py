@@ -20,6 +20,7 @@ from .all_in_one import (
     as_list,
     check_choice,
     check_url_list,
+    list_read_options,
     remove_output,
     run_download,
 )
@@ -27,7 +28,6 @@ from .errors import UsageProblem
 from .fetch.options import FetchOptions
 from .plan import Plan, pipe_form
 from .read import FORMATS as READ_FORMATS
-from .read import ReadOptions
 from .shard import ShardOptions
 from .subsample import SubsampleOptions
 from .subsample.tools import tools_checked
@@ -253,13 +253,7 @@ def video2dataset_plan(**arguments) -> Plan:
     columns = as_list(a["save_additional_columns"]) or []
     clips = bool(a["clip_col"] and input_format != "txt")
 
-    if input_format == "txt":
-        read = ReadOptions(input_format=input_format, url_col=a["url_col"], save_additional_columns=[],
-                           file_field=INPUT_FILE_FIELD)
-    else:
-        read = ReadOptions(input_format=input_format, url_col=a["url_col"], caption_col=a["caption_col"] or "",
-                           clip_col=a["clip_col"] or None, save_additional_columns=columns,
-                           file_field=INPUT_FILE_FIELD)
+    read = list_read_options(input_format, a["url_col"], a["caption_col"], a["clip_col"], columns)
     sizes = {name: setting(f"storage.{name}", storage[name]) for name in ("number_sample_per_shard", "oom_shard_count")}
     shard = ShardOptions(**sizes, new_shard_on=INPUT_FILE_FIELD)
     processes = setting("distribution.processes_count", distribution["processes_count"])

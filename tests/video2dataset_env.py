@@ -26,7 +26,6 @@ in that venv in a subprocess (kwargs as JSON: a config dict passes as a dict), s
 the `log` file, and returns the exit code.
 """
 
-import fcntl
 import json
 import os
 import subprocess
@@ -35,7 +34,8 @@ from pathlib import Path
 
 import pytest
 
-CACHE = Path.home() / ".cache" / "any2dataset-tests"
+from venv_steps import CACHE, building
+
 DEFAULT_VENV = Path("/work/v2d-venv")
 VERSION = "1.3.0"
 # pandas<3: pandas 3 (Python >= 3.11 only) reads csv/json strings as large_string, so the metadata
@@ -164,9 +164,7 @@ def build_venv(venv: Path) -> None:
 def find_or_build_venv() -> Path:
     """A venv whose python imports video2dataset.main (with the shim); pytest.skip if none can be made.
     A file lock makes a test wait for the build conftest.py starts in the background (--prepare)."""
-    CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "v2d-venv.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with building("v2d-venv"):
         return _find_or_build()
 
 
