@@ -84,3 +84,17 @@ def test_missing_pillow_is_said_first_and_alone(pipeline, http_server, csv_list,
     assert result.stderr == (b"any2dataset: error: image resizing needs Pillow: install it with "
                              b"pip install 'any2dataset[image]'\n")
     assert len(http_server.requests_for_prefix("/checks/")) == before
+
+
+def test_pipe_form_prints_the_equivalent_pipeline_and_downloads_nothing(pipeline, http_server, csv_list, tmp_path):
+    before = len(http_server.requests_for_prefix("/checks/"))
+    result = pipeline(f"any2dataset --url_list {csv_list} --output_folder out --processes_count 2 --pipe-form")
+    assert result.returncode == 0, result.stderr
+    stages = result.stdout.decode().strip().split(" | ")
+    assert [stage.split()[0] for stage in stages] == ["a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample",
+                                                      "a2d-write"]
+    assert "--skip-done out" in stages[1] and "-j 512 --retries 0 -w 2" in stages[2]
+    video = pipeline(f"a2d-video2dataset --url_list {csv_list} --output_folder out --pipe-form")
+    assert video.returncode == 0 and b"a2d-write --format files --number-sample-per-shard 1000 --like video2dataset" \
+        in video.stdout, video.stderr
+    assert len(http_server.requests_for_prefix("/checks/")) == before and not (tmp_path / "out").exists()

@@ -386,3 +386,22 @@ def test_tar_member_names_too_long_for_ustar_are_bad_input(tmp_path):
     with pytest.raises(BadInput, match="too long for a plain ustar header"):
         list(write([record], str(tmp_path), WriteOptions()))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tfrecord_written_like_a_tool_has_null_fields_as_empty_bytes(tmp_path):
+    from tfrecord import example_pb2
+
+    batch = [{"url": "http://x/0", "caption": None, "status": "success", "error_message": None,
+              "files": {"jpg": b"abc"}}]
+    for like, expected in ((None, False), ("img2dataset", True)):
+        out = tmp_path / str(like)
+        list(write(iter([dict(r, files=dict(r["files"])) for r in batch]), str(out),
+                   WriteOptions(output_format="tfrecord", like=like, columns=["url", "key", "status", "error_message",
+                                                                              "caption"] if like else None)))
+        [data] = list(read_tfrecord_checked(out / "00000.tfrecord"))
+        example = example_pb2.Example()
+        example.ParseFromString(data)
+        features = example.features.feature
+        assert ("error_message" in features) == expected, like
+        if expected:  # as img2dataset's TFRecordSampleWriter: None -> b"", and a txt feature for the caption column
+            assert features["error_message"].bytes_list.value[0] == b"" and features["txt"].bytes_list.value[0] == b""

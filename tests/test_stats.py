@@ -417,3 +417,12 @@ def test_a_files_format_temporary_folder_marks_its_shard_incomplete(tmp_path):
     list(write(records, str(tmp_path), WriteOptions(output_format="files", number_sample_per_shard=1)))
     (tmp_path / ".00002.tmp4242").mkdir()  # a killed writer's folder for shard 2
     assert dataset_stats(str(tmp_path))["shards"]["incomplete"] == ["00002"]
+
+
+def test_tee_writes_the_records_to_dash_o(pipeline, tmp_path):
+    data = b"".join(orjson.dumps(r) + b"\n" for r in make_records(20, seed=3))
+    (tmp_path / "in.jsonl").write_bytes(data)
+    result = pipeline("a2d-stats --tee -o passed.jsonl in.jsonl > stdout.txt 2> report.txt")
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "passed.jsonl").read_bytes() == data and (tmp_path / "stdout.txt").read_bytes() == b""
+    assert re.search(r"^records\s+20$", (tmp_path / "report.txt").read_text(), re.MULTILINE)

@@ -397,3 +397,7 @@ def test_kept_spans_clamp_to_the_media_and_drop_short_ones():
     spans = [(-1.0, 2.0), (3.0, 3.005), (4.0, 9.0), (5.0, 5.5)]
     assert video._kept_spans(spans, 6.0, 0.0) == [(0.0, 2.0), (4.0, 6.0), (5.0, 5.5)]
     assert video._kept_spans(spans, None, 1.0) == [(0.0, 2.0), (4.0, 9.0)]
+
+
+def test_a_clip_exactly_min_clip_length_long_is_dropped_as_in_video2dataset():
+    assert video._kept_spans([(0.0, 1.0), (2.0, 3.5)], None, 1.0) == [(2.0, 3.5)]
