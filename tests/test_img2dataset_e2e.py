@@ -25,6 +25,10 @@ import pytest
 from conftest import command_env
 from img2dataset_env import find_or_build_venv
 
+# A test may wait for its venv, which conftest.py builds in the background (minutes on a fresh
+# machine): longer than the suite's per-test limit.
+pytestmark = pytest.mark.timeout(1800)
+
 Image = pytest.importorskip("PIL.Image")
 
 INPUT_FORMATS = ["txt", "txt.gz", "csv", "csv.gz", "tsv", "tsv.gz", "json", "json.gz", "jsonl", "jsonl.gz",

@@ -26,6 +26,10 @@ np = pytest.importorskip("numpy")
 from any2dataset.errors import UsageProblem  # noqa: E402
 from any2dataset.subsample.image import ImageOptions, image_transform  # noqa: E402
 
+# A test may wait for its venv, which conftest.py builds in the background (minutes on a fresh
+# machine): longer than the suite's per-test limit.
+pytestmark = pytest.mark.timeout(1800)
+
 MODES = ("no", "border", "keep_ratio", "keep_ratio_largest", "center_crop")
 SIZE = 64
 # Relative to SIZE: smaller, equal (by either side), larger, and mixed (one side over, one under);

@@ -6,6 +6,10 @@ import subprocess
 
 import pytest
 
+# A test may wait for its venv, which conftest.py builds in the background (minutes on a fresh
+# machine): longer than the suite's per-test limit.
+pytestmark = pytest.mark.timeout(1800)
+
 SCRIPT = r"""
 import json, sys
 from torch.utils.data import DataLoader

@@ -46,6 +46,10 @@ import pytest
 from conftest import command_env
 from video2dataset_env import find_or_build_venv, video2dataset_argv, video2dataset_env
 
+# A test may wait for its venv, which conftest.py builds in the background (minutes on a fresh
+# machine): longer than the suite's per-test limit.
+pytestmark = pytest.mark.timeout(1800)
+
 if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
     pytest.skip("ffmpeg and ffprobe are not on PATH (apt-get install ffmpeg)", allow_module_level=True)
 
