@@ -24,6 +24,8 @@ Every request is logged (path, query, headers, time, client port, raw target) in
 `server.max_active` is the most requests it was answering at once.
 """
 
+import contextlib
+import functools
 import mimetypes
 import random
 import socket
@@ -31,7 +33,7 @@ import struct
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, SimpleHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 
@@ -248,3 +250,20 @@ class S3Server:
 
     def stop(self) -> None:
         self.server.stop()
+
+
+class _QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def serve_folder(folder):
+    """A plain static file server for `folder` on 127.0.0.1 (a random port); yields its base URL."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=str(folder)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -7,14 +7,11 @@ compatibility table: error_message wording (ours names the cause more precisely)
 (Pillow against OpenCV: sizes are compared, pixels in test_img2dataset_resize.py), timings.
 """
 
-import functools
 import gzip
-import http.server
 import io
 import json
 import subprocess
 import tarfile
-import threading
 from pathlib import Path
 
 import orjson
@@ -24,6 +21,7 @@ import pytest
 
 from conftest import command_env
 from img2dataset_env import find_or_build_venv
+from servers import serve_folder
 
 # A test may wait for its venv, which conftest.py builds in the background (minutes on a fresh
 # machine): longer than the suite's per-test limit.
@@ -39,11 +37,6 @@ SAME_FIELDS = ("url", "key", "status", "caption", "lang", "width", "height", "or
                "exif", "sha256")
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def image_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("images")
@@ -53,10 +46,8 @@ def image_server(tmp_path_factory):
         Image.new(mode, size, 120).save(out, fmt)
         (folder / name).write_bytes(out.getvalue())
     (folder / "words.txt").write_text("not an image\n")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_folder(folder) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

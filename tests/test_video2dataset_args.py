@@ -2,13 +2,10 @@
 (a dict, a YAML file) work, and what cannot work here is refused before any work, with the
 reason. The outputs compared with the real video2dataset's: test_video2dataset_e2e.py."""
 
-import functools
-import http.server
 import json
 import shutil
 import subprocess
 import tarfile
-import threading
 import urllib.request
 
 import pyarrow as pa
@@ -17,16 +14,12 @@ import pytest
 
 import any2dataset
 from any2dataset.errors import UsageProblem
+from servers import serve_folder
 
 if not (shutil.which("ffmpeg") and shutil.which("ffprobe")):
     pytest.skip("ffmpeg and ffprobe are not on PATH (apt-get install ffmpeg)", allow_module_level=True)
 
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +32,8 @@ def videos(tmp_path_factory):
                                  "-i", f"sine=duration={seconds}", "-shortest", "-c:v", "libx264", "-preset",
                                  "ultrafast", "-pix_fmt", "yuv420p", "-c:a", "aac", str(folder / f"v{index}.mp4")],
                        check=True)
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_folder(folder) as base:
+        yield base
 
 
 def csv_list(path, base: str, count: int = 3) -> str:

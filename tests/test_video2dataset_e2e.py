@@ -28,15 +28,12 @@ Deliberate differences, left out of the comparison:
 """
 
 import copy
-import functools
-import http.server
 import json
 import shutil
 import subprocess
 import sys
 import tarfile
 import tempfile
-import threading
 from pathlib import Path
 
 import pyarrow as pa
@@ -44,6 +41,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import command_env
+from servers import serve_folder
 from video2dataset_env import find_or_build_venv, video2dataset_argv, video2dataset_env
 
 # A test may wait for its venv, which conftest.py builds in the background (minutes on a fresh
@@ -95,11 +93,6 @@ def config(number_sample_per_shard: int, subsampling: dict | None = None) -> dic
     return chosen
 
 
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def video_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
@@ -113,10 +106,8 @@ def video_server(tmp_path_factory):
                         *(["-c:a", "aac", "-shortest"] if audio else []), str(folder / name)], check=True)
     (folder / "words.mp4").write_text("not a video\n")
     shutil.copy(folder / "a.mp4", folder / "noext")
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Quiet, directory=str(folder)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serve_folder(folder) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
