@@ -10,33 +10,35 @@
             ...
 
 The index (anything a2d-read reads: lists, compressed, globs, folders, fsspec URLs, and
-datasets a2d-write produced) is read once into a compact in-memory index (one JSON line a
-row). Each epoch orders it by (seed, epoch): a seeded permutation, or the list's order
-with shuffle=False. The order is split between ranks (torch.distributed, or given) and then
-between a DataLoader's workers (torch's worker info, or given), so every sample is seen once
-per epoch across them all; `even` trims ("drop") or wraps ("pad") the index so every rank has
-as many samples, as DDP needs.
+datasets a2d-write produced) is read lazily (index.py): a list is spilled to chunk files by a
+background thread while the first epoch already runs, a dataset's shards are read as they are.
+Each epoch orders it by (seed, epoch) or keeps the list's order (shuffle=False), and deals it
+out between ranks (torch.distributed, or given) and a DataLoader's workers (torch's worker
+info, or given) so every sample is seen once per epoch across them all; `even` trims ("drop")
+or fills up ("pad") so every rank has as many samples, as DDP needs (order.py).
 
-Samples are downloaded by a2d-fetch's engine in this process (its limits, guards, retries
-and error kinds), `read_ahead` at a time, and yielded as they arrive (one slow URL holds
-none back), or in the epoch's order with `ordered=True` (a reproducible sequence).
-`state_dict()` (the epoch, the slots done in order and the few done beyond them) resumes it
-exactly: no sample repeated or skipped. A failed download or a transform that raises skips the sample and is
-counted (`counts`), never a crash or a hang. With a cache (cache.py) payloads are kept on
-disk under a byte budget and served from there on the next epoch or restart.
+A list's samples are downloaded by a2d-fetch's engine in this process (its limits, guards,
+retries and error kinds), `read_ahead` at a time, and yielded as they arrive (one slow URL
+holds none back), or in the epoch's order with `ordered=True` (a reproducible sequence). A
+dataset's samples come in the epoch's order. `state_dict()` (the epoch, the slots done in
+order and the few done beyond them) resumes it exactly: no sample repeated or skipped. A
+failed download or a transform that raises skips the sample and is counted (`counts`), never
+a crash or a hang. With a cache (cache.py) downloads are kept on disk under a byte budget and
+served from there on the next epoch or restart.
 """
 
-import random
+import itertools
 from collections import Counter
 from collections.abc import Callable, Iterator
 
 import orjson
-import xxhash
 
 from .. import record as rec
 from ..errors import UsageProblem
 from ..fetch.options import FetchOptions
-from ..read import ReadOptions, read
+from ..read import ReadOptions
+from .index import CHUNK_ROWS, Index
+from .order import Part, list_epoch, shard_epoch
 
 EVEN_MODES = (None, "drop", "pad")
 
@@ -47,16 +49,21 @@ class Dataset:
                  transform: Callable[[dict], dict] | None = None, shuffle: bool = True, seed: int = 0,
                  rank: int | None = None, world_size: int | None = None, even: str | None = None,
                  cache_dir: str | None = None, cache_budget: int | str | None = None, read_ahead: int = 64,
-                 ordered: bool = False, fetch_options: FetchOptions | None = None):
+                 ordered: bool = False, fetch_options: FetchOptions | None = None, index_dir: str | None = None,
+                 chunk_rows: int = CHUNK_ROWS, shuffle_window: int = 4, shuffle_buffer: int = 1000):
         if even not in EVEN_MODES:
             raise UsageProblem(f"even must be one of {EVEN_MODES}, not {even!r}")
-        if read_ahead < 1:
-            raise UsageProblem("read_ahead must be at least 1")
+        for name, value in (("read_ahead", read_ahead), ("shuffle_window", shuffle_window),
+                            ("shuffle_buffer", shuffle_buffer)):
+            if value < 1:
+                raise UsageProblem(f"{name} must be at least 1")
         self.sources = [source] if isinstance(source, str) else list(source)
         self.read_options = ReadOptions(input_format=input_format, url_col=url_col, caption_col=caption_col,
                                         save_additional_columns=save_additional_columns)
+        self.index = Index(self.sources, self.read_options, index_dir, chunk_rows)
         self.transform = transform
         self.shuffle, self.seed, self.even = shuffle, seed, even
+        self.shuffle_window, self.shuffle_buffer = shuffle_window, shuffle_buffer
         self.rank, self.world_size = rank, world_size
         self.worker: tuple[int, int] | None = None  # (id, count): set by for_worker or torch's worker info
         self.read_ahead = read_ahead
@@ -64,25 +71,16 @@ class Dataset:
         self.fetch_options = fetch_options or FetchOptions(retries=1)
         self.cache_dir, self.cache_budget = cache_dir, cache_budget
         self._cache = None
-        self._rows: list[bytes] | None = None
         self.epoch = 0
-        # This epoch's slice: every slot before _done is processed (yielded or skipped), and
+        # This epoch's share: every slot before _done is processed (yielded or skipped), and
         # _ahead the slots after it processed already (downloads finish out of order)
         self._done = 0
         self._ahead: set[int] = set()
         self.counts: Counter = Counter()  # success, failed_to_download, transform_error, ...
 
-    # --- the index -------------------------------------------------------------------
-
-    @property
-    def rows(self) -> list[bytes]:
-        """The index: one compact JSON line per row, read once."""
-        if self._rows is None:
-            self._rows = [orjson.dumps(row, default=rec.json_default) for row in read(self.sources, self.read_options)]
-        return self._rows
-
     def __len__(self) -> int:
-        return len(self.rows)
+        """Rows of the index (waits for a list to be read whole; counts a dataset's shards once)."""
+        return len(self.index)
 
     # --- order and slicing -------------------------------------------------------------
 
@@ -99,44 +97,50 @@ class Dataset:
         self.worker = (worker, workers)
         return self
 
-    def order(self, epoch: int | None = None) -> list[int]:
-        """Every row's position for an epoch, before slicing: seeded per (seed, epoch)."""
-        epoch = self.epoch if epoch is None else epoch
-        positions = list(range(len(self.rows)))
-        if self.shuffle:
-            random.Random(xxhash.xxh64_intdigest(f"{self.seed}:{epoch}".encode())).shuffle(positions)
-        return positions
-
-    def positions(self, epoch: int | None = None) -> list[int]:
-        """The rows this rank and worker take in an epoch, in order."""
-        order = self.order(epoch)
-        rank, world = self._ranks()
-        if self.even == "drop":
-            order = order[:len(order) // world * world]
-        elif self.even == "pad" and order and len(order) % world:
-            order = order + order[:world - len(order) % world]
-        mine = order[rank::world]
-        worker, workers = self.worker or (0, 1)
-        return mine[worker::workers]
-
-    def _ranks(self) -> tuple[int, int]:
+    def part(self) -> Part:
+        """This rank's and worker's share."""
         if self.world_size is not None:
             rank, world = self.rank or 0, self.world_size
         else:
             rank, world = _distributed()
         if not 0 <= rank < world:
             raise UsageProblem(f"rank {rank} of world size {world}: need 0 <= rank < world size")
-        return rank, world
+        worker, workers = self.worker or (0, 1)
+        return Part(rank, world, worker, workers)
+
+    def _sequence(self, epoch: int, part: Part, done: int = 0) -> Iterator[tuple[int, int | None, object]]:
+        """(slot, natural position or None, row or record) of this part's share of an epoch."""
+        if self.index.shards:
+            return shard_epoch(self.index, epoch, part, shuffle=self.shuffle, seed=self.seed,
+                               buffer=self.shuffle_buffer, even=self.even, done=done)
+        return list_epoch(self.index, epoch, part, shuffle=self.shuffle, seed=self.seed,
+                          window=self.shuffle_window, even=self.even, done=done)
+
+    def positions(self, epoch: int | None = None, part: Part | None = None) -> list[int]:
+        """A list's natural row positions that this rank and worker (or `part`) take in an epoch,
+        in order (reads the index's rows, fetches nothing)."""
+        if self.index.shards:
+            raise UsageProblem("positions() is for URL lists; a dataset's shards have keys (iterate them)")
+        epoch = self.epoch if epoch is None else epoch
+        return [position for _, position, _ in self._sequence(epoch, part or self.part())]
+
+    def order(self, epoch: int | None = None) -> list[int]:
+        """A list's natural row positions in an epoch's order, before it is dealt out."""
+        return self.positions(epoch, Part())
 
     # --- iteration -------------------------------------------------------------------
 
     def __iter__(self) -> Iterator[dict]:
-        positions = self.positions()
         skipped = set(self._ahead)
-        records = (dict(self._record(position), _slot=slot) for slot, position in enumerate(positions)
-                   if slot >= self._done and slot not in skipped)
+        sequence = ((slot, position, row) for slot, position, row in self._sequence(self.epoch, self.part(),
+                                                                                   self._done)
+                    if slot not in skipped)
+        if self.index.shards:
+            records = (dict(record, _slot=slot) for slot, _, record in sequence)
+        else:
+            records = self._fetched(dict(self._record(row), _slot=slot) for slot, _, row in sequence)
         worker = (self.worker or (0, 1))[0]
-        for record in self._fetched(records):
+        for record in records:
             self._processed(record.pop("_slot"))
             sample = self._sample(record)
             if isinstance(sample, dict):
@@ -156,17 +160,28 @@ class Dataset:
     def __getitem__(self, index: int) -> dict:
         """Row `index` of the index (not of an epoch's order), fetched or read from the cache
         now; raises LookupError if it cannot be had."""
-        if not -len(self.rows) <= index < len(self.rows):
+        size = len(self.index)
+        if not -size <= index < size:
             raise IndexError(index)
-        [record] = self._fetched(iter([self._record(index % len(self.rows))]))
+        index %= size
+        if self.index.shards:
+            record = self._shard_record(index)
+        else:
+            [record] = self._fetched(iter([self._record(self.index.row(index))]))
         sample = self._sample(record)
         if sample is None:
             raise LookupError(f"sample {index} ({record.get('url')}): {record.get('error_message') or 'failed'}")
         return sample
 
-    def _record(self, position: int) -> dict:
-        record = orjson.loads(self.rows[position])
-        record.setdefault("key", f"{position:012d}")
+    def _shard_record(self, index: int) -> dict:
+        for shard, count in enumerate(self.index.shard_counts()):
+            if index < count:
+                return next(itertools.islice(self.index.records(shard), index, None))
+            index -= count
+        raise IndexError(index)
+
+    def _record(self, row: bytes) -> dict:
+        record = orjson.loads(row)
         cached = self.cache.get(_cache_key(record)) if self.cache is not None else None
         if cached is not None:
             record = _unpacked(cached)
@@ -174,7 +189,7 @@ class Dataset:
         return record
 
     def _fetched(self, records: Iterator[dict]) -> Iterator[dict]:
-        """Records with their payloads: downloads `read_ahead` at a time, in input order."""
+        """Records with their payloads: downloads `read_ahead` at a time."""
         import dataclasses
 
         from ..fetch import fetch
@@ -224,11 +239,11 @@ class Dataset:
         """Where this rank and worker are: resumes exactly with load_state_dict (same index,
         seed, ranks and workers)."""
         return {"epoch": self.epoch, "done": self._done, "ahead": sorted(self._ahead), "seed": self.seed,
-                "rows": len(self.rows),
-                "counts": dict(self.counts)}
+                "index": self.index.signature, "counts": dict(self.counts)}
 
     def load_state_dict(self, state: dict) -> None:
-        if state.get("seed", self.seed) != self.seed or state.get("rows", len(self.rows)) != len(self.rows):
+        same_index = state.get("index", self.index.signature) == self.index.signature
+        if state.get("seed", self.seed) != self.seed or not same_index:
             raise UsageProblem("this state is of another index or seed: it would not resume the same sequence")
         self.epoch, self._done, self._ahead = state["epoch"], state["done"], set(state.get("ahead") or ())
         self.counts = Counter(state.get("counts") or {})

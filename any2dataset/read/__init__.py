@@ -414,9 +414,15 @@ def read(paths: Iterable[str] = (STDIO,), options: ReadOptions | None = None,
     options = options or ReadOptions()
     if options.input_format is not None and options.input_format not in FORMATS:
         raise UsageProblem(f"unknown input format {options.input_format!r} (one of {', '.join(FORMATS)})")
+    yield from read_expanded(expand_paths(list(paths), options.input_format), options, bad_rows)
+
+
+def read_expanded(files: Iterable[tuple[str, str]], options: ReadOptions,
+                  bad_rows: BadRows | None = None) -> Iterator[dict]:
+    """read() of files already expanded by expand_paths: (path, format) pairs."""
     text = TextDecoding(options.encoding)
     bad_rows = bad_rows or BadRows(options.on_error)
-    for path, name in expand_paths(list(paths), options.input_format):
+    for path, name in files:
         fmt = READ_FORMATS[name]
         source = display_name(path)
         bad = bad_rows.of(source)
