@@ -1,9 +1,10 @@
 """The training loader (any2dataset.loader.Dataset) against webdataset's loader and a2d-fetch.
 
     python benchmarks/loader.py [--runs 3] [--files 5000] [--urls 3000] [--hosts 500]
-                                [--cache-urls 2000] [--parts shards,urls,cache] [--nginx PATH]
+                                [--cache-urls 2000] [--index-rows 10000000]
+                                [--parts shards,urls,cache,index] [--nginx PATH]
 
-Three measurements, each contender run as a process of its own (whole-process wall time, CPU
+Four measurements, each contender run as a process of its own (whole-process wall time, CPU
 of its process tree, peak RSS summed over that tree: e2e.measure), contenders alternating
 run by run, medians of --runs:
 
@@ -21,6 +22,12 @@ run by run, medians of --runs:
           half the payload bytes, shuffled and in fixed order: hits in epoch 2
           (counts["cache_hit"]), the cache folder's size (du) after each epoch and its
           largest size polled during the run, against the budget.
+  index   a list of --index-rows URLs (the nginx corpus over and over, each with its own
+          query): `Dataset(list, shuffle=True)` from its start to its first sample and
+          to 1,000 samples, then until the list is spilled whole (len()), then epoch 1 (chunks in
+          a seeded order) to its first sample; against reading the same list whole into
+          memory as compact JSON lines first (what the loader did before its index was lazy)
+          and `a2d-read list > /dev/null`.
 """
 
 import argparse
@@ -84,6 +91,17 @@ def child(argv: list[str]) -> None:
         result = {"samples": samples, "counts": dict(dataset.counts)}
     elif kind == "cache":
         result, loop = cache_epochs(*rest)
+    elif kind == "index":
+        result, loop = index_epochs(rest[0])
+    elif kind == "in_memory":
+        import orjson
+
+        from any2dataset import record as rec
+        from any2dataset.read import ReadOptions, read
+
+        loop = time.perf_counter()
+        rows = [orjson.dumps(row, default=rec.json_default) for row in read([rest[0]], ReadOptions())]
+        result = {"rows": len(rows)}
     else:
         sys.exit(f"unknown contender {kind}")
     ended = time.perf_counter()
@@ -139,6 +157,32 @@ def cache_epochs(urls: str, cache_dir: str, budget: str, shuffle: str):
     stop.set()
     poller.join()
     return {"epochs": epochs, "largest_du": max(largest[0], epochs[-1]["du"]), "counts": dict(dataset.counts)}, loop
+
+
+def index_epochs(urls: str):
+    """Times to the first samples of a long list's epochs 0 and 1, and to its whole index."""
+    import resource
+
+    from any2dataset.loader.dataset import Dataset
+
+    loop = time.perf_counter()
+    dataset = Dataset(urls, shuffle=True, seed=0, read_ahead=64)
+    marks = {}
+    for epoch in (0, 1):
+        dataset.set_epoch(epoch)
+        started = time.perf_counter()
+        for taken, _ in enumerate(dataset, start=1):
+            if taken == 1:
+                marks[f"epoch{epoch}_first"] = time.perf_counter() - started
+            if taken == 1000:
+                marks[f"epoch{epoch}_1000"] = time.perf_counter() - started
+                break
+        if epoch == 0:
+            started = time.perf_counter()
+            marks["rows"] = len(dataset)
+            marks["spilled"] = time.perf_counter() - loop
+            marks["rss_mib_after_spill"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return marks, loop
 
 
 def run_child(work: str, env: dict, kind: str, *args: str):
@@ -312,6 +356,53 @@ def cache_part(args, env, work, port, sizes) -> None:
               flush=True)
 
 
+# ---------------------------------------------------------------- 4. a long list, lazily
+
+def index_part(args, env, work, port, sizes) -> None:
+    path = os.path.join(work, "long_urls.txt")
+    with open(path, "w") as out:
+        for start in range(0, args.index_rows, 100_000):
+            out.write("".join(f"http://127.0.0.1:{port}/{i % len(sizes):06d}.jpg?n={i}\n"
+                              for i in range(start, min(start + 100_000, args.index_rows))))
+    print(f"\n4. index: a list of {args.index_rows:,} URLs ({os.path.getsize(path) / 1e6:.0f} MB)", flush=True)
+    results = {"lazy": [], "in_memory": [], "a2d-read": []}
+    for round_number in range(args.runs):
+        names = list(results)
+        shift = round_number % len(names)
+        for name in names[shift:] + names[:shift]:
+            if name == "a2d-read":
+                run = run_script(work, env, f"a2d-read -q {path} > /dev/null")
+                results[name].append((run, {}))
+                print(f"  a2d-read > /dev/null: {args.index_rows / run.wall:,.0f} rows/s  wall {run.wall:.1f} s  "
+                      f"peak {run.peak_mib:.0f} MiB", flush=True)
+                continue
+            run, figures = run_child(work, env, "index" if name == "lazy" else "in_memory", path)
+            results[name].append((run, figures))
+            if name == "lazy":
+                print(f"  Dataset: epoch 0 first sample {figures['epoch0_first']:.2f} s, 1,000 samples "
+                      f"{figures['epoch0_1000']:.2f} s; spilled whole at {figures['spilled']:.1f} s "
+                      f"(RSS then {figures['rss_mib_after_spill']:.0f} MiB); epoch 1 first sample "
+                      f"{figures['epoch1_first']:.2f} s, 1,000 {figures['epoch1_1000']:.2f} s; "
+                      f"process peak {run.peak_mib:.0f} MiB, wall {run.wall:.1f} s", flush=True)
+            else:
+                print(f"  whole list in memory first: {figures['loop_seconds']:.1f} s before any sample, "
+                      f"peak {run.peak_mib:.0f} MiB", flush=True)
+    lazy, whole, reader = results["lazy"], results["in_memory"], results["a2d-read"]
+    print(f"\nmedians of {args.runs}:")
+    print("| | first sample s | 1,000 samples s | index whole s | peak RSS MiB |")
+    print("|---|---|---|---|---|")
+    print(f"| Dataset, epoch 0 (list order by chunk windows) | {median(f['epoch0_first'] for _, f in lazy):.2f} | "
+          f"{median(f['epoch0_1000'] for _, f in lazy):.2f} | {median(f['spilled'] for _, f in lazy):.1f} | "
+          f"{median(r.peak_mib for r, _ in lazy):,.0f} |")
+    print(f"| Dataset, epoch 1 (chunks in a seeded order) | {median(f['epoch1_first'] for _, f in lazy):.2f} | "
+          f"{median(f['epoch1_1000'] for _, f in lazy):.2f} | | |")
+    print(f"| whole list in memory first (the loader before) | {median(f['loop_seconds'] for _, f in whole):.1f} + "
+          f"the first download | | {median(f['loop_seconds'] for _, f in whole):.1f} | "
+          f"{median(r.peak_mib for r, _ in whole):,.0f} |")
+    print(f"| a2d-read > /dev/null | | | {median(r.wall for r, _ in reader):.1f} | "
+          f"{median(r.peak_mib for r, _ in reader):,.0f} |", flush=True)
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         child(sys.argv[2:])
@@ -322,7 +413,8 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=3000)
     parser.add_argument("--hosts", type=int, default=500)
     parser.add_argument("--cache-urls", type=int, default=2000)
-    parser.add_argument("--parts", default="shards,urls,cache")
+    parser.add_argument("--index-rows", type=int, default=10_000_000)
+    parser.add_argument("--parts", default="shards,urls,cache,index")
     parser.add_argument("--nginx", default="/usr/sbin/nginx")
     args = parser.parse_args()
     parts = args.parts.split(",")
@@ -332,7 +424,7 @@ def main() -> None:
     os.chmod(work, 0o755)  # nginx's workers read it
     server = None
     try:
-        if "shards" in parts or "cache" in parts:
+        if "shards" in parts or "cache" in parts or "index" in parts:
             sizes = make_corpus(work, args.files)
             port = free_port()
             server = start_nginx(args.nginx, work, port)
@@ -344,6 +436,8 @@ def main() -> None:
             urls_part(args, env, work)
         if "cache" in parts:
             cache_part(args, env, work, port, sizes)
+        if "index" in parts:
+            index_part(args, env, work, port, sizes)
     finally:
         if server is not None:
             server.terminate()

@@ -31,7 +31,7 @@ import orjson
 import xxhash
 
 from .. import record as rec
-from ..errors import UsageProblem
+from ..errors import A2DError, UsageProblem
 from ..read import READ_FORMATS, ReadOptions, expand_paths, read_expanded
 
 CHUNK_ROWS = 32768
@@ -147,7 +147,7 @@ class Index:
         return self._manifest
 
     def _chunk_path(self, number: int) -> str:
-        return os.path.join(self.folder, f"chunk-{number:08d}.jsonl")
+        return _chunk_path(self.folder, number)
 
     def _start(self) -> None:
         if self._pid != os.getpid():  # a forked worker: the parent's writer thread is not ours
@@ -216,31 +216,55 @@ class _Builder:
         threading.Thread(target=self._build, name="a2d-index", daemon=True).start()
 
     def _build(self) -> None:
+        """Waits for the spill, done in a worker process of its own: reading and parsing a long list
+        would take the GIL from the epoch's downloads in this one."""
+        from ..workers import run_tasks
+
         index = self.index
         try:
-            rows, chunk, number = 0, [], 0
-            for record in read_expanded(index.files, index.options):
-                record.setdefault("key", f"{rows:012d}")
-                chunk.append(orjson.dumps(record, default=rec.json_default))
-                rows += 1
-                if len(chunk) == index.chunk_rows:
-                    self._spill(number, chunk)
-                    chunk, number = [], number + 1
-            if chunk:
-                self._spill(number, chunk)
-                number += 1
-            _write_atomically(os.path.join(index.folder, MANIFEST), orjson.dumps(
-                {"signature": index.signature, "chunks": number, "rows": rows, "chunk_rows": index.chunk_rows}))
+            [outcome] = run_tasks(_spill, [(index.files, index.options, index.folder, index.signature,
+                                            index.chunk_rows)], 1, name="a2d index writer")
+            if isinstance(outcome, BaseException):
+                raise outcome
         except BaseException as error:  # noqa: BLE001 - given to the reader, which raises it
             self.error = error
         finally:
             self.building = False
             self._lock_file.close()
 
-    def _spill(self, number: int, rows: list[bytes]) -> None:
-        path = self.index._chunk_path(number)
-        if not os.path.exists(path):  # (one a writer before us finished: the same rows)
-            _write_atomically(path, b"\n".join(rows) + b"\n")
+
+def _spill(_, job: tuple) -> BaseException | int:
+    """In a worker process: the list's rows into chunk files, then the manifest. Its rows, or the
+    error of a bad list (raised where the loader iterates)."""
+    files, options, folder, signature, chunk_rows = job
+    try:
+        rows, chunk, number = 0, bytearray(), 0
+        for record in read_expanded(files, options):
+            record.setdefault("key", f"{rows:012d}")
+            # (into one buffer: each bytes orjson returns keeps ~4 KB of heap while it lives)
+            chunk += orjson.dumps(record, default=rec.json_default, option=orjson.OPT_APPEND_NEWLINE)
+            rows += 1
+            if rows % chunk_rows == 0:
+                _write_chunk(folder, number, chunk)
+                chunk, number = bytearray(), number + 1
+        if chunk:
+            _write_chunk(folder, number, chunk)
+            number += 1
+    except A2DError as error:
+        return error
+    _write_atomically(os.path.join(folder, MANIFEST), orjson.dumps(
+        {"signature": signature, "chunks": number, "rows": rows, "chunk_rows": chunk_rows}))
+    return rows
+
+
+def _chunk_path(folder: str, number: int) -> str:
+    return os.path.join(folder, f"chunk-{number:08d}.jsonl")
+
+
+def _write_chunk(folder: str, number: int, lines: bytearray) -> None:
+    path = _chunk_path(folder, number)
+    if not os.path.exists(path):  # (one a writer before us finished: the same rows)
+        _write_atomically(path, lines)
 
 
 def _is_shard(path: str, fmt: str) -> bool:
@@ -280,7 +304,7 @@ def _load_json(path: str) -> dict | None:
         return None
 
 
-def _write_atomically(path: str, data: bytes) -> None:
+def _write_atomically(path: str, data: bytes | bytearray) -> None:
     partial = f"{path}.{os.getpid()}.{threading.get_ident()}.partial"
     with open(partial, "wb") as file:
         file.write(data)

@@ -9,6 +9,7 @@ sample, come out too, so re-processing loses no row. Records keep their `key` an
 `shard`; `shard_size` is the number of rows of the shard when the metadata says it.
 """
 
+import itertools
 import posixpath
 import re
 import tarfile
@@ -20,6 +21,7 @@ import orjson
 from .. import record as rec
 from ..errors import BadInput
 from ..streams import open_input
+from . import tar
 from .table import unreadable
 
 
@@ -169,10 +171,17 @@ def read_webdataset(path: str) -> Iterator[dict]:
     def members():
         with open_input(path, "rb") as stream:
             try:
-                with tarfile.open(fileobj=stream, mode="r|*") as tar:
-                    for member in tar:
-                        if member.isfile():
-                            yield member.name, tar.extractfile(member).read()
+                yield from tar.members(stream)
+                return
+            except tar.NotPlain as not_plain:
+                given = not_plain.given
+        # A tar the fast reader leaves to tarfile: read again, past the files it gave.
+        with open_input(path, "rb") as stream:
+            try:
+                with tarfile.open(fileobj=stream, mode="r|*") as archive:
+                    files = (member for member in archive if member.isfile())
+                    for member in itertools.islice(files, given, None):
+                        yield member.name, archive.extractfile(member).read()
             except tarfile.TarError as error:
                 raise BadInput(f"not a readable tar file ({error})") from None
 
