@@ -1,7 +1,7 @@
 """The training loader (any2dataset.loader.Dataset) against webdataset's loader and a2d-fetch.
 
     python benchmarks/loader.py [--runs 3] [--files 5000] [--urls 3000] [--hosts 500]
-                                [--cache-urls 2000] [--index-rows 10000000]
+                                [--cache-urls 2000] [--index-rows 10000000] [--in-memory-max 2000000]
                                 [--parts shards,urls,cache,index] [--nginx PATH]
 
 Four measurements, each contender run as a process of its own (whole-process wall time, CPU
@@ -26,8 +26,8 @@ run by run, medians of --runs:
           query): `Dataset(list, shuffle=True)` from its start to its first sample and
           to 1,000 samples, then until the list is spilled whole (len()), then epoch 1 (chunks in
           a seeded order) to its first sample; against reading the same list whole into
-          memory as compact JSON lines first (what the loader did before its index was lazy)
-          and `a2d-read list > /dev/null`.
+          memory as compact JSON lines first (what the loader did before its index was lazy;
+          only up to --in-memory-max rows) and `a2d-read list > /dev/null`.
 """
 
 import argparse
@@ -366,6 +366,9 @@ def index_part(args, env, work, port, sizes) -> None:
                               for i in range(start, min(start + 100_000, args.index_rows))))
     print(f"\n4. index: a list of {args.index_rows:,} URLs ({os.path.getsize(path) / 1e6:.0f} MB)", flush=True)
     results = {"lazy": [], "in_memory": [], "a2d-read": []}
+    if args.index_rows > args.in_memory_max:  # ~4 KB of heap a row (orjson's bytes): 10M rows would not fit
+        del results["in_memory"]
+        print(f"  (not reading it whole into memory: more than --in-memory-max {args.in_memory_max:,} rows)")
     for round_number in range(args.runs):
         names = list(results)
         shift = round_number % len(names)
@@ -387,7 +390,7 @@ def index_part(args, env, work, port, sizes) -> None:
             else:
                 print(f"  whole list in memory first: {figures['loop_seconds']:.1f} s before any sample, "
                       f"peak {run.peak_mib:.0f} MiB", flush=True)
-    lazy, whole, reader = results["lazy"], results["in_memory"], results["a2d-read"]
+    lazy, whole, reader = results["lazy"], results.get("in_memory"), results["a2d-read"]
     print(f"\nmedians of {args.runs}:")
     print("| | first sample s | 1,000 samples s | index whole s | peak RSS MiB |")
     print("|---|---|---|---|---|")
@@ -396,9 +399,10 @@ def index_part(args, env, work, port, sizes) -> None:
           f"{median(r.peak_mib for r, _ in lazy):,.0f} |")
     print(f"| Dataset, epoch 1 (chunks in a seeded order) | {median(f['epoch1_first'] for _, f in lazy):.2f} | "
           f"{median(f['epoch1_1000'] for _, f in lazy):.2f} | | |")
-    print(f"| whole list in memory first (the loader before) | {median(f['loop_seconds'] for _, f in whole):.1f} + "
-          f"the first download | | {median(f['loop_seconds'] for _, f in whole):.1f} | "
-          f"{median(r.peak_mib for r, _ in whole):,.0f} |")
+    if whole:
+        print(f"| whole list in memory first (the loader before) | {median(f['loop_seconds'] for _, f in whole):.1f} + "
+              f"the first download | | {median(f['loop_seconds'] for _, f in whole):.1f} | "
+              f"{median(r.peak_mib for r, _ in whole):,.0f} |")
     print(f"| a2d-read > /dev/null | | | {median(r.wall for r, _ in reader):.1f} | "
           f"{median(r.peak_mib for r, _ in reader):,.0f} |", flush=True)
 
@@ -414,6 +418,7 @@ def main() -> None:
     parser.add_argument("--hosts", type=int, default=500)
     parser.add_argument("--cache-urls", type=int, default=2000)
     parser.add_argument("--index-rows", type=int, default=10_000_000)
+    parser.add_argument("--in-memory-max", type=int, default=2_000_000)
     parser.add_argument("--parts", default="shards,urls,cache,index")
     parser.add_argument("--nginx", default="/usr/sbin/nginx")
     args = parser.parse_args()

@@ -225,3 +225,18 @@ def test_lists_and_shards_on_s3(s3, s3_server, http_server, shards, shard_keys):
     local = {sample["__url__"]: sample["bin"] for sample in Dataset(shards)}
     remote = {sample["__url__"]: sample["bin"] for sample in Dataset("s3://test-bucket/data")}
     assert remote == local and local[http_server.url("lazy/3.bin", size=13)] == body_for("/lazy/3.bin", 13)
+
+
+def test_a_folder_of_files_is_its_own_index(tmp_path):
+    folder = tmp_path / "pictures"
+    (folder / "sub").mkdir(parents=True)
+    contents = {}
+    for i in range(10):
+        path = folder / ("sub" if i % 3 else "") / f"{i}.jpg"
+        path.write_bytes(bytes([i]) * (i + 1))
+        contents[str(path)] = path.read_bytes()
+    samples = [sample for rank in range(2) for sample in Dataset(str(folder), input_format="raw", seed=1, rank=rank,
+                                                                world_size=2)]
+    assert {sample["__url__"]: sample["jpg"] for sample in samples} == contents and len(samples) == 10
+    dataset = Dataset(str(folder), input_format="raw", shuffle=False)
+    assert len(dataset) == 10 and dataset[4]["jpg"] == contents[dataset[4]["__url__"]]

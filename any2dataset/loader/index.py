@@ -2,23 +2,25 @@
 
 Two kinds of source:
 
-- URL lists (anything a2d-read reads as a list, and raw folders): a background thread reads
-  them with a2d-read and spills the rows to chunk files of `chunk_rows` compact JSON lines in
-  a folder, ahead of the epoch that reads them; the index is complete when `index.json` is
-  written. Given a folder (`index_dir`), the processes of a node share it (the first to lock
-  it writes, the others follow the chunk files as they appear, and one takes over if the
-  writer dies) and a restart finds it done. Without one, each process spills to a temporary
-  folder removed at exit.
-- Datasets a2d-write made (webdataset tars, tfrecord, record parquet, files layout): each
-  shard is a chunk as it is; nothing is copied, and the shards are read when an epoch gets
-  there. Their row counts are counted (and kept in `index_dir`) only when asked for: len(),
-  ds[i], or equal counts per rank.
+- URL lists (anything a2d-read reads as a list): a worker process reads them with a2d-read
+  and spills the rows to chunk files of `chunk_rows` compact JSON lines in a folder, ahead of
+  the epoch that reads them; the index is complete when `index.json` is written. Given a
+  folder (`index_dir`), the processes of a node share it (the first to lock it writes, the
+  others follow the chunk files as they appear, and one takes over if the writer dies) and a
+  restart finds it done. Without one, a temporary folder made with the Index (so a
+  DataLoader's workers share it) is removed when the process that made it exits.
+- Datasets a2d-write made (webdataset tars, tfrecord, record parquet, files layout), and the
+  files of a raw folder (`input_format="raw"`, each file one sample): each shard is a chunk
+  as it is; nothing is copied, and the shards are read when an epoch gets there. Their row
+  counts are counted (and kept in `index_dir`) only when asked for: len(), ds[i], or equal
+  counts per rank.
 
 A chunk's row of a list holds its natural position's key (`000000000123`) unless the list
 has keys of its own.
 """
 
 import atexit
+import dataclasses
 import fcntl
 import os
 import shutil
@@ -168,8 +170,13 @@ class Index:
     # --- shards ------------------------------------------------------------------------
 
     def records(self, number: int) -> Iterator[dict]:
-        """A shard's records, payloads included."""
-        yield from read_expanded([self.files[number]], self.options)
+        """A shard's records, payloads included (a file of a raw folder: its one record)."""
+        path, fmt = self.files[number]
+        if fmt != "raw":
+            yield from read_expanded([(path, fmt)], self.options)
+            return
+        for record in read_expanded([(path, fmt)], dataclasses.replace(self.options, inline=True)):
+            yield {"key": f"{number:012d}", **record}
 
     def shard_counts(self) -> list[int]:
         """Records of each shard: read once (payloads and all), kept in the index folder."""
@@ -177,7 +184,8 @@ class Index:
             path = os.path.join(self.folder, MANIFEST)
             manifest = _load_json(path)
             if manifest is None or manifest.get("signature") != self.signature:
-                counts = [sum(1 for _ in self.records(number)) for number in range(len(self.files))]
+                counts = [1 if fmt == "raw" else sum(1 for _ in self.records(number))
+                          for number, (_, fmt) in enumerate(self.files)]
                 manifest = {"signature": self.signature, "counts": counts}
                 _write_atomically(path, orjson.dumps(manifest))
             self._manifest = manifest
@@ -268,7 +276,7 @@ def _write_chunk(folder: str, number: int, lines: bytearray) -> None:
 
 
 def _is_shard(path: str, fmt: str) -> bool:
-    if fmt in SHARD_FORMATS:
+    if fmt in SHARD_FORMATS or fmt == "raw":  # (a raw folder's files are read, not downloaded)
         return True
     as_dataset = READ_FORMATS[fmt].as_dataset
     if as_dataset is None or fmt != "parquet":
