@@ -3,6 +3,8 @@
 A transform maps one record (payloads decoded to bytes under `files`) to a list of
 records: usually one, several when a video is cut into clips, and a failure record
 (status failed_to_subsample, with error_kind and error_message) when it cannot work.
+Model stages (models.py) then run over batches of the transformed records, before --where,
+so a filter can use what a model added.
 """
 
 from collections import Counter
@@ -28,6 +30,7 @@ class SubsampleOptions:
     selection: Selection = field(default_factory=Selection)
     image: ImageOptions | None = None
     video: object | None = None  # video.VideoOptions, imported only when used (it needs ffmpeg)
+    models: object | None = None  # models.ModelOptions, imported only when used
     max_bytes: int | None = None
     oversize: str = "reject"
     sniff: bool = True
@@ -35,8 +38,9 @@ class SubsampleOptions:
     ordered: bool = True
 
 
-def build_transform(options: SubsampleOptions) -> Transform:
-    """The transforms in order: sniff the file type, then image, then audio/video, then --where."""
+def build_transform(options: SubsampleOptions, *, select: bool = True) -> Transform:
+    """The transforms in order: sniff the file type, then image, then audio/video, then --where
+    (unless `select` is false: the model stages come before it)."""
     steps: list[Transform] = []
     if options.sniff or options.max_bytes is not None:
         steps.append(file_transform(options.max_bytes, options.oversize))
@@ -51,9 +55,25 @@ def build_transform(options: SubsampleOptions) -> Transform:
         records = [record]
         for step in steps:
             records = [out for one in records for out in _one_record(step, one)]
-        return list(options.selection.filter(records))
+        return list(options.selection.filter(records)) if select else records
 
     return transform
+
+
+def build_batch_transform(options: SubsampleOptions) -> Callable[[list[dict]], list[dict]]:
+    """Records (payloads as bytes) in, records out: the transforms, the model stages over the
+    batch, then --where."""
+    if options.models is None:
+        transform = build_transform(options)
+        return lambda records: [out for record in records for out in transform(record)]
+    from .models import model_stage
+
+    transform, models = build_transform(options, select=False), model_stage(options.models)
+
+    def batch(records: list[dict]) -> list[dict]:
+        return list(options.selection.filter(models([out for record in records for out in transform(record)])))
+
+    return batch
 
 
 def _one_record(step: Transform, record: dict) -> list[dict]:
@@ -70,9 +90,19 @@ def _one_record(step: Transform, record: dict) -> list[dict]:
 
 def subsample(records: Iterable[dict], options: SubsampleOptions) -> Iterator[dict]:
     """In one process: records (payloads as base64 or bytes) in, transformed records out."""
-    transform = build_transform(options)
+    if options.models is None:
+        transform = build_transform(options)
+        for record in options.selection.sample(records):
+            yield from transform(rec.decode_payloads(record))
+        return
+    batch, waiting = build_batch_transform(options), []
     for record in options.selection.sample(records):
-        yield from transform(rec.decode_payloads(record))
+        waiting.append(rec.decode_payloads(record))
+        if len(waiting) >= options.models.batch_size:
+            yield from batch(waiting)
+            waiting = []
+    if waiting:
+        yield from batch(waiting)
 
 
 # Worker processes: the parent reads and checks lines, samples, and sends lines in small
@@ -80,18 +110,19 @@ def subsample(records: Iterable[dict], options: SubsampleOptions) -> Iterator[di
 # sends back JSONL bytes, the statuses written and the bad lines at their positions.
 
 
-def _work(transform: Transform, batch: tuple[list[bytes], list[tuple]]) -> tuple[bytes, list[tuple], Counter]:
+def _work(transform: Callable[[list[dict]], list[dict]], batch: tuple[list[bytes], list[tuple]]
+          ) -> tuple[bytes, list[tuple], Counter]:
     lines, places = batch
-    out, errors, statuses = [], [], Counter()
+    records, errors, statuses = [], [], Counter()
     for line, place in zip(lines, places):
         try:
-            record = rec.decode_payloads(orjson.loads(line))
+            records.append(rec.decode_payloads(orjson.loads(line)))
         except BadInput as error:
             errors.append((place, error.what))
-            continue
-        for result in transform(record):
-            statuses[result.get("status")] += 1
-            out.append(rec.dumps(result))
+    out = []
+    for result in transform(records):
+        statuses[result.get("status")] += 1
+        out.append(rec.dumps(result))
     return b"".join(out), errors, statuses
 
 
@@ -102,7 +133,7 @@ def subsample_lines(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptio
     statuses of the records written are counted into `statuses`."""
     statuses = Counter() if statuses is None else statuses
     results = run_tasks(_work, _batches(pairs, options, position), options.workers, ordered=options.ordered,
-                        in_flight=BATCHES_PER_WORKER, setup=build_transform, setup_args=(options,),
+                        in_flight=BATCHES_PER_WORKER, setup=build_batch_transform, setup_args=(options,),
                         name="a2d-subsample worker")
     for blob, errors, counted in results:
         statuses.update(counted)
@@ -115,6 +146,8 @@ def _batches(pairs: Iterable[tuple[bytes, dict]], options: SubsampleOptions, pos
     """The sampled lines in batches, with their positions: a line unchanged by sampling goes
     on as the very line read; a filtered one is written anew."""
     size = 1 if options.video is not None else BATCH_RECORDS  # a video takes seconds
+    if options.models is not None:
+        size = max(size, options.models.batch_size)  # a model's batch is made of one task's records
     batch, places = [], []
     for line, record in pairs:
         status = record.get("status")

@@ -1,5 +1,6 @@
 """The extras and programs a2d-subsample's options need, checked where the options are made
-(a missing Pillow or ffmpeg is said once, before any work, not by every worker)."""
+(a missing Pillow, ffmpeg or model extra, an unknown model or model option, is said once,
+before any work, not by every worker)."""
 
 from . import SubsampleOptions
 
@@ -13,4 +14,8 @@ def tools_checked(options: SubsampleOptions) -> SubsampleOptions:
         from .video import video_transform
 
         video_transform(options.video)  # finds ffmpeg and ffprobe, and the encoders asked for
+    if options.models is not None:
+        from .models import load_models
+
+        load_models(options.models)  # imports each model and checks its options (weights load when used)
     return options
