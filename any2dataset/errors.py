@@ -88,6 +88,10 @@ class MissingExtra(A2DError):
         )
 
 
+class ModelFailed(A2DError):
+    """A model stage cannot run at all (its weights cannot be loaded): every record would fail."""
+
+
 class WorkerFailed(A2DError):
     """A worker process (workers.Pool) failed: the message names the worker; the exit code is
     the worker's own (a bad input line found there is still exit 3)."""

@@ -123,6 +123,8 @@ def _run(command: list[str], timeout: float, folder: str) -> bytes:
     if done.returncode != 0:
         lines = [line.strip() for line in done.stderr.decode("utf-8", "replace").splitlines() if line.strip()]
         last = lines[-1].replace(folder + os.sep, "") if lines else f"exit status {done.returncode}"
+        if any("matches no streams" in line for line in lines):  # -map 0:a:0 on a silent video, 0:v:0 on audio
+            raise Unusable("rejected", f"no {'audio' if '0:a:0' in command else 'video'} stream")
         raise Unusable("decode_error", f"{name}: {last}"[:MESSAGE_LENGTH])
     return done.stdout
 
