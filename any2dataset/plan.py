@@ -190,6 +190,10 @@ def subsample_arguments(options: SubsampleOptions) -> list[str]:
             "timeout": "--ffmpeg-timeout", "clip_windows": "--clip-windows", "non_media": "--non-media"})
         arguments += _switches(video, defaults, {"probe": ("--probe", None), "use_clips": ("--use-clips", None),
                                                  "keep_video": ("--keep-video", None)})
+    if options.models is not None:
+        arguments += [*(part for name in options.models.models for part in ("--model", name)),
+                      *(part for text in options.models.options for part in ("--model-option", text)),
+                      "--batch-size", str(options.models.batch_size), "--device", options.models.device]
     return arguments + ["-w", str(options.workers)]
 
 

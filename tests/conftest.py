@@ -94,7 +94,7 @@ def cli():
 # on a fresh machine: their builds start in the background as soon as such a test is collected,
 # and run while the other tests do (each test waits on its venv's lock, tests/*_env.py).
 PREPARED_BY = {"test_img2dataset_": "img2dataset_env.py", "test_video2dataset_e2e": "video2dataset_env.py",
-               "test_loader_torch": "torch_env.py"}
+               "test_loader_torch": "torch_env.py", "test_subsample_models_torch": "torch_env.py"}
 
 
 def pytest_collection_finish(session):

@@ -14,6 +14,7 @@ from ..subsample.image import (
     RESIZE_MODES,
     ImageOptions,
 )
+from ..subsample.models import ModelOptions
 from ..subsample.select import Condition, Selection
 from ..subsample.tools import tools_checked
 from ..subsample.video import VideoOptions
@@ -101,6 +102,18 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
               help="Drop clips not longer than this many seconds (as video2dataset's min_length).")
 @click.option("--ffmpeg-timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds allowed for each ffmpeg or ffprobe call; slower media fail with error_kind timeout.")
+@click.option("--model", "models", multiple=True, metavar="MODULE:FUNCTION|NAME",
+              help="Run a model over batches of records after the transforms, before --where (repeat: in order): "
+                   "a Python function `f(records, **options) -> records` as module:function, a shipped model "
+                   "(optical_flow, whisper, caption: each needs its extra) or an entry point of group "
+                   "any2dataset.models. A record it fails on becomes failed_to_subsample.")
+@click.option("--model-option", "model_options", multiple=True, metavar="[MODEL.]KEY=VALUE",
+              help="An option for the models that take KEY (MODEL.KEY: that model only), e.g. "
+                   "--model-option model=/models/whisper-small.pt.")
+@click.option("--batch-size", type=click.IntRange(1), default=8, show_default=True,
+              help="Records given to a model at once.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+              help="Where models that take a device run; auto: cuda when torch sees a GPU.")
 @click.option("--max-bytes", type=click.IntRange(0), help="Payloads larger than this are refused (or cut, with "
               "--oversize truncate).")
 @click.option("--oversize", type=click.Choice(["reject", "truncate"]), default="reject", show_default=True,
@@ -142,8 +155,8 @@ def _counted(records, statuses: Counter):
 def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,
                       video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
                       thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, non_images=None,
-                      keep_video=False, clip_windows="all", non_media=None,
-                      **other) -> SubsampleOptions:
+                      keep_video=False, clip_windows="all", non_media=None, models=(), model_options=(),
+                      batch_size=8, device="auto", **other) -> SubsampleOptions:
     """The command's parameters (as click parsed them) as SubsampleOptions, with the media tools they
     need checked now (not in a worker); the all-in-one uses it too."""
     given = {name: other[name] for name in IMAGE_OPTIONS if other.get(name) is not None}
@@ -159,6 +172,7 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
         video=video if video.enabled else None,
         max_bytes=max_bytes, oversize=oversize, sniff=sniff,
         workers=workers or available_cores(), ordered=ordered,
+        models=ModelOptions(models, model_options, batch_size, device) if models else None,
     )
     return tools_checked(options)
 

@@ -74,6 +74,7 @@ def _images(record: dict, settings: dict) -> list:
 def _load(model: str, device: str):
     transformers = _transformers()
     kind = getattr(transformers, "AutoModelForImageTextToText", None) or transformers.AutoModelForVision2Seq
+    transformers.logging.disable_progress_bar()  # our stderr says what happens, not each weight file
     try:
         processor = transformers.AutoImageProcessor.from_pretrained(model)
         tokenizer = transformers.AutoTokenizer.from_pretrained(model)
