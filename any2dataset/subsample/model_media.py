@@ -66,7 +66,7 @@ def video_frames(payload: bytes, extension: str, *, fps: float | None, size: int
         if fps is not None:
             filters.append(f"fps={fps:.6g}")
         if size is not None:
-            filters.append(f"scale='if(lte(iw,ih),{size},-2)':'if(lte(iw,ih),-2,{size})'")
+            filters.append(f"scale='if(lte(iw,ih),{size},-1)':'if(lte(iw,ih),-1,{size})'")
         command = [ffmpeg(), "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path, "-map", "0:v:0",
                    "-an", "-sn", *(["-vf", ",".join(filters)] if filters else []), "-f", "image2pipe",
                    "-c:v", "pgm" if gray else "ppm", "pipe:1"]
