@@ -9,8 +9,10 @@ are translated into the stage commands
     a2d-read | a2d-shard | a2d-fetch | [a2d-subsample] | a2d-write --like video2dataset
 
 and run as the all-in-one runs img2dataset's arguments (all_in_one.py). What cannot work
-here is refused with the reason, never ignored: the model stages and cut detection (issue
-17), distributors other than multiprocessing, wandb.
+here is refused with the reason, never ignored: cut detection (issue 17), distributors other
+than multiprocessing, wandb. The model subsamplers (OpticalFlowSubsampler, WhisperSubsampler,
+CaptionSubsampler) run on each downloaded video as a2d-subsample's model stages
+(`_model_options`).
 """
 
 
@@ -30,6 +32,7 @@ from .plan import Plan, pipe_form
 from .read import FORMATS as READ_FORMATS
 from .shard import ShardOptions
 from .subsample import SubsampleOptions
+from .subsample.models import ModelOptions
 from .subsample.tools import tools_checked
 from .subsample.video import VideoOptions
 from .workers import available_cores
@@ -62,14 +65,11 @@ DEFAULT_CONFIG = {
 # Its other named configs, and why they cannot run here yet.
 NAMED_CONFIGS = {
     "downsample_ml": "it detects cuts (CutDetectionSubsampler), which is not built yet",
-    "optical_flow": "it runs the optical flow model stage, which is not built yet",
-    "caption": "it runs a captioning model stage, which is not built yet",
+    "caption": "it captions with a video BLIP model and an LLM (llm); here CaptionSubsampler's captioner_args "
+               "video_captioner names a transformers image-to-text model, which captions frames",
 }
 NOT_YET = {
     "CutDetectionSubsampler": "cut detection is not built yet",
-    "OpticalFlowSubsampler": "model stages (optical flow) are not built yet",
-    "CaptionSubsampler": "model stages (captioning) are not built yet",
-    "WhisperSubsampler": "model stages (speech transcription) are not built yet",
 }
 SUBSAMPLER_ARGS = {
     "ClippingSubsampler": {"min_length", "max_length", "max_length_strategy", "precision"},
@@ -83,9 +83,12 @@ SUBSAMPLER_ARGS = {
 RESIZE_MODES = {"scale": "scale", "scale,crop": "crop", "scale,crop,pad": "crop", "scale,pad": "pad", "pad": "pad"}
 STAGES_NOT_HERE = {
     "subset": "re-process a dataset with the stages: a2d-read DATASET | a2d-subsample ... | a2d-write OUT",
-    "optical_flow": "model stages are not built yet",
-    "caption": "model stages are not built yet",
-    "whisper": "model stages are not built yet",
+    "optical_flow": "run the model over a dataset with the stages: a2d-read DATASET | a2d-subsample --model "
+                    "optical_flow | a2d-write OUT (or give OpticalFlowSubsampler in the download's config)",
+    "caption": "run the model over a dataset with the stages: a2d-read DATASET | a2d-subsample --model caption "
+               "--model-option model=NAME_OR_PATH | a2d-write OUT (or give CaptionSubsampler in the config)",
+    "whisper": "run the model over a dataset with the stages: a2d-read DATASET | a2d-subsample --model whisper "
+               "--model-option model=NAME_OR_PATH | a2d-write OUT (or give WhisperSubsampler in the config)",
 }
 
 
@@ -95,6 +98,8 @@ def _loaded_config(config) -> dict:
     if isinstance(config, str):
         if config == "default":
             config = {}
+        elif config in NAMED_MODEL_CONFIGS:
+            config = NAMED_MODEL_CONFIGS[config]
         elif config in NAMED_CONFIGS:
             raise UsageProblem(f"config {config!r} is not supported: {NAMED_CONFIGS[config]}")
         else:
@@ -156,8 +161,12 @@ def _subsampler_args(subsampling: dict) -> dict[str, dict]:
     for name, spec in subsampling.items():
         if name in NOT_YET:
             raise UsageProblem(f"config: subsampling.{name} is not supported: {NOT_YET[name]}")
+        if name in MODEL_SUBSAMPLER_ARGS:
+            chosen[name] = _model_args(name, spec)
+            continue
         if name not in SUBSAMPLER_ARGS:
-            raise UsageProblem(f"config: unknown subsampler {name} (supported: {', '.join(SUBSAMPLER_ARGS)})")
+            raise UsageProblem(f"config: unknown subsampler {name} (supported: "
+                               f"{', '.join([*SUBSAMPLER_ARGS, *MODEL_SUBSAMPLER_ARGS])})")
         args = (spec or {}).get("args") if isinstance(spec or {}, dict) else 0
         if not isinstance(args if args is not None else {}, dict):
             raise UsageProblem(f"config: subsampling.{name} must be a mapping with args: {{...}}")
@@ -212,7 +221,7 @@ def _check_config(config: dict) -> None:
     if reading["sampler"] is not None:
         raise UsageProblem("config: reading.sampler is not supported: take part of the shards with "
                            "a2d-shard --part I/N")
-    unknown = set(reading) - set(DEFAULT_CONFIG["reading"])
+    unknown = set(reading) - set(DEFAULT_CONFIG["reading"]) - {"dataloader_args"}  # the models' (_model_options)
     unknown |= {f"storage.{k}" for k in set(storage) - set(DEFAULT_CONFIG["storage"])}
     unknown |= {f"distribution.{k}" for k in set(distribution) - set(DEFAULT_CONFIG["distribution"])}
     if unknown:
@@ -263,19 +272,112 @@ def video2dataset_plan(**arguments) -> Plan:
     # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
     # fails rather than being saved as a sample.
     video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips))
-    subsample = tools_checked(SubsampleOptions(video=video, workers=workers))
+    models, model_fields = _model_options(subsamplers, reading)
+    subsample = tools_checked(SubsampleOptions(video=video, workers=workers, models=models))
 
     presented = list(columns) if input_format != "txt" else []
     if clips:
         presented.append("clips")
     if a["caption_col"] and input_format != "txt":
         presented.append("caption")
+    presented += [name for name in model_fields if name not in presented]
     presented += ["url", "key", "status", "error_message"]
     # video2dataset writes the .json (and .txt) of failed samples too
     write = WriteOptions(output_format=a["output_format"], **sizes, like="video2dataset", keep_failed=True,
                          columns=presented)
     return Plan(inputs=[str(a["url_list"])], read=read, shard=shard, fetch=fetch, fetch_workers=workers,
                 subsample=subsample, write=write, output_folder=out, skip_done=a["incremental_mode"] == "incremental")
+
+
+# The model subsamplers: video2dataset's args for each, and how they become a2d-subsample's
+# model stages. Its optical_flow config is named too (configs/optical_flow.yaml).
+MODEL_SUBSAMPLER_ARGS = {
+    "OpticalFlowSubsampler": {"detector", "detector_args", "args", "fps", "downsample_size", "dtype"},
+    "WhisperSubsampler": {"model_name", "batch_size", "compute_type", "download_root"},
+    "CaptionSubsampler": {"captioner_args"},
+}
+NAMED_MODEL_CONFIGS = {
+    "optical_flow": {
+        "subsampling": {"OpticalFlowSubsampler": {"args": {"detector": "cv2", "detector_args": None, "dtype": "fp16"}}},
+        "reading": {"yt_args": {"download_size": 360, "yt_metadata_args": None},
+                    "dataloader_args": {"resize_size": 16, "decoder_kwargs": {"n_frames": None, "fps": 2,
+                                                                              "num_threads": 8, "return_bytes": True}},
+                    "timeout": 60, "sampler": None},
+        "storage": {"number_sample_per_shard": 1000, "oom_shard_count": 5, "captions_are_subtitles": False},
+        "distribution": {"processes_count": 16, "thread_count": 32, "subjob_size": 1000,
+                         "distributor": "multiprocessing"},
+    },
+}
+MODEL_FIELDS = {
+    "OpticalFlowSubsampler": ["mean_optical_flow_magnitude", "mean_optical_flow_magnitude_per_frame",
+                              "optical_flow_fps", "optical_flow_downsample_size", "optical_flow_dtype"],
+    "WhisperSubsampler": ["whisper_transcript"],
+    "CaptionSubsampler": ["caption"],
+}
+WHISPER_COMPUTE_TYPES = {"float16": "true", "float32": "false", "default": "auto"}
+
+
+def _model_args(name: str, spec) -> dict:
+    args = (spec or {}).get("args") if isinstance(spec or {}, dict) else 0
+    if not isinstance(args if args is not None else {}, dict):
+        raise UsageProblem(f"config: subsampling.{name} must be a mapping with args: {{...}}")
+    unknown = set(args or {}) - MODEL_SUBSAMPLER_ARGS[name]
+    if unknown:
+        raise UsageProblem(f"config: subsampling.{name}.args: unknown {', '.join(sorted(unknown))}")
+    return args or {}
+
+
+def _model_options(subsamplers: dict, reading: dict) -> tuple[ModelOptions | None, list[str]]:
+    """The model subsamplers' args as a2d-subsample's model stages (in video2dataset's worker
+    order: optical flow, transcription, captions), and the fields they add to the metadata."""
+    models, options, batch_size = [], [], ModelOptions().batch_size
+    loader = reading.get("dataloader_args") or {}
+    flow = subsamplers.get("OpticalFlowSubsampler")
+    if flow is not None:
+        where = "subsampling.OpticalFlowSubsampler.args"
+        if flow.get("detector", "cv2") != "cv2":
+            raise UsageProblem(f"config: {where}.detector {flow['detector']!r} is not supported: optical flow is "
+                               f"OpenCV's Farneback here (detector cv2); RAFT's code and weights are not shipped")
+        fps = flow.get("fps", -1)
+        fps = (loader.get("decoder_kwargs") or {}).get("fps", 2) if fps in (None, -1) else fps
+        size = flow.get("downsample_size") or loader.get("resize_size", 16)
+        detector_args = flow.get("detector_args", flow.get("args"))
+        models.append("optical_flow")
+        options += [f"optical_flow.fps={setting(f'{where}.fps', fps, float, 0.001)}",
+                    f"optical_flow.downsample_size={setting('reading.dataloader_args.resize_size', size, int, 2)}",
+                    f"optical_flow.dtype={flow.get('dtype', 'fp16')}", "optical_flow.save_flow=true"]
+        if detector_args:
+            options.append("optical_flow.detector_args=" + ",".join(str(value) for value in detector_args))
+    whisper = subsamplers.get("WhisperSubsampler")
+    if whisper is not None:
+        where = "subsampling.WhisperSubsampler.args"
+        compute = str(whisper.get("compute_type", "default"))
+        if compute not in WHISPER_COMPUTE_TYPES:
+            raise UsageProblem(f"config: {where}.compute_type {compute!r} is not supported: openai-whisper computes "
+                               f"in float16 or float32")
+        models.append("whisper")
+        options += [f"whisper.model={whisper.get('model_name', 'large-v2')}",
+                    f"whisper.fp16={WHISPER_COMPUTE_TYPES[compute]}"]
+        if whisper.get("download_root"):
+            options.append(f"whisper.download_root={whisper['download_root']}")
+        batch_size = setting(f"{where}.batch_size", whisper.get("batch_size", batch_size))
+    caption = subsamplers.get("CaptionSubsampler")
+    if caption is not None:
+        where = "subsampling.CaptionSubsampler.args.captioner_args"
+        captioner = caption.get("captioner_args") or {}
+        if not isinstance(captioner, dict) or not captioner.get("video_captioner"):
+            raise UsageProblem(f"config: {where} needs video_captioner: a transformers image-to-text model's name "
+                               f"or folder")
+        for name in sorted(set(captioner) - {"video_captioner"}):
+            if captioner[name] is not None:
+                raise UsageProblem(f"config: {where}.{name} is not supported: frames are captioned by the "
+                                   f"image-to-text model alone")
+        models.append("caption")
+        options += [f"caption.model={captioner['video_captioner']}", "caption.field=caption"]
+    fields = [field for name in MODEL_FIELDS if name in subsamplers for field in MODEL_FIELDS[name]]
+    if not models:
+        return None, []
+    return ModelOptions(tuple(models), tuple(options), batch_size), fields
 
 
 def stage_commands(**arguments) -> list[list[str]]:

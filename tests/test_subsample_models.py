@@ -264,3 +264,29 @@ def test_audio_comes_as_16_khz_mono_and_unreadable_media_say_why(clip, tone):
     with pytest.raises(Unusable) as problem:
         video_frames(tone, "wav", fps=1, size=16)
     assert (problem.value.kind, problem.value.message) == ("rejected", "no video stream")
+
+
+# video2dataset's model subsamplers in a2d-video2dataset's config, as model stages.
+
+def test_video2dataset_model_subsamplers_become_model_stages():
+    from any2dataset.video_all_in_one import NAMED_MODEL_CONFIGS, _model_options, _subsampler_args
+
+    config = NAMED_MODEL_CONFIGS["optical_flow"]
+    models, fields = _model_options(_subsampler_args(config["subsampling"]), config["reading"])
+    assert models == ModelOptions(("optical_flow",), ("optical_flow.fps=2.0", "optical_flow.downsample_size=16",
+                                                      "optical_flow.dtype=fp16", "optical_flow.save_flow=true"))
+    assert fields[:2] == ["mean_optical_flow_magnitude", "mean_optical_flow_magnitude_per_frame"]
+    subsamplers = _subsampler_args({
+        "OpticalFlowSubsampler": {"args": {"fps": 4, "downsample_size": 32,
+                                           "detector_args": [0.5, 3, 15, 3, 5, 1.2, 0]}},
+        "WhisperSubsampler": {"args": {"model_name": "small", "batch_size": 4, "compute_type": "float16",
+                                       "download_root": "/models"}},
+        "CaptionSubsampler": {"args": {"captioner_args": {"video_captioner": "/models/blip", "prompt": None}}}})
+    models, fields = _model_options(subsamplers, {})
+    assert models.models == ("optical_flow", "whisper", "caption") and models.batch_size == 4
+    assert models.options == ("optical_flow.fps=4.0", "optical_flow.downsample_size=32", "optical_flow.dtype=fp16",
+                              "optical_flow.save_flow=true", "optical_flow.detector_args=0.5,3,15,3,5,1.2,0",
+                              "whisper.model=small", "whisper.fp16=true", "whisper.download_root=/models",
+                              "caption.model=/models/blip", "caption.field=caption")
+    assert fields[-2:] == ["whisper_transcript", "caption"]
+    assert _model_options(_subsampler_args({}), {}) == (None, [])

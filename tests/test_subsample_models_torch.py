@@ -8,11 +8,14 @@ import io
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from any2dataset import record as rec
+from servers import serve_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FFMPEG = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-y"]
@@ -171,3 +174,51 @@ def test_cuda_asked_without_a_gpu_is_a_usage_problem(python, media):
                                   "--device", "cuda", "-w", "1")
     assert code == 2 and "--device cuda: torch sees no GPU here" in stderr
 
+
+
+ALL_IN_ONE = r"""
+import json, sys
+import any2dataset
+report = any2dataset.video2dataset(url_list=sys.argv[1], output_folder=sys.argv[2], output_format="webdataset",
+                                   config=json.loads(sys.argv[3]), quiet=True)
+print(json.dumps(report["statuses"]))
+"""
+
+
+def test_the_video2dataset_all_in_one_runs_the_model_subsamplers(python, media, tiny, tmp_path):
+    """video2dataset's OpticalFlowSubsampler (with its optical_flow config's reading settings),
+    WhisperSubsampler and CaptionSubsampler in a download: their fields in the .json and the
+    metadata parquet, the flow as a payload, the caption as the .txt."""
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "moving.mp4").write_bytes(media["moving.mp4"])
+    (served / "still.mp4").write_bytes(media["still.mp4"])
+    config = {"subsampling": {"OpticalFlowSubsampler": {"args": {"detector": "cv2", "dtype": "fp16"}},
+                              "WhisperSubsampler": {"args": {"model_name": tiny["whisper"], "batch_size": 2,
+                                                             "compute_type": "float32"}},
+                              "CaptionSubsampler": {"args": {"captioner_args": {"video_captioner": tiny["caption"],
+                                                                                "prompt": None}}}},
+              "reading": {"dataloader_args": {"resize_size": 16, "decoder_kwargs": {"fps": 2}}},
+              "distribution": {"processes_count": 2, "thread_count": 2}}
+    with serve_folder(served) as base:
+        listed = tmp_path / "list.csv"
+        listed.write_text(f"url\n{base}/moving.mp4\n{base}/still.mp4\n{base}/missing.mp4\n")
+        done = subprocess.run([str(python), "-c", ALL_IN_ONE, str(listed), str(tmp_path / "out"), json.dumps(config)],
+                              capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = pq.read_table(tmp_path / "out" / "00000.parquet").to_pylist()
+    statuses = json.loads(done.stdout.splitlines()[-1])
+    assert (statuses["success"], statuses["failed_to_download"]) == (2, 1), table
+    rows = {row["url"].rpartition("/")[2]: row for row in table}
+    assert rows["moving.mp4"]["mean_optical_flow_magnitude"] > rows["still.mp4"]["mean_optical_flow_magnitude"]
+    assert rows["moving.mp4"]["optical_flow_fps"] == 2
+    assert rows["missing.mp4"]["mean_optical_flow_magnitude"] is None
+    with tarfile.open(tmp_path / "out" / "00000.tar") as tar:
+        names = tar.getnames()
+        key = rows["moving.mp4"]["key"]
+        sample = json.loads(tar.extractfile(f"{key}.json").read())
+        caption = tar.extractfile(f"{key}.txt").read().decode()
+    assert f"{key}.optical_flow.npy" in names and f"{key}.mp4" in names
+    assert set(sample["whisper_transcript"]) == {"text", "language", "segments"}
+    assert len(sample["mean_optical_flow_magnitude_per_frame"]) == 3
+    assert caption == sample["caption"] and isinstance(caption, str)

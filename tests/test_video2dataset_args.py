@@ -48,11 +48,20 @@ def probe(path) -> dict:
 
 
 @pytest.mark.parametrize("arguments, reason", [
-    ({"stage": "optical_flow"}, "stage='optical_flow' is not supported: model stages are not built yet"),
+    ({"stage": "optical_flow"}, "stage='optical_flow' is not supported: run the model over a dataset with the stages"),
     ({"stage": "subset"}, "a2d-read DATASET | a2d-subsample"),
-    ({"config": "caption"}, "config 'caption' is not supported"),
+    ({"config": "caption"}, "config 'caption' is not supported: it captions with a video BLIP model and an LLM"),
     ({"config": {"subsampling": {"CutDetectionSubsampler": {"args": {}}}}}, "cut detection is not built yet"),
-    ({"config": {"subsampling": {"WhisperSubsampler": {"args": {}}}}}, "speech transcription"),
+    ({"config": {"subsampling": {"WhisperSubsampler": {"args": {"compute_type": "int8"}}}}},
+     "WhisperSubsampler.args.compute_type 'int8' is not supported"),
+    ({"config": {"subsampling": {"OpticalFlowSubsampler": {"args": {"detector": "raft"}}}}},
+     "detector 'raft' is not supported"),
+    ({"config": {"subsampling": {"CaptionSubsampler": {"args": {"captioner_args": {"video_captioner": "m",
+                                                                                    "llm": "l"}}}}}},
+     "captioner_args.llm is not supported"),
+    ({"config": {"subsampling": {"CaptionSubsampler": {"args": {}}}}}, "captioner_args needs video_captioner"),
+    ({"config": {"subsampling": {"WhisperSubsampler": {"args": {"model": "x"}}}}},
+     "WhisperSubsampler.args: unknown model"),
     ({"config": {"subsampling": {"Blur": {}}}}, "unknown subsampler Blur"),
     ({"config": {"subsampling": {"ClippingSubsampler": {"args": {"min_len": 2}}}}}, "unknown min_len"),
     ({"config": {"distribution": {"distributor": "pyspark"}}}, "distributor='pyspark' is not supported"),
