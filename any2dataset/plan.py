@@ -187,9 +187,15 @@ def subsample_arguments(options: SubsampleOptions) -> list[str]:
             "video_size": "--video-size", "video_resize_mode": "--video-resize-mode", "video_fps": "--video-fps",
             "audio_format": "--audio-format", "audio_rate": "--audio-rate", "audio_channels": "--audio-channels",
             "thumbnails": "--thumbnails", "clip_length": "--clip-length", "min_clip_length": "--min-clip-length",
-            "timeout": "--ffmpeg-timeout", "clip_windows": "--clip-windows", "non_media": "--non-media"})
+            "timeout": "--ffmpeg-timeout", "clip_windows": "--clip-windows", "non_media": "--non-media",
+            "cut_threshold": "--cut-threshold", "min_scene_length": "--min-scene-length",
+            "min_scene_frames": "--min-scene-frames", "cut_mode": "--cut-mode"})
         arguments += _switches(video, defaults, {"probe": ("--probe", None), "use_clips": ("--use-clips", None),
-                                                 "keep_video": ("--keep-video", None)})
+                                                 "keep_video": ("--keep-video", None),
+                                                 "detect_cuts": ("--detect-cuts", None),
+                                                 "use_cuts": ("--use-cuts", None)})
+        for rate in video.cut_framerates:
+            arguments += ["--cut-framerate", _text(rate)]
     return arguments + ["-w", str(options.workers)]
 
 
