@@ -9,8 +9,8 @@ are translated into the stage commands
     a2d-read | a2d-shard | a2d-fetch | [a2d-subsample] | a2d-write --like video2dataset
 
 and run as the all-in-one runs img2dataset's arguments (all_in_one.py). What cannot work
-here is refused with the reason, never ignored: the model stages and cut detection (issue
-17), distributors other than multiprocessing, wandb.
+here is refused with the reason, never ignored: the model stages (issue 17), distributors
+other than multiprocessing, wandb.
 """
 
 
@@ -59,14 +59,23 @@ DEFAULT_CONFIG = {
     "distribution": {"processes_count": 16, "thread_count": 32, "subjob_size": 1000,
                      "distributor": "multiprocessing"},
 }
+# Its named configs that run here: their subsampling sections (the other sections are the default's).
+RUNNABLE_CONFIGS = {
+    "downsample_ml": {"subsampling": {
+        "ResolutionSubsampler": {"args": {"video_size": 224, "resize_mode": "scale,crop,pad"}},
+        "FrameSubsampler": {"args": {"frame_rate": 5}},
+        "CutDetectionSubsampler": {"cuts_are_clips": True, "args": {
+            "cut_detection_mode": "all", "framerates": None, "threshold": 11.5, "min_scene_len": 15}},
+        "ClippingSubsampler": {"args": {"min_length": 4.0, "max_length": 10.0, "max_length_strategy": "all",
+                                        "precision": "keyframe_adjusted"}},
+        "FFProbeSubsampler": {"args": {"extract_keyframes": False}}}},
+}
 # Its other named configs, and why they cannot run here yet.
 NAMED_CONFIGS = {
-    "downsample_ml": "it detects cuts (CutDetectionSubsampler), which is not built yet",
     "optical_flow": "it runs the optical flow model stage, which is not built yet",
     "caption": "it runs a captioning model stage, which is not built yet",
 }
 NOT_YET = {
-    "CutDetectionSubsampler": "cut detection is not built yet",
     "OpticalFlowSubsampler": "model stages (optical flow) are not built yet",
     "CaptionSubsampler": "model stages (captioning) are not built yet",
     "WhisperSubsampler": "model stages (speech transcription) are not built yet",
@@ -77,6 +86,7 @@ SUBSAMPLER_ARGS = {
     "FrameSubsampler": {"frame_rate", "downsample_method", "encode_format"},
     "AudioRateSubsampler": {"sample_rate", "encode_format", "n_audio_channels"},
     "FFProbeSubsampler": {"extract_keyframes"},
+    "CutDetectionSubsampler": {"cut_detection_mode", "framerates", "threshold", "min_scene_len"},
 }
 # video2dataset's resize_mode (filters applied in this order: scale the height to the size,
 # crop the centre square, pad to the square) as a2d-subsample's --video-resize-mode.
@@ -95,6 +105,8 @@ def _loaded_config(config) -> dict:
     if isinstance(config, str):
         if config == "default":
             config = {}
+        elif config in RUNNABLE_CONFIGS:
+            config = RUNNABLE_CONFIGS[config]
         elif config in NAMED_CONFIGS:
             raise UsageProblem(f"config {config!r} is not supported: {NAMED_CONFIGS[config]}")
         else:
@@ -126,7 +138,7 @@ def _read_yaml(path: str) -> dict:
             loaded = yaml.safe_load(file)
     except FileNotFoundError:
         raise UsageProblem(f"config {path!r}: no such file (nor one of the named configs default, "
-                           f"{', '.join(NAMED_CONFIGS)})") from None
+                           f"{', '.join([*RUNNABLE_CONFIGS, *NAMED_CONFIGS])})") from None
     except yaml.YAMLError as error:
         raise UsageProblem(f"config {path}: not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(loaded, dict):
@@ -262,7 +274,8 @@ def video2dataset_plan(**arguments) -> Plan:
                          timeout=setting("reading.timeout", reading["timeout"], float, 0.001), hash=None)
     # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
     # fails rather than being saved as a sample.
-    video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips))
+    cuts = _cut_detection_settings(config["subsampling"], subsamplers)
+    video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips, cuts))
     subsample = tools_checked(SubsampleOptions(video=video, workers=workers))
 
     presented = list(columns) if input_format != "txt" else []
@@ -270,6 +283,8 @@ def video2dataset_plan(**arguments) -> Plan:
         presented.append("clips")
     if a["caption_col"] and input_format != "txt":
         presented.append("caption")
+    if cuts:
+        presented.append("cuts")
     presented += ["url", "key", "status", "error_message"]
     # video2dataset writes the .json (and .txt) of failed samples too
     write = WriteOptions(output_format=a["output_format"], **sizes, like="video2dataset", keep_failed=True,
@@ -284,11 +299,14 @@ def stage_commands(**arguments) -> list[list[str]]:
     return pipe_form(video2dataset_plan(**arguments))
 
 
-def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dict:
-    """VideoOptions' settings for the configured subsamplers."""
+def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool, cuts: dict) -> dict:
+    """VideoOptions' settings for the configured subsamplers (`cuts`: those of cut detection)."""
     settings = {}
-    if clips:
+    if clips or cuts.get("use_cuts"):
         settings.update(_clipping_settings(subsamplers.get("ClippingSubsampler", {})))
+    if cuts.get("use_cuts"):
+        settings["use_clips"] = False  # the scenes replace the clip column's spans, as in video2dataset
+    settings.update(cuts)
     resolution = subsamplers.get("ResolutionSubsampler")
     if resolution is not None:
         settings.update(_resolution_settings(resolution))
@@ -321,6 +339,36 @@ def _clipping_settings(clipping: dict) -> dict:
         raise UsageProblem("config: ClippingSubsampler precision must be low, keyframe_adjusted or exact")
     # Every precision is cut exactly here (clips are re-encoded): see the README.
     return settings
+
+
+def _cut_detection_settings(subsampling: dict, subsamplers: dict) -> dict:
+    """CutDetectionSubsampler (its args, checked by _subsampler_args, and cuts_are_clips) as
+    VideoOptions' settings. Its threshold is PySceneDetect's ContentDetector's (a mean change of
+    hue, saturation and value, 0-255); ours is ffmpeg's scene score (a mean pixel change,
+    0-255, over 100): threshold / 100 puts the two on one scale, so the same setting finds the
+    hard cuts both see, not always the same soft ones."""
+    if "CutDetectionSubsampler" not in subsampling:
+        return {}
+    spec = subsampling["CutDetectionSubsampler"] or {}
+    where = "subsampling.CutDetectionSubsampler"
+    unknown = set(spec) - {"args", "cuts_are_clips"}
+    if unknown:
+        raise UsageProblem(f"config: {where}: unknown {', '.join(sorted(unknown))} (it takes args and cuts_are_clips)")
+    args = subsamplers["CutDetectionSubsampler"]
+    mode = args.get("cut_detection_mode", "all")
+    if mode not in ("all", "longest"):
+        raise UsageProblem(f"config: {where}.args.cut_detection_mode must be all or longest, not {mode!r}")
+    threshold = setting(f"{where}.args.threshold", args.get("threshold", 27), float, 0.001)
+    if threshold > 100:
+        raise UsageProblem(f"config: {where}.args.threshold {threshold:g} is over 100: ffmpeg's scene score, "
+                           f"which detects cuts here, cannot reach it (thresholds up to 100 are supported)")
+    framerates = args.get("framerates")
+    if framerates is not None and not isinstance(framerates, (list, tuple)):
+        raise UsageProblem(f"config: {where}.args.framerates must be null or a list of frame rates")
+    rates = tuple(setting(f"{where}.args.framerates", rate, float, 0.001) for rate in framerates or ())
+    return {"detect_cuts": True, "use_cuts": bool(spec.get("cuts_are_clips", False)), "cut_mode": mode,
+            "cut_threshold": threshold / 100, "min_scene_length": 0.0, "cut_framerates": rates,
+            "min_scene_frames": setting(f"{where}.args.min_scene_len", args.get("min_scene_len", 15), int, 0)}
 
 
 def _resolution_settings(resolution: dict) -> dict:
