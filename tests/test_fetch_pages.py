@@ -213,3 +213,20 @@ def test_a_missing_extra_is_one_clear_message(monkeypatch):
         list(fetch([{"url": "http://127.0.0.1:9/page"}], FetchOptions(source="yt-dlp")))
     result = CliRunner().invoke(fetch_command.main, ["--source", "yt-dlp"], input='{"url": "http://127.0.0.1:9/"}\n')
     assert result.exit_code != 0 and "pip install 'any2dataset[ytdlp]'" in result.output + str(result.exception)
+
+
+def test_video2dataset_s_yt_args_become_fetch_options(monkeypatch):
+    from any2dataset import video_all_in_one as v2d
+
+    monkeypatch.setattr(v2d, "ytdlp_available", lambda: True)
+    settings = v2d.yt_settings({"download_size": 720, "download_audio_rate": 16000,
+                                "yt_metadata_args": {"writesubtitles": "first", "subtitleslangs": ["es", "en"],
+                                                     "writeautomaticsub": True, "get_info": True}}, {"audio": "m4a"})
+    assert settings == {"download_size": 720, "download_audio_rate": 16000, "audio_only": True, "source": "pages",
+                        "yt_metadata": True, "subtitle_langs": ("es", "en"), "all_subtitle_langs": False,
+                        "auto_subtitles": True}
+    assert FetchOptions(**settings).source == "pages"
+    with pytest.raises(Exception, match="yt_args: unknown format"):
+        v2d.yt_settings({"format": "18"}, {"video": "mp4"})
+    monkeypatch.setattr(v2d, "ytdlp_available", lambda: False)
+    assert v2d.yt_settings({}, {"video": "mp4"})["source"] == "auto"  # direct links need no extra

@@ -181,8 +181,9 @@ class ByteSize(click.ParamType):
                    "-w 1), or write each record as soon as it is done (the default: downloads finish out of order).")
 @click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,
               help="Which URLs go through yt-dlp (the ytdlp extra): auto, pages of the sites its extractors know "
-                   "(when it is installed); yt-dlp, every URL (its generic extractor reads any page's <video>); "
-                   "direct, none. .m3u8 and .mpd URLs become one mp4 through ffmpeg unless direct.")
+                   "(when it is installed); pages, every URL whose name is not a media file (video2dataset's "
+                   "rule); yt-dlp, every URL (its generic extractor reads any page's <video>); direct, none. "
+                   ".m3u8 and .mpd URLs become one mp4 through ffmpeg unless direct.")
 @click.option("--download-size", default=360, show_default=True, type=click.IntRange(0), metavar="HEIGHT",
               help="Pages: the smallest video at least HEIGHT tall (video2dataset's download_size); 0: any.")
 @click.option("--download-audio-rate", default=44100, show_default=True, type=click.IntRange(0), metavar="HZ",
@@ -210,7 +211,7 @@ class ByteSize(click.ParamType):
 @common_options
 def main(inputs, workers, on_error, output, console, **params):
     options = fetch_options(**params)
-    if options.source == "yt-dlp":
+    if options.source in ("yt-dlp", "pages"):
         from ..fetch.ytdlp import require
 
         require()  # a missing extra: one clear message before any input is read

@@ -20,8 +20,9 @@ DEFAULT_PER_HOST = 16
 RAMP_START = 2
 DOWN_SECONDS = 60.0
 # Which URLs go through yt-dlp (fetch/pages.py): `auto`, those of a site one of its extractors
-# knows; `yt-dlp`, every URL (its generic extractor reads any page); `direct`, none.
-SOURCES = ("auto", "direct", "yt-dlp")
+# knows; `pages`, every URL whose name is not a media file (video2dataset's rule); `yt-dlp`,
+# every URL (its generic extractor reads any page); `direct`, none.
+SOURCES = ("auto", "pages", "direct", "yt-dlp")
 
 
 @dataclass

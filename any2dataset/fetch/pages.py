@@ -39,9 +39,9 @@ class Media:
         self.matcher = None
         self.extract = None
         self.pool = None
-        if options.source == "yt-dlp":
+        if options.source in ("yt-dlp", "pages"):
             ytdlp.require()  # a missing extra is one clear error before any work
-        self.use_ytdlp = options.source == "yt-dlp" or (options.source == "auto" and ytdlp.available())
+        self.use_ytdlp = options.source != "direct" and ytdlp.available()
 
     def wants(self, url: str) -> bool:
         """Whether this URL is a stream or a page (else the engine downloads it directly)."""
@@ -53,6 +53,8 @@ class Media:
             return True
         if not self.use_ytdlp or self._named_file(url):
             return False
+        if self.options.source == "pages":
+            return True
         if self.matcher is None:
             self.matcher = ytdlp.PageMatcher()
         return self.matcher(url)
