@@ -124,11 +124,15 @@ _FETCH_FLAGS = {
     "backoff": "--backoff", "max_retry_after": "--max-retry-after", "max_size": "--max-size",
     "body_memory": "--body-memory", "max_redirects": "--max-redirects", "user_agent": "--user-agent",
     "user_agent_token": "--user-agent-token", "proxy": "--proxy", "ca_bundle": "--ca-bundle",
-    "disallowed_directives": "--disallowed-header-directives",
+    "disallowed_directives": "--disallowed-header-directives", "source": "--source",
+    "download_size": "--download-size", "download_audio_rate": "--download-audio-rate",
+    "ytdlp_format": "--ytdlp-format", "extract_workers": "--extract-workers",
 }
 _FETCH_SWITCHES = {"ramp_up": ("--ramp-up", "--no-ramp-up"), "system_dns": ("--system-dns", None),
                    "insecure": ("--insecure", None), "location_trusted": ("--location-trusted", None),
-                   "retry_failed": ("--retry-failed", None), "ordered": ("--ordered", "--unordered")}
+                   "retry_failed": ("--retry-failed", None), "ordered": ("--ordered", "--unordered"),
+                   "audio_only": ("--audio-only", None), "yt_metadata": ("--yt-metadata", None),
+                   "auto_subtitles": ("--auto-subtitles", None), "all_subtitle_langs": (None, "--subtitles-first")}
 
 
 def fetch_arguments(options: FetchOptions, workers: int) -> list[str]:
@@ -148,6 +152,8 @@ def fetch_arguments(options: FetchOptions, workers: int) -> list[str]:
         arguments += ["--allow-address", network]
     for pinned in options.resolve:
         arguments += ["--resolve", pinned]
+    for language in options.subtitle_langs:
+        arguments += ["--subtitles", language]
     return arguments + ["-w", str(workers)]
 
 

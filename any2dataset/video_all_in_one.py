@@ -26,6 +26,7 @@ from .all_in_one import (
 )
 from .errors import UsageProblem
 from .fetch.options import FetchOptions
+from .fetch.ytdlp import available as ytdlp_available
 from .plan import Plan, pipe_form
 from .read import FORMATS as READ_FORMATS
 from .shard import ShardOptions
@@ -216,8 +217,8 @@ def _check_config(config: dict) -> None:
     """Refuse config settings we do not know or do not do (yet)."""
     storage, distribution, reading = config["storage"], config["distribution"], config["reading"]
     if storage["captions_are_subtitles"]:
-        raise UsageProblem("config: storage.captions_are_subtitles is not supported: subtitles from video "
-                           "pages (yt-dlp) are not built yet")
+        raise UsageProblem("config: storage.captions_are_subtitles is not supported: clips by subtitles "
+                           "are not built yet (subtitles come in yt_meta_dict and LANG.vtt)")
     if distribution["distributor"] != "multiprocessing":
         raise UsageProblem(f"config: distribution.distributor={distribution['distributor']!r} is not supported: "
                            f"{UNSUPPORTED['distributor']}")
@@ -271,8 +272,9 @@ def video2dataset_plan(**arguments) -> Plan:
     processes = setting("distribution.processes_count", distribution["processes_count"])
     workers = min(processes, available_cores())
     fetch = FetchOptions(concurrency=setting("distribution.thread_count", distribution["thread_count"]) * processes,
-                         timeout=setting("reading.timeout", reading["timeout"], float, 0.001), hash=None)
-    # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
+                         timeout=setting("reading.timeout", reading["timeout"], float, 0.001), hash=None,
+                         **yt_settings(reading["yt_args"], encode_formats))
+    # A reply that is not audio or video (an error page, a page no yt-dlp extractor knows)
     # fails rather than being saved as a sample.
     cuts = _cut_detection_settings(config["subsampling"], subsamplers)
     video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips, cuts))
@@ -291,6 +293,45 @@ def video2dataset_plan(**arguments) -> Plan:
                          columns=presented)
     return Plan(inputs=[str(a["url_list"])], read=read, shard=shard, fetch=fetch, fetch_workers=workers,
                 subsample=subsample, write=write, output_folder=out, skip_done=a["incremental_mode"] == "incremental")
+
+
+YT_ARGS = {"download_size", "download_audio_rate", "yt_metadata_args"}
+YT_METADATA_ARGS = {"writesubtitles", "writealllangs", "subtitleslangs", "writeautomaticsub", "get_info"}
+
+
+def yt_settings(yt_args, encode_formats: dict) -> dict:
+    """reading.yt_args (download_size, download_audio_rate, yt_metadata_args) as FetchOptions'
+    page settings. video2dataset sends every URL whose name is not a media file through yt-dlp
+    (a2d-fetch --source pages); without yt-dlp installed they are fetched directly (--source
+    auto), as before, so a list of direct links needs no extra."""
+    if not isinstance(yt_args or {}, dict):
+        raise UsageProblem("config: reading.yt_args must be a mapping")
+    yt_args = yt_args or {}
+    unknown = set(yt_args) - YT_ARGS
+    if unknown:
+        raise UsageProblem(f"config: reading.yt_args: unknown {', '.join(sorted(unknown))}")
+    settings = {"download_size": setting("reading.yt_args.download_size", yt_args.get("download_size", 360), int, 0),
+                "download_audio_rate": setting("reading.yt_args.download_audio_rate",
+                                               yt_args.get("download_audio_rate", 44100), int, 0),
+                "audio_only": "video" not in encode_formats,
+                "source": "pages" if ytdlp_available() else "auto"}
+    meta = yt_args.get("yt_metadata_args") or {}
+    if not isinstance(meta, dict):
+        raise UsageProblem("config: reading.yt_args.yt_metadata_args must be a mapping")
+    unknown = set(meta) - YT_METADATA_ARGS
+    if unknown:
+        raise UsageProblem(f"config: reading.yt_args.yt_metadata_args: unknown {', '.join(sorted(unknown))}")
+    settings["yt_metadata"] = bool(meta.get("get_info"))
+    if meta.get("writesubtitles"):
+        languages = meta.get("subtitleslangs") or ["en"]
+        if isinstance(languages, str):
+            languages = [languages]
+        settings["subtitle_langs"] = tuple(str(language) for language in languages)
+        # video2dataset: 'first' takes the first language found, 'all' (or True) every one;
+        # its writealllangs says the same in its code.
+        settings["all_subtitle_langs"] = meta["writesubtitles"] != "first" or bool(meta.get("writealllangs"))
+        settings["auto_subtitles"] = bool(meta.get("writeautomaticsub"))
+    return settings
 
 
 def stage_commands(**arguments) -> list[list[str]]:

@@ -196,15 +196,22 @@ def test_the_example_runs(tmp_path):
 
 
 def test_a_reply_that_is_not_a_video_fails_instead_of_being_saved(tmp_path, videos):
-    """video2dataset saves whatever an .mp4 URL returns; a page URL would go to yt-dlp, which
-    is not used yet: both fail here, with what came instead."""
+    """video2dataset saves whatever an .mp4 URL returns; a page URL goes to yt-dlp (when it is
+    installed: there it finds no video and fails as no_content), else is fetched and fails as
+    not a video."""
+    from any2dataset.fetch import ytdlp
+
     listed = tmp_path / "list.csv"
     listed.write_text(f"url\n{videos}/v0.mp4\n{videos}/\n")  # the second: the server's HTML index page
     report = any2dataset.video2dataset(url_list=str(listed), output_folder=str(tmp_path / "out"), quiet=True)
     assert report["statuses"]["success"] == 1
     rows = sorted(pq.read_table(tmp_path / "out" / "00000.parquet").to_pylist(), key=lambda row: row["key"])
-    assert [row["status"] for row in rows] == ["success", "failed_to_subsample"]
-    assert rows[1]["error_message"].startswith("not audio or video: html (text/html")
+    if ytdlp.available():
+        assert [row["status"] for row in rows] == ["success", "failed_to_download"]
+        assert rows[1]["error_message"].startswith("yt-dlp: Unsupported URL")
+    else:
+        assert [row["status"] for row in rows] == ["success", "failed_to_subsample"]
+        assert rows[1]["error_message"].startswith("not audio or video: html (text/html")
     # as video2dataset, the failed sample's .json is written too
     assert sorted(p.name for p in (tmp_path / "out" / "00000").iterdir()) == ["00000000.json", "00000000.mp4",
                                                                                 "00000001.json"]
