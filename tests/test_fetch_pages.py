@@ -51,6 +51,9 @@ def site(tmp_path_factory):
     (root / "hls").mkdir()
     ffmpeg("-i", str(root / "clip.mp4"), "-c", "copy", "-f", "hls", "-hls_time", "1", "-hls_playlist_type", "vod",
            str(root / "hls" / "index.m3u8"))
+    (root / "dash").mkdir()
+    ffmpeg("-i", str(root / "clip.mp4"), "-map", "0", "-c", "copy", "-f", "dash", "-seg_duration", "1",
+           str(root / "dash" / "manifest.mpd"))
     (root / "clip.en.vtt").write_text(VTT)
     (root / "page.html").write_text('<html><head><title>My clip</title></head><body><video src="clip.mp4">'
                                     '<track kind="subtitles" srclang="en" src="clip.en.vtt"></video></body></html>')
@@ -111,6 +114,17 @@ def test_an_hls_stream_as_a_page_and_as_a_playlist_becomes_one_mp4(site, tmp_pat
                 continue
             assert record["status"] == "success", record
             assert streams_of(record["files"]["mp4"], tmp_path) == ["audio", "video"]
+
+
+def test_a_dash_manifest_becomes_one_mp4(site, tmp_path, monkeypatch):
+    _, base = site
+    monkeypatch.setattr(ytdlp, "available", lambda: False)  # (ffmpeg alone)
+    [record], _ = run([f"{base}/dash/manifest.mpd"], source="auto")
+    assert record["status"] == "success", record
+    assert streams_of(record["files"]["mp4"], tmp_path) == ["audio", "video"]
+    duration = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
+                               str(tmp_path / "probe.mp4")], capture_output=True, text=True, check=True).stdout
+    assert abs(float(duration) - 3) < 0.5
 
 
 def test_a_direct_playlist_needs_no_ytdlp(site, tmp_path, monkeypatch):
