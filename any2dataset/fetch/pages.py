@@ -12,6 +12,7 @@ A direct .m3u8 or .mpd URL goes to ffmpeg without yt-dlp.
 """
 
 import asyncio
+import contextlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
@@ -146,13 +147,19 @@ class Media:
         if self.extract is None:
             self.extract = ytdlp.Extractor(self.options)
             self.pool = ThreadPoolExecutor(max_workers=self.options.extract_workers, thread_name_prefix="a2d-ytdlp")
+        async with self._host_slot(url, position):
+            return await asyncio.get_running_loop().run_in_executor(self.pool, self.extract, url)
+
+    @contextlib.asynccontextmanager
+    async def _host_slot(self, url: str, position: int):
+        """One of the URL's host's slots, held while yt-dlp or ffmpeg talks to it; how it went
+        counts for the host as a download's outcome does."""
         key = _host_key(url)
         await self.slots.acquire(key, position)
         kind = "other"
         try:
-            info = await asyncio.get_running_loop().run_in_executor(self.pool, self.extract, url)
+            yield
             kind = None
-            return info
         except SourceError as error:
             kind = error.kind
             raise
@@ -166,20 +173,10 @@ class Media:
         return outcome.body
 
     async def _stream(self, url: str, position: int, deadline: float, headers=None):
-        key = _host_key(url)
-        await self.slots.acquire(key, position)
-        kind = "other"
-        try:
-            result = await streams.download(url, timeout=self.options.timeout, deadline=_left(deadline),
-                                            max_size=self.options.max_size, user_agent=self.options.full_user_agent(),
-                                            audio_only=self.options.audio_only, headers=headers)
-            kind = None
-            return result
-        except SourceError as error:
-            kind = error.kind
-            raise
-        finally:
-            self.slots.release(key, kind, answered=kind not in ("connect", "dns", "timeout", "other"))
+        async with self._host_slot(url, position):
+            return await streams.download(url, timeout=self.options.timeout, deadline=_left(deadline),
+                                          max_size=self.options.max_size, user_agent=self.options.full_user_agent(),
+                                          audio_only=self.options.audio_only, headers=headers)
 
 
 def _succeeded(record: dict, body, extension: str, payloads: dict, final_url: str | None = None) -> dict:
