@@ -124,11 +124,15 @@ _FETCH_FLAGS = {
     "backoff": "--backoff", "max_retry_after": "--max-retry-after", "max_size": "--max-size",
     "body_memory": "--body-memory", "max_redirects": "--max-redirects", "user_agent": "--user-agent",
     "user_agent_token": "--user-agent-token", "proxy": "--proxy", "ca_bundle": "--ca-bundle",
-    "disallowed_directives": "--disallowed-header-directives",
+    "disallowed_directives": "--disallowed-header-directives", "source": "--source",
+    "download_size": "--download-size", "download_audio_rate": "--download-audio-rate",
+    "ytdlp_format": "--ytdlp-format", "extract_workers": "--extract-workers",
 }
 _FETCH_SWITCHES = {"ramp_up": ("--ramp-up", "--no-ramp-up"), "system_dns": ("--system-dns", None),
                    "insecure": ("--insecure", None), "location_trusted": ("--location-trusted", None),
-                   "retry_failed": ("--retry-failed", None), "ordered": ("--ordered", "--unordered")}
+                   "retry_failed": ("--retry-failed", None), "ordered": ("--ordered", "--unordered"),
+                   "audio_only": ("--audio-only", None), "yt_metadata": ("--yt-metadata", None),
+                   "auto_subtitles": ("--auto-subtitles", None), "all_subtitle_langs": (None, "--subtitles-first")}
 
 
 def fetch_arguments(options: FetchOptions, workers: int) -> list[str]:
@@ -148,6 +152,8 @@ def fetch_arguments(options: FetchOptions, workers: int) -> list[str]:
         arguments += ["--allow-address", network]
     for pinned in options.resolve:
         arguments += ["--resolve", pinned]
+    for language in options.subtitle_langs:
+        arguments += ["--subtitles", language]
     return arguments + ["-w", str(workers)]
 
 
@@ -187,9 +193,15 @@ def subsample_arguments(options: SubsampleOptions) -> list[str]:
             "video_size": "--video-size", "video_resize_mode": "--video-resize-mode", "video_fps": "--video-fps",
             "audio_format": "--audio-format", "audio_rate": "--audio-rate", "audio_channels": "--audio-channels",
             "thumbnails": "--thumbnails", "clip_length": "--clip-length", "min_clip_length": "--min-clip-length",
-            "timeout": "--ffmpeg-timeout", "clip_windows": "--clip-windows", "non_media": "--non-media"})
+            "timeout": "--ffmpeg-timeout", "clip_windows": "--clip-windows", "non_media": "--non-media",
+            "cut_threshold": "--cut-threshold", "min_scene_length": "--min-scene-length",
+            "min_scene_frames": "--min-scene-frames", "cut_mode": "--cut-mode"})
         arguments += _switches(video, defaults, {"probe": ("--probe", None), "use_clips": ("--use-clips", None),
-                                                 "keep_video": ("--keep-video", None)})
+                                                 "keep_video": ("--keep-video", None),
+                                                 "detect_cuts": ("--detect-cuts", None),
+                                                 "use_cuts": ("--use-cuts", None)})
+        for rate in video.cut_framerates:
+            arguments += ["--cut-framerate", _text(rate)]
     if options.models is not None:
         arguments += [*(part for name in options.models.models for part in ("--model", name)),
                       *(part for text in options.models.options for part in ("--model-option", text)),

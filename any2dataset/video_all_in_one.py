@@ -9,10 +9,9 @@ are translated into the stage commands
     a2d-read | a2d-shard | a2d-fetch | [a2d-subsample] | a2d-write --like video2dataset
 
 and run as the all-in-one runs img2dataset's arguments (all_in_one.py). What cannot work
-here is refused with the reason, never ignored: cut detection (issue 17), distributors other
-than multiprocessing, wandb. The model subsamplers (OpticalFlowSubsampler, WhisperSubsampler,
-CaptionSubsampler) run on each downloaded video as a2d-subsample's model stages
-(`_model_options`).
+here is refused with the reason, never ignored: distributors other than multiprocessing,
+wandb. The model subsamplers (OpticalFlowSubsampler, WhisperSubsampler, CaptionSubsampler)
+run on each downloaded video as a2d-subsample's model stages (`_model_options`).
 """
 
 
@@ -28,6 +27,7 @@ from .all_in_one import (
 )
 from .errors import UsageProblem
 from .fetch.options import FetchOptions
+from .fetch.ytdlp import available as ytdlp_available
 from .plan import Plan, pipe_form
 from .read import FORMATS as READ_FORMATS
 from .shard import ShardOptions
@@ -62,21 +62,35 @@ DEFAULT_CONFIG = {
     "distribution": {"processes_count": 16, "thread_count": 32, "subjob_size": 1000,
                      "distributor": "multiprocessing"},
 }
+# Its named configs that run here (the sections they leave out are the default's).
+RUNNABLE_CONFIGS = {
+    "downsample_ml": {"subsampling": {
+        "ResolutionSubsampler": {"args": {"video_size": 224, "resize_mode": "scale,crop,pad"}},
+        "FrameSubsampler": {"args": {"frame_rate": 5}},
+        "CutDetectionSubsampler": {"cuts_are_clips": True, "args": {
+            "cut_detection_mode": "all", "framerates": None, "threshold": 11.5, "min_scene_len": 15}},
+        "ClippingSubsampler": {"args": {"min_length": 4.0, "max_length": 10.0, "max_length_strategy": "all",
+                                        "precision": "keyframe_adjusted"}},
+        "FFProbeSubsampler": {"args": {"extract_keyframes": False}}}},
+    "optical_flow": {  # video2dataset's configs/optical_flow.yaml: flow at 2 fps on frames 16 pixels high
+        "subsampling": {"OpticalFlowSubsampler": {"args": {"detector": "cv2", "detector_args": None, "dtype": "fp16"}}},
+        "reading": {"yt_args": {"download_size": 360, "yt_metadata_args": None},
+                    "dataloader_args": {"resize_size": 16, "decoder_kwargs": {
+                        "n_frames": None, "fps": 2, "num_threads": 8, "return_bytes": True}}}},
+}
 # Its other named configs, and why they cannot run here yet.
 NAMED_CONFIGS = {
-    "downsample_ml": "it detects cuts (CutDetectionSubsampler), which is not built yet",
     "caption": "it captions with a video BLIP model and an LLM (llm); here CaptionSubsampler's captioner_args "
                "video_captioner names a transformers image-to-text model, which captions frames",
 }
-NOT_YET = {
-    "CutDetectionSubsampler": "cut detection is not built yet",
-}
+NOT_YET: dict[str, str] = {}  # subsamplers not built yet, and why: none now
 SUBSAMPLER_ARGS = {
     "ClippingSubsampler": {"min_length", "max_length", "max_length_strategy", "precision"},
     "ResolutionSubsampler": {"video_size", "height", "width", "resize_mode", "encode_format"},
     "FrameSubsampler": {"frame_rate", "downsample_method", "encode_format"},
     "AudioRateSubsampler": {"sample_rate", "encode_format", "n_audio_channels"},
     "FFProbeSubsampler": {"extract_keyframes"},
+    "CutDetectionSubsampler": {"cut_detection_mode", "framerates", "threshold", "min_scene_len"},
 }
 # video2dataset's resize_mode (filters applied in this order: scale the height to the size,
 # crop the centre square, pad to the square) as a2d-subsample's --video-resize-mode.
@@ -98,8 +112,8 @@ def _loaded_config(config) -> dict:
     if isinstance(config, str):
         if config == "default":
             config = {}
-        elif config in NAMED_MODEL_CONFIGS:
-            config = NAMED_MODEL_CONFIGS[config]
+        elif config in RUNNABLE_CONFIGS:
+            config = RUNNABLE_CONFIGS[config]
         elif config in NAMED_CONFIGS:
             raise UsageProblem(f"config {config!r} is not supported: {NAMED_CONFIGS[config]}")
         else:
@@ -131,7 +145,7 @@ def _read_yaml(path: str) -> dict:
             loaded = yaml.safe_load(file)
     except FileNotFoundError:
         raise UsageProblem(f"config {path!r}: no such file (nor one of the named configs default, "
-                           f"{', '.join(NAMED_CONFIGS)})") from None
+                           f"{', '.join([*RUNNABLE_CONFIGS, *NAMED_CONFIGS])})") from None
     except yaml.YAMLError as error:
         raise UsageProblem(f"config {path}: not valid YAML: {str(error).splitlines()[0]}") from None
     if not isinstance(loaded, dict):
@@ -213,8 +227,8 @@ def _check_config(config: dict) -> None:
     """Refuse config settings we do not know or do not do (yet)."""
     storage, distribution, reading = config["storage"], config["distribution"], config["reading"]
     if storage["captions_are_subtitles"]:
-        raise UsageProblem("config: storage.captions_are_subtitles is not supported: subtitles from video "
-                           "pages (yt-dlp) are not built yet")
+        raise UsageProblem("config: storage.captions_are_subtitles is not supported: clips by subtitles "
+                           "are not built yet (subtitles come in yt_meta_dict and LANG.vtt)")
     if distribution["distributor"] != "multiprocessing":
         raise UsageProblem(f"config: distribution.distributor={distribution['distributor']!r} is not supported: "
                            f"{UNSUPPORTED['distributor']}")
@@ -268,10 +282,12 @@ def video2dataset_plan(**arguments) -> Plan:
     processes = setting("distribution.processes_count", distribution["processes_count"])
     workers = min(processes, available_cores())
     fetch = FetchOptions(concurrency=setting("distribution.thread_count", distribution["thread_count"]) * processes,
-                         timeout=setting("reading.timeout", reading["timeout"], float, 0.001), hash=None)
-    # A reply that is not audio or video (an error page, a video page: yt-dlp is not used yet)
+                         timeout=setting("reading.timeout", reading["timeout"], float, 0.001), hash=None,
+                         **yt_settings(reading["yt_args"], encode_formats))
+    # A reply that is not audio or video (an error page, a page no yt-dlp extractor knows)
     # fails rather than being saved as a sample.
-    video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips))
+    cuts = _cut_detection_settings(config["subsampling"], subsamplers)
+    video = VideoOptions(non_media="fail", **_video_settings(subsamplers, encode_formats, clips, cuts))
     models, model_fields = _model_options(subsamplers, reading)
     subsample = tools_checked(SubsampleOptions(video=video, workers=workers, models=models))
 
@@ -280,6 +296,8 @@ def video2dataset_plan(**arguments) -> Plan:
         presented.append("clips")
     if a["caption_col"] and input_format != "txt":
         presented.append("caption")
+    if cuts:
+        presented.append("cuts")
     presented += [name for name in model_fields if name not in presented]
     presented += ["url", "key", "status", "error_message"]
     # video2dataset writes the .json (and .txt) of failed samples too
@@ -290,23 +308,11 @@ def video2dataset_plan(**arguments) -> Plan:
 
 
 # The model subsamplers: video2dataset's args for each, and how they become a2d-subsample's
-# model stages. Its optical_flow config is named too (configs/optical_flow.yaml).
+# model stages (its optical_flow config is in RUNNABLE_CONFIGS).
 MODEL_SUBSAMPLER_ARGS = {
     "OpticalFlowSubsampler": {"detector", "detector_args", "args", "fps", "downsample_size", "dtype"},
     "WhisperSubsampler": {"model_name", "batch_size", "compute_type", "download_root"},
     "CaptionSubsampler": {"captioner_args"},
-}
-NAMED_MODEL_CONFIGS = {
-    "optical_flow": {
-        "subsampling": {"OpticalFlowSubsampler": {"args": {"detector": "cv2", "detector_args": None, "dtype": "fp16"}}},
-        "reading": {"yt_args": {"download_size": 360, "yt_metadata_args": None},
-                    "dataloader_args": {"resize_size": 16, "decoder_kwargs": {"n_frames": None, "fps": 2,
-                                                                              "num_threads": 8, "return_bytes": True}},
-                    "timeout": 60, "sampler": None},
-        "storage": {"number_sample_per_shard": 1000, "oom_shard_count": 5, "captions_are_subtitles": False},
-        "distribution": {"processes_count": 16, "thread_count": 32, "subjob_size": 1000,
-                         "distributor": "multiprocessing"},
-    },
 }
 MODEL_FIELDS = {
     "OpticalFlowSubsampler": ["mean_optical_flow_magnitude", "mean_optical_flow_magnitude_per_frame",
@@ -380,17 +386,59 @@ def _model_options(subsamplers: dict, reading: dict) -> tuple[ModelOptions | Non
     return ModelOptions(tuple(models), tuple(options), batch_size), fields
 
 
+YT_ARGS = {"download_size", "download_audio_rate", "yt_metadata_args"}
+YT_METADATA_ARGS = {"writesubtitles", "writealllangs", "subtitleslangs", "writeautomaticsub", "get_info"}
+
+
+def yt_settings(yt_args, encode_formats: dict) -> dict:
+    """reading.yt_args (download_size, download_audio_rate, yt_metadata_args) as FetchOptions'
+    page settings. video2dataset sends every URL whose name is not a media file through yt-dlp
+    (a2d-fetch --source pages); without yt-dlp installed they are fetched directly (--source
+    auto), as before, so a list of direct links needs no extra."""
+    if not isinstance(yt_args or {}, dict):
+        raise UsageProblem("config: reading.yt_args must be a mapping")
+    yt_args = yt_args or {}
+    unknown = set(yt_args) - YT_ARGS
+    if unknown:
+        raise UsageProblem(f"config: reading.yt_args: unknown {', '.join(sorted(unknown))}")
+    settings = {"download_size": setting("reading.yt_args.download_size", yt_args.get("download_size", 360), int, 0),
+                "download_audio_rate": setting("reading.yt_args.download_audio_rate",
+                                               yt_args.get("download_audio_rate", 44100), int, 0),
+                "audio_only": "video" not in encode_formats,
+                "source": "pages" if ytdlp_available() else "auto"}
+    meta = yt_args.get("yt_metadata_args") or {}
+    if not isinstance(meta, dict):
+        raise UsageProblem("config: reading.yt_args.yt_metadata_args must be a mapping")
+    unknown = set(meta) - YT_METADATA_ARGS
+    if unknown:
+        raise UsageProblem(f"config: reading.yt_args.yt_metadata_args: unknown {', '.join(sorted(unknown))}")
+    settings["yt_metadata"] = bool(meta.get("get_info"))
+    if meta.get("writesubtitles"):
+        languages = meta.get("subtitleslangs") or ["en"]
+        if isinstance(languages, str):
+            languages = [languages]
+        settings["subtitle_langs"] = tuple(str(language) for language in languages)
+        # video2dataset: 'first' takes the first language found, 'all' (or True) every one;
+        # its writealllangs says the same in its code.
+        settings["all_subtitle_langs"] = meta["writesubtitles"] != "first" or bool(meta.get("writealllangs"))
+        settings["auto_subtitles"] = bool(meta.get("writeautomaticsub"))
+    return settings
+
+
 def stage_commands(**arguments) -> list[list[str]]:
     """The stage commands (argument lists after `python -m any2dataset.STAGE`) for
     video2dataset's arguments."""
     return pipe_form(video2dataset_plan(**arguments))
 
 
-def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool) -> dict:
-    """VideoOptions' settings for the configured subsamplers."""
+def _video_settings(subsamplers: dict, encode_formats: dict, clips: bool, cuts: dict) -> dict:
+    """VideoOptions' settings for the configured subsamplers (`cuts`: those of cut detection)."""
     settings = {}
-    if clips:
+    if clips or cuts.get("use_cuts"):
         settings.update(_clipping_settings(subsamplers.get("ClippingSubsampler", {})))
+    if cuts.get("use_cuts"):
+        settings["use_clips"] = False  # the scenes replace the clip column's spans, as in video2dataset
+    settings.update(cuts)
     resolution = subsamplers.get("ResolutionSubsampler")
     if resolution is not None:
         settings.update(_resolution_settings(resolution))
@@ -423,6 +471,36 @@ def _clipping_settings(clipping: dict) -> dict:
         raise UsageProblem("config: ClippingSubsampler precision must be low, keyframe_adjusted or exact")
     # Every precision is cut exactly here (clips are re-encoded): see the README.
     return settings
+
+
+def _cut_detection_settings(subsampling: dict, subsamplers: dict) -> dict:
+    """CutDetectionSubsampler (its args, checked by _subsampler_args, and cuts_are_clips) as
+    VideoOptions' settings. Its threshold is PySceneDetect's ContentDetector's (a mean change of
+    hue, saturation and value, 0-255); ours is ffmpeg's scene score (a mean pixel change,
+    0-255, over 100): threshold / 100 puts the two on one scale, so the same setting finds the
+    hard cuts both see, not always the same soft ones."""
+    if "CutDetectionSubsampler" not in subsampling:
+        return {}
+    spec = subsampling["CutDetectionSubsampler"] or {}
+    where = "subsampling.CutDetectionSubsampler"
+    unknown = set(spec) - {"args", "cuts_are_clips"}
+    if unknown:
+        raise UsageProblem(f"config: {where}: unknown {', '.join(sorted(unknown))} (it takes args and cuts_are_clips)")
+    args = subsamplers["CutDetectionSubsampler"]
+    mode = args.get("cut_detection_mode", "all")
+    if mode not in ("all", "longest"):
+        raise UsageProblem(f"config: {where}.args.cut_detection_mode must be all or longest, not {mode!r}")
+    threshold = setting(f"{where}.args.threshold", args.get("threshold", 27), float, 0.001)
+    if threshold > 100:
+        raise UsageProblem(f"config: {where}.args.threshold {threshold:g} is over 100: ffmpeg's scene score, "
+                           f"which detects cuts here, cannot reach it (thresholds up to 100 are supported)")
+    framerates = args.get("framerates")
+    if framerates is not None and not isinstance(framerates, (list, tuple)):
+        raise UsageProblem(f"config: {where}.args.framerates must be null or a list of frame rates")
+    rates = tuple(setting(f"{where}.args.framerates", rate, float, 0.001) for rate in framerates or ())
+    return {"detect_cuts": True, "use_cuts": bool(spec.get("cuts_are_clips", False)), "cut_mode": mode,
+            "cut_threshold": threshold / 100, "min_scene_length": 0.0, "cut_framerates": rates,
+            "min_scene_frames": setting(f"{where}.args.min_scene_len", args.get("min_scene_len", 15), int, 0)}
 
 
 def _resolution_settings(resolution: dict) -> dict:

@@ -269,9 +269,9 @@ def test_audio_comes_as_16_khz_mono_and_unreadable_media_say_why(clip, tone):
 # video2dataset's model subsamplers in a2d-video2dataset's config, as model stages.
 
 def test_video2dataset_model_subsamplers_become_model_stages():
-    from any2dataset.video_all_in_one import NAMED_MODEL_CONFIGS, _model_options, _subsampler_args
+    from any2dataset.video_all_in_one import RUNNABLE_CONFIGS, _model_options, _subsampler_args
 
-    config = NAMED_MODEL_CONFIGS["optical_flow"]
+    config = RUNNABLE_CONFIGS["optical_flow"]
     models, fields = _model_options(_subsampler_args(config["subsampling"]), config["reading"])
     assert models == ModelOptions(("optical_flow",), ("optical_flow.fps=2.0", "optical_flow.downsample_size=16",
                                                       "optical_flow.dtype=fp16", "optical_flow.save_flow=true"))

@@ -51,7 +51,6 @@ def probe(path) -> dict:
     ({"stage": "optical_flow"}, "stage='optical_flow' is not supported: run the model over a dataset with the stages"),
     ({"stage": "subset"}, "a2d-read DATASET | a2d-subsample"),
     ({"config": "caption"}, "config 'caption' is not supported: it captions with a video BLIP model and an LLM"),
-    ({"config": {"subsampling": {"CutDetectionSubsampler": {"args": {}}}}}, "cut detection is not built yet"),
     ({"config": {"subsampling": {"WhisperSubsampler": {"args": {"compute_type": "int8"}}}}},
      "WhisperSubsampler.args.compute_type 'int8' is not supported"),
     ({"config": {"subsampling": {"OpticalFlowSubsampler": {"args": {"detector": "raft"}}}}},
@@ -62,6 +61,8 @@ def probe(path) -> dict:
     ({"config": {"subsampling": {"CaptionSubsampler": {"args": {}}}}}, "captioner_args needs video_captioner"),
     ({"config": {"subsampling": {"WhisperSubsampler": {"args": {"model": "x"}}}}},
      "WhisperSubsampler.args: unknown model"),
+    ({"config": {"subsampling": {"CutDetectionSubsampler": {"args": {"cut_detection_mode": "middle"}}}}},
+     "cut_detection_mode must be all or longest"),
     ({"config": {"subsampling": {"Blur": {}}}}, "unknown subsampler Blur"),
     ({"config": {"subsampling": {"ClippingSubsampler": {"args": {"min_len": 2}}}}}, "unknown min_len"),
     ({"config": {"distribution": {"distributor": "pyspark"}}}, "distributor='pyspark' is not supported"),
@@ -204,15 +205,22 @@ def test_the_example_runs(tmp_path):
 
 
 def test_a_reply_that_is_not_a_video_fails_instead_of_being_saved(tmp_path, videos):
-    """video2dataset saves whatever an .mp4 URL returns; a page URL would go to yt-dlp, which
-    is not used yet: both fail here, with what came instead."""
+    """video2dataset saves whatever an .mp4 URL returns; a page URL goes to yt-dlp (when it is
+    installed: there it finds no video and fails as no_content), else is fetched and fails as
+    not a video."""
+    from any2dataset.fetch import ytdlp
+
     listed = tmp_path / "list.csv"
     listed.write_text(f"url\n{videos}/v0.mp4\n{videos}/\n")  # the second: the server's HTML index page
     report = any2dataset.video2dataset(url_list=str(listed), output_folder=str(tmp_path / "out"), quiet=True)
     assert report["statuses"]["success"] == 1
     rows = sorted(pq.read_table(tmp_path / "out" / "00000.parquet").to_pylist(), key=lambda row: row["key"])
-    assert [row["status"] for row in rows] == ["success", "failed_to_subsample"]
-    assert rows[1]["error_message"].startswith("not audio or video: html (text/html")
+    if ytdlp.available():
+        assert [row["status"] for row in rows] == ["success", "failed_to_download"]
+        assert rows[1]["error_message"].startswith("yt-dlp: Unsupported URL")
+    else:
+        assert [row["status"] for row in rows] == ["success", "failed_to_subsample"]
+        assert rows[1]["error_message"].startswith("not audio or video: html (text/html")
     # as video2dataset, the failed sample's .json is written too
     assert sorted(p.name for p in (tmp_path / "out" / "00000").iterdir()) == ["00000000.json", "00000000.mp4",
                                                                                 "00000001.json"]

@@ -16,6 +16,7 @@ from ..fetch import (
     DOWN_SECONDS,
     HASH_NAMES,
     RAMP_START,
+    SOURCES,
     FetchOptions,
 )
 from ..fetch.dns import parse_server
@@ -178,6 +179,30 @@ class ByteSize(click.ParamType):
 @click.option("--ordered/--unordered", default=False, show_default=True,
               help="Keep the input order on output (a slow download then holds back those after it; implies "
                    "-w 1), or write each record as soon as it is done (the default: downloads finish out of order).")
+@click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,
+              help="Which URLs go through yt-dlp (the ytdlp extra): auto, pages of the sites its extractors know "
+                   "(when it is installed); pages, every URL whose name is not a media file (video2dataset's "
+                   "rule); yt-dlp, every URL (its generic extractor reads any page's <video>); direct, none. "
+                   ".m3u8 and .mpd URLs become one mp4 through ffmpeg unless direct.")
+@click.option("--download-size", default=360, show_default=True, type=click.IntRange(0), metavar="HEIGHT",
+              help="Pages: the smallest video at least HEIGHT tall (video2dataset's download_size); 0: any.")
+@click.option("--download-audio-rate", default=44100, show_default=True, type=click.IntRange(0), metavar="HZ",
+              help="Pages: the smallest audio of at least HZ (video2dataset's download_audio_rate); 0: any.")
+@click.option("--audio-only", is_flag=True, help="Pages and streams: the audio only (m4a).")
+@click.option("--ytdlp-format", metavar="FORMAT",
+              help="Pages: this yt-dlp format string instead of the one --download-size and "
+                   "--download-audio-rate make.")
+@click.option("--yt-metadata", is_flag=True,
+              help="Pages: the platform's info (title, description, duration, uploader, upload_date, view_count, "
+                   "tags, chapters, ...) in a yt_meta_dict field, as video2dataset writes it.")
+@click.option("--subtitles", "subtitle_langs", multiple=True, metavar="LANG",
+              help="Pages: subtitles in this language (repeatable) as a LANG.vtt payload, as cues in "
+                   "yt_meta_dict.subtitles and as text in subtitles.LANG.")
+@click.option("--subtitles-first", is_flag=True,
+              help="Only the first language of --subtitles that the page has (video2dataset's writesubtitles: first).")
+@click.option("--auto-subtitles", is_flag=True, help="Pages: automatic captions where there are no subtitles.")
+@click.option("--extract-workers", default=8, show_default=True, type=click.IntRange(1), metavar="N",
+              help="Pages read by yt-dlp at once (threads); their media downloads are not counted here.")
 @click.option("-w", "--workers", default=0, show_default=True, type=click.IntRange(0),
               help="Worker processes; 0: one per core, 1 runs in this process. Use 1 when fanning out several "
                    "pipelines per machine.")
@@ -186,6 +211,10 @@ class ByteSize(click.ParamType):
 @common_options
 def main(inputs, workers, on_error, output, console, **params):
     options = fetch_options(**params)
+    if options.source in ("yt-dlp", "pages"):
+        from ..fetch.ytdlp import require
+
+        require()  # a missing extra: one clear message before any input is read
     console.waiting_on_terminal(inputs)
     reader = RecordReader(inputs, on_error=on_error)
     workers = 1 if options.ordered else (workers or available_cores())
@@ -222,7 +251,10 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
                   deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash,
                   user_agent, user_agent_token, headers, headers_env,
                   disallowed_header_directives, schemes, networks, pinned, insecure, ca_bundle, retry_failed, ordered,
-                  proxy=None, location_trusted=False, body_memory=None, **_other) -> FetchOptions:
+                  proxy=None, location_trusted=False, body_memory=None, source="auto", download_size=360,
+                  download_audio_rate=44100, audio_only=False, ytdlp_format=None, yt_metadata=False,
+                  subtitle_langs=(), subtitles_first=False, auto_subtitles=False, extract_workers=8,
+                  **_other) -> FetchOptions:
     """The command's parameters (as click parsed them) as FetchOptions; the all-in-one uses it too."""
     try:
         import ipaddress
@@ -246,7 +278,10 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
         disallowed_directives=tuple(d.strip() for d in disallowed_header_directives.split(",") if d.strip()),
         allowed_schemes=DEFAULT_SCHEMES | {s.lower() for s in schemes}, allowed_networks=networks, resolve=pinned,
         insecure=insecure, ca_bundle=ca_bundle, retry_failed=retry_failed, ordered=ordered, proxy=proxy or None,
-        location_trusted=location_trusted, body_memory=body_memory,
+        location_trusted=location_trusted, body_memory=body_memory, source=source, download_size=download_size,
+        download_audio_rate=download_audio_rate, audio_only=audio_only, ytdlp_format=ytdlp_format or None,
+        yt_metadata=yt_metadata, subtitle_langs=tuple(subtitle_langs), all_subtitle_langs=not subtitles_first,
+        auto_subtitles=auto_subtitles, extract_workers=extract_workers,
     )
 
 

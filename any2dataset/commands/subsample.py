@@ -95,6 +95,22 @@ IMAGE_OPTIONS = ["image_size", "resize_mode", "resize_only_if_bigger", "upscale_
                    "KEY_00001 ... with source_key, clip_start, clip_end and clip_count.")
 @click.option("--use-clips", is_flag=True, help="Cut audio and video at the record's clips field "
               "([[start, end], ...], from a2d-read --clip-col).")
+@click.option("--detect-cuts", is_flag=True, help="Detect scene cuts in videos (ffmpeg's scene score): a cuts "
+              "field with the scenes as frame ranges, {cuts_original_fps: [[0, 25], [25, 65], ...], original_fps: "
+              "25.0}, as video2dataset's cut detection gives it.")
+@click.option("--use-cuts", is_flag=True, help="Cut videos at the detected scenes, one record per scene as with "
+              "--use-clips (implies --detect-cuts; --clip-length and --min-clip-length apply to the scenes).")
+@click.option("--cut-threshold", type=click.FloatRange(0, 1, min_open=True), default=0.3, show_default=True,
+              help="A frame whose scene score (0: the same picture, 1: all new) is at least this starts a scene.")
+@click.option("--min-scene-length", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Drop a cut closer than this many seconds to the previous cut kept or to the start.")
+@click.option("--min-scene-frames", type=click.IntRange(min=0), default=0, show_default=True,
+              help="The same in frames (video2dataset's min_scene_len); the longer of the two holds.")
+@click.option("--cut-mode", type=click.Choice(["all", "longest"]), default="all", show_default=True,
+              help="Keep every scene, or only the longest (video2dataset's cut_detection_mode).")
+@click.option("--cut-framerate", "cut_framerates", multiple=True, type=click.FloatRange(min=0, min_open=True),
+              help="Also detect cuts in the video dropped to this frame rate, as cuts_FPS in the cuts field, in "
+                   "frames of the original (video2dataset's framerates). Repeatable.")
 @click.option("--clip-windows", type=click.Choice(["all", "first"]), default="all", show_default=True,
               help="With --clip-length: every window of each span, or only the first (video2dataset's "
                    "max_length_strategy).")
@@ -155,8 +171,9 @@ def _counted(records, statuses: Counter):
 def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, oversize, sniff, workers, ordered,
                       video_size, video_resize_mode, video_fps, audio_format, audio_rate, audio_channels, probe,
                       thumbnails, clip_length, use_clips, min_clip_length, ffmpeg_timeout, non_images=None,
-                      keep_video=False, clip_windows="all", non_media=None, models=(), model_options=(),
-                      batch_size=8, device="auto", **other) -> SubsampleOptions:
+                      keep_video=False, clip_windows="all", non_media=None, detect_cuts=False, use_cuts=False,
+                      cut_threshold=0.3, min_scene_length=0.5, min_scene_frames=0, cut_mode="all", cut_framerates=(),
+                      models=(), model_options=(), batch_size=8, device="auto", **other) -> SubsampleOptions:
     """The command's parameters (as click parsed them) as SubsampleOptions, with the media tools they
     need checked now (not in a worker); the all-in-one uses it too."""
     given = {name: other[name] for name in IMAGE_OPTIONS if other.get(name) is not None}
@@ -164,7 +181,9 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
                          audio_format=audio_format, audio_rate=audio_rate, audio_channels=audio_channels, probe=probe,
                          thumbnails=thumbnails, clip_length=clip_length, use_clips=use_clips,
                          min_clip_length=min_clip_length, timeout=ffmpeg_timeout, keep_video=keep_video,
-                         clip_windows=clip_windows, non_media=non_media or "keep")
+                         clip_windows=clip_windows, non_media=non_media or "keep", detect_cuts=detect_cuts,
+                         use_cuts=use_cuts, cut_threshold=cut_threshold, min_scene_length=min_scene_length,
+                         min_scene_frames=min_scene_frames, cut_mode=cut_mode, cut_framerates=tuple(cut_framerates))
     options = SubsampleOptions(
         selection=Selection(fraction=fraction, seed=seed, max_records=max_records,
                             where=tuple(Condition.parse(text) for text in conditions)),

@@ -10,11 +10,12 @@ from .options import (
     DOWN_SECONDS,
     HASH_NAMES,
     RAMP_START,
+    SOURCES,
     FetchOptions,
 )
 
 __all__ = ["fetch", "FetchOptions", "needs_fetch", "DEFAULT_SCHEMES", "DEFAULT_DISALLOWED_DIRECTIVES",
-           "DEFAULT_PER_HOST", "DEFAULT_USER_AGENT", "DOWN_SECONDS", "HASH_NAMES", "RAMP_START"]
+           "DEFAULT_PER_HOST", "DEFAULT_USER_AGENT", "DOWN_SECONDS", "HASH_NAMES", "RAMP_START", "SOURCES"]
 
 
 def __getattr__(name):

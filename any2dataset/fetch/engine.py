@@ -31,6 +31,7 @@ from .curl import CurlClient, Outcome, SpilledBody
 from .guards import Guard, ascii_pin, is_literal_address
 from .hosts import HostDown, SharedSlots, Slots
 from .options import DOWN_SECONDS, RAMP_START, FetchOptions
+from .pages import Media
 
 _DONE = object()
 
@@ -225,6 +226,7 @@ class _Run:
                                "and found no name server (/etc/resolv.conf): give one with --dns-server")
         self.curl = CurlClient(self.loop, options, self.guard, self.robots_tokens, self.disallowed,
                                own_dns=self.resolver is not None and not options.system_dns)
+        self.media = Media(options, self._get, self.slots)  # video pages and streams (pages.py)
         try:
             reader = threading.Thread(target=self._read_input, name="a2d-fetch-input", daemon=True)
             reader.start()
@@ -233,6 +235,7 @@ class _Run:
                 await asyncio.wait(set(self.pending))
             self._send_results()
         finally:
+            self.media.close()
             self.curl.close()
             self.files.shutdown(wait=False, cancel_futures=True)
 
@@ -303,6 +306,8 @@ class _Run:
         if kind is not None:
             return rec.failure(record, "failed_to_download", kind, message)
         if scheme in ("http", "https"):
+            if self.media.wants(url):
+                return await self.media.fetch(record, url, position)
             return await self._fetch_http(record, url, position)
         started = time.monotonic()
         try:
@@ -318,38 +323,48 @@ class _Run:
         return _succeeded(record, body, mime, url if scheme != "data" else "data:", time.monotonic() - started, 0)
 
     async def _fetch_http(self, record: dict, url: str, position: int) -> dict:
+        outcome, final_url, attempt = await self._get(url, position)
+        if outcome.kind is None:
+            record["http_status"] = outcome.status
+            result = _succeeded(record, outcome.body, outcome.content_type, final_url, outcome.seconds, attempt)
+            result["final_url"] = final_url if final_url != url else None
+            return result
+        if outcome.status is not None:
+            record["http_status"] = outcome.status
+        return _failed(record, outcome.kind, outcome.message, outcome.seconds, attempt)
+
+    async def _get(self, url: str, position: int, deadline: float | None = None) -> tuple[Outcome, str, int]:
+        """`url` with its redirects and retries: the last attempt's outcome (its `seconds` those
+        of every attempt), the final URL and the number of retries. Each attempt within
+        `deadline` (default --deadline)."""
         options = self.options
         attempt = 0
         seconds = 0.0  # in requests only: waiting for a slot, DNS or a retry does not count
         while True:
-            outcome, final_url = await self._follow(url, position)
+            outcome, final_url = await self._follow(url, position, deadline)
             seconds += outcome.seconds
-            if outcome.kind is None:
-                record["http_status"] = outcome.status
-                result = _succeeded(record, outcome.body, outcome.content_type, final_url, seconds, attempt)
-                result["final_url"] = final_url if final_url != url else None
-                return result
-            if outcome.final or attempt >= options.retries or not policy.retryable(outcome.kind, outcome.status):
-                if outcome.status is not None:
-                    record["http_status"] = outcome.status
-                return _failed(record, outcome.kind, outcome.message, seconds, attempt)
+            outcome.seconds = seconds
+            if outcome.kind is None or outcome.final or attempt >= options.retries or \
+                    not policy.retryable(outcome.kind, outcome.status):
+                return outcome, final_url, attempt
             wait = policy.backoff(attempt, options.backoff, options.max_backoff)
             if outcome.retry_after is not None:  # the server said when: believe it, within reason
                 wait = min(outcome.retry_after, options.max_retry_after)
             await asyncio.sleep(wait)  # holding no slot meanwhile
             attempt += 1
 
-    async def _follow(self, url: str, position: int) -> tuple[Outcome, str]:
+    async def _follow(self, url: str, position: int, deadline: float | None = None) -> tuple[Outcome, str]:
         """One attempt: the request and its redirects, each hop checked by the guard and
         given its own host's turn; the deadline covers the hops' time in libcurl."""
         options = self.options
+        deadline = options.deadline if deadline is None else deadline
         spent = 0.0
         origin = _origin(url)
         for hop in range(options.max_redirects + 1):
             # --header values (API keys, tokens) go to the first URL's host only, unless
             # --location-trusted, as curl does; libcurl itself drops only Authorization and Cookie.
             send_headers = options.location_trusted or _origin(url) == origin
-            outcome = await self._request(url, options.deadline - spent, position, send_headers)
+            outcome = await self._request(url, deadline - spent, position, send_headers)
             spent += outcome.seconds
             outcome.seconds = spent
             if outcome.location is None:
@@ -359,8 +374,8 @@ class _Run:
             url, _scheme, kind, message = self.guard.check(urljoin(url, outcome.location), redirected=True)
             if kind is not None:
                 return Outcome(kind=kind, message=message, seconds=spent, final=True), url
-            if spent >= options.deadline:
-                return Outcome(kind="timeout", message=f"deadline of {options.deadline:g}s exceeded in redirects",
+            if spent >= deadline:
+                return Outcome(kind="timeout", message=f"deadline of {deadline:g}s exceeded in redirects",
                                seconds=spent), url
         return Outcome(kind="too_many_redirects",
                        message=f"more than {options.max_redirects} redirects (--max-redirects)",

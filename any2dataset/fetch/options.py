@@ -5,6 +5,7 @@ import os
 from dataclasses import dataclass, field
 
 from .. import __version__
+from ..errors import UsageProblem
 
 TOOL_TOKEN = "any2dataset"
 DEFAULT_USER_AGENT = f"{TOOL_TOKEN}/{__version__}"
@@ -18,6 +19,10 @@ HASH_NAMES = ("md5", "sha256", "sha512", "xxh64")
 DEFAULT_PER_HOST = 16
 RAMP_START = 2
 DOWN_SECONDS = 60.0
+# Which URLs go through yt-dlp (fetch/pages.py): `auto`, those of a site one of its extractors
+# knows; `pages`, every URL whose name is not a media file (video2dataset's rule); `yt-dlp`,
+# every URL (its generic extractor reads any page); `direct`, none.
+SOURCES = ("auto", "pages", "direct", "yt-dlp")
 
 
 @dataclass
@@ -60,6 +65,21 @@ class FetchOptions:
     # every worker draws from, so one worker may use all of -j when the others are idle.
     shared_concurrency: int | None = None
     slot_pipe: tuple[int, int] | None = None
+    # Video pages (yt-dlp) and streams (ffmpeg), with video2dataset's yt_args: fetch/pages.py.
+    source: str = "auto"
+    download_size: int = 360  # the smallest video at least this tall (video2dataset's download_size); 0: any
+    download_audio_rate: int = 44100  # the smallest audio at least this rate (download_audio_rate); 0: any
+    audio_only: bool = False
+    ytdlp_format: str | None = None  # a yt-dlp format string, instead of the one the three above make
+    yt_metadata: bool = False  # the page's info (title, description, ...) into yt_meta_dict
+    subtitle_langs: tuple[str, ...] = ()  # subtitles in these languages, as LANG.vtt payloads and text
+    all_subtitle_langs: bool = True  # every language of subtitle_langs found, or only the first
+    auto_subtitles: bool = False  # automatic captions too, where no subtitles are
+    extract_workers: int = 8  # threads running yt-dlp's extraction at once
+
+    def __post_init__(self):
+        if self.source not in SOURCES:
+            raise UsageProblem(f"source must be one of {', '.join(SOURCES)}, not {self.source!r}")
 
     def in_flight_limit(self) -> int:
         """The most requests this process may have in flight."""

@@ -10,13 +10,19 @@ payload, in this order:
   `duration` (seconds), `width` and `height` (video only) and `video_metadata` (format,
   duration, bit_rate and one object per stream with always the same keys, null where they do
   not apply) describing the media payload the record carries, after the other transforms.
-- **Clips** (`clip_length`, `use_clips`): one record per clip, keyed `{key}_{i:05d}` (i from
-  0 in clip order), with `source_key`, `clip_start`, `clip_end` (seconds in the source) and
-  `clip_count` (how many clips the source gave, so a writer can tell when a source is done);
-  the other fields are copied, except `clips`. `use_clips` takes the spans of the record's
-  `clips` field ([[start, end], ...], in seconds or "HH:MM:SS.mmm"); a record without one
-  is not cut. `clip_length` cuts each span (or the whole media) into windows of that many
-  seconds, the last one shorter. Clips are clamped to the media's duration and dropped when
+- **Cuts** (`detect_cuts`, `cut_threshold`, `min_scene_length`, `min_scene_frames`,
+  `cut_mode`, `cut_framerates`; see cuts.py): a video gets `cuts`, its scenes as frame ranges,
+  as video2dataset's CutDetectionSubsampler gives them: {"cuts_original_fps": [[0, 25],
+  [25, 65], ...], "original_fps": 25.0}. Media without a video stream get none.
+- **Clips** (`clip_length`, `use_clips`, `use_cuts`): one record per clip, keyed
+  `{key}_{i:05d}` (i from 0 in clip order), with `source_key`, `clip_start`, `clip_end`
+  (seconds in the source) and `clip_count` (how many clips the source gave, so a writer can
+  tell when a source is done); the other fields are copied, except `clips`. `use_clips` takes
+  the spans of the record's `clips` field ([[start, end], ...], in seconds or
+  "HH:MM:SS.mmm"); a record without one is not cut. `use_cuts` takes the scenes found by cut
+  detection instead (frames / original_fps, as video2dataset's cuts_are_clips); audio without
+  video is not cut. `clip_length` cuts each span (or the whole media) into windows of that
+  many seconds, the last one shorter. Clips are clamped to the media's duration and dropped when
   not longer than `min_clip_length` (video2dataset's min_length: a clip of exactly that length
   goes too), and always when under 10 ms; a record left without clips
   fails with error_kind `rejected`, and one that cannot be cut fails whole (one failure
@@ -66,6 +72,7 @@ import orjson
 from .. import record as rec
 from ..errors import MissingTool, UsageProblem
 from ..filetypes import AUDIO_MIMES, MEDIA_MIMES, NOT_MEDIA, is_media
+from . import cuts as scene_cuts
 
 RESIZE_MODES = ("scale", "crop", "pad")
 # audio_format -> ffmpeg encoder; the payload takes the format's name as its extension
@@ -104,6 +111,13 @@ class VideoOptions:
     keep_video: bool = False  # with audio_format: the video stays beside its audio track
     clip_windows: str = "all"  # all | first: the windows of clip_length kept from each span
     non_media: str = "keep"  # keep | fail: what becomes of a payload that is neither audio nor video
+    detect_cuts: bool = False  # give videos a `cuts` field (scenes as frame ranges)
+    cut_threshold: float = 0.3  # ffmpeg's scene score (0-1) from which a frame starts a new scene
+    min_scene_length: float = 0.5  # seconds: a cut closer than this to the previous one (or the start) is dropped
+    min_scene_frames: int = 0  # the same in frames (video2dataset's min_scene_len); the longer one holds
+    cut_mode: str = "all"  # all | longest: every scene, or only the longest (video2dataset's cut_detection_mode)
+    cut_framerates: tuple[float, ...] = ()  # also detect at these frame rates: cuts_{fps} (video2dataset's framerates)
+    use_cuts: bool = False  # clip videos at the detected scenes (implies detect_cuts)
 
     def __post_init__(self):
         if self.video_resize_mode not in RESIZE_MODES:
@@ -121,12 +135,29 @@ class VideoOptions:
             raise UsageProblem(f"clip windows must be all or first, not {self.clip_windows!r}")
         if self.thumbnails < 0 or self.min_clip_length < 0:
             raise UsageProblem("thumbnails and min clip length may not be negative")
+        self._check_cuts()
+
+    def _check_cuts(self) -> None:
+        if self.use_cuts:
+            self.detect_cuts = True
+            if self.use_clips:
+                raise UsageProblem("clip at the clips field or at the detected cuts, not both")
+        if not 0 < self.cut_threshold <= 1:
+            raise UsageProblem(f"cut threshold is a scene score between 0 and 1, got {self.cut_threshold}")
+        if self.min_scene_length < 0 or self.min_scene_frames < 0:
+            raise UsageProblem("min scene length may not be negative")
+        if self.cut_mode not in scene_cuts.CUT_MODES:
+            raise UsageProblem(f"cut mode must be all or longest, not {self.cut_mode!r}")
+        self.cut_framerates = tuple(self.cut_framerates)
+        if any(not fps > 0 for fps in self.cut_framerates):
+            raise UsageProblem(f"cut frame rates must be positive, got {list(self.cut_framerates)}")
 
     @property
     def enabled(self) -> bool:
         """Whether any option asks for work (else the transform passes everything through)."""
         return bool(self.video_size or self.video_fps or self.audio_format or self.audio_rate or self.audio_channels
-                    or self.probe or self.thumbnails or self.clip_length or self.use_clips or self.non_media == "fail")
+                    or self.probe or self.thumbnails or self.clip_length or self.use_clips or self.non_media == "fail"
+                    or self.detect_cuts)
 
     @property
     def changes_video(self) -> bool:
@@ -259,6 +290,8 @@ class VideoTransform:
         media = Media(self._probe(source))
         if media.video is None and media.audio is None:
             raise _Failed("decode_error", "no audio or video stream")
+        if self.options.detect_cuts and media.video is not None:
+            record["cuts"] = self._cuts(source, media)
         spans = self._spans(record, media)
         if spans is not None and not record.get("key"):
             raise _Failed("other", "clipping needs keys: run a2d-shard first")
@@ -283,7 +316,9 @@ class VideoTransform:
         """Clips as (start, end) in seconds, clamped and filtered; None: do not cut."""
         options = self.options
         spans = None
-        if options.use_clips and record.get("clips") is not None:
+        if options.use_cuts and record.get("cuts") is not None and media.video is not None:
+            spans = scene_cuts.clip_spans(record["cuts"])
+        elif options.use_clips and record.get("clips") is not None:
             spans = [_span(clip) for clip in record["clips"]]
         elif options.clip_length:
             if media.duration is None:
@@ -294,6 +329,27 @@ class VideoTransform:
         if options.clip_length:
             spans = _windows(spans, options.clip_length, first_only=options.clip_windows == "first")
         return _kept_spans(spans, media.duration, options.min_clip_length)
+
+    def _cuts(self, source: str, media: "Media") -> dict:
+        """The video's scenes (cuts.py), detected at its own frame rate and at each of cut_framerates."""
+        options = self.options
+        stream = media.video["index"]
+        scores = scene_cuts.parse_scores(self._run(scene_cuts.scan_command(self.ffmpeg, source, stream), "ffmpeg"))
+        if not scores:
+            raise _Failed("decode_error", "no video frame to detect cuts in")
+        fps = _ratio(media.video.get("avg_frame_rate")) or _ratio(media.video.get("r_frame_rate"))
+        fps = float(fps) if fps else len(scores) / (media.duration or len(scores))
+        least = scene_cuts.min_frames(fps, options.min_scene_length, options.min_scene_frames)
+        found = scene_cuts.cut_frames([score for _, score in scores], options.cut_threshold, least)
+        cuts = {"cuts_original_fps": scene_cuts.scenes(found, len(scores), options.cut_mode), "original_fps": fps}
+        for rate in options.cut_framerates:
+            command = scene_cuts.scan_command(self.ffmpeg, source, stream, rate)
+            sampled = scene_cuts.parse_scores(self._run(command, "ffmpeg"))
+            # counted in frames of the original video, as video2dataset's frame_skip counts them
+            frames = scene_cuts.original_frames([time for time, _ in sampled], fps)
+            kept = scene_cuts.cut_frames([score for _, score in sampled], options.cut_threshold, least, frames)
+            cuts[scene_cuts.framerate_key(rate)] = scene_cuts.scenes(kept, len(scores), options.cut_mode)
+        return cuts
 
     def _render(self, source: str, extension: str, media: "Media", span: tuple[float, float] | None,
                 tag: str) -> dict:
