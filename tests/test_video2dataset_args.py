@@ -188,7 +188,9 @@ def test_the_command_takes_video2dataset_flags_and_an_inline_config(tmp_path, vi
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2
     assert refused.stderr.strip().splitlines() == [
-        "a2d-video2dataset: error: stage='caption' is not supported: model stages are not built yet"]
+        "a2d-video2dataset: error: stage='caption' is not supported: run the model over a dataset with the stages: "
+        "a2d-read DATASET | a2d-subsample --model caption --model-option model=NAME_OR_PATH | a2d-write OUT (or give "
+        "CaptionSubsampler in the config)"]
 
 
 def test_the_example_runs(tmp_path):
