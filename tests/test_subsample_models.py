@@ -135,6 +135,7 @@ def test_a_record_stream_runs_through_the_models_in_batches(plugins):
     ({"models": ("not_a_model",)}, "nor an entry point of group any2dataset.models"),
     ({"models": ("user_models:sizes",), "options": ("colour=red",)}, "takes an option 'colour'"),
     ({"models": ("user_models:sizes",), "options": ("upper.suffix=x",)}, "no model named upper"),
+    ({"models": ("user_models:upper",), "options": ("upper.suffix=x",)}, "model upper takes no option 'suffix'"),
     ({"models": ("user_models:sizes",), "options": ("suffix",)}, "expected KEY=VALUE"),
     ({"models": ("user_models:sizes",), "batch_size": 0}, "--batch-size must be at least 1"),
     ({"models": ("user_models:sizes",), "device": "tpu"}, "--device must be one of"),

@@ -88,10 +88,10 @@ def load_models(options: ModelOptions, *, device: str | None = None) -> list[_Mo
         takers = [i for i, (_, function) in enumerate(named)
                   if (target is None or target == short[i]) and _takes(function, key)]
         if not takers:
-            whom = f"model {target}" if target is not None else "no model given"
             if target is not None and target not in short:
                 raise UsageProblem(f"--model-option {text}: no model named {target} (given: {', '.join(short)})")
-            raise UsageProblem(f"--model-option {text}: {whom} takes an option {key!r}")
+            whom = f"model {target} takes no option" if target is not None else "no model given takes an option"
+            raise UsageProblem(f"--model-option {text}: {whom} {key!r}")
         for i in takers:
             given[i][key] = value
     models = []
