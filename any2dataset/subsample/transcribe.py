@@ -4,8 +4,9 @@ video2dataset's WhisperSubsampler.
 Options: `model`, a Whisper model name (tiny, base, small, medium, large-v2, ...: downloaded
 once into `download_root`, by default ~/.cache/whisper) or the path of a checkpoint file
 (what whisper.load_model reads: {"dims": ..., "model_state_dict": ...}); `language` (none:
-detected), `task` (transcribe or translate), `temperature` (one number or a comma-separated
-fallback list; none: whisper's own 0, 0.2 ... 1.0), `fp16` (none: on a GPU only), `timeout`
+detected), `task` (transcribe or translate), `temperature` (0: greedy decoding, the same text
+on every run; or a comma-separated fallback list such as whisper's own 0,0.2,0.4,0.6,0.8,1.0,
+which samples again when a window's text looks wrong), `fp16` (auto: on a GPU only), `timeout`
 (seconds for ffmpeg). The audio (the record's audio payload, or a video's sound track) is
 decoded by ffmpeg at 16 kHz mono. The record gets video2dataset's field `whisper_transcript`:
 {"text": ..., "language": ..., "segments": [{"start": s, "end": s, "text": ...}, ...]}.
@@ -24,7 +25,7 @@ TASKS = ("transcribe", "translate")
 
 
 def whisper(records: list[dict], *, device: str = "cpu", model="large-v2", download_root=None, language=None,
-            task="transcribe", temperature=None, fp16=None, timeout="120") -> list[dict]:
+            task="transcribe", temperature="0", fp16="auto", timeout="120") -> list[dict]:
     settings = _settings(model=model, download_root=download_root, language=language, task=task,
                          temperature=_hashable(temperature), fp16=fp16, timeout=timeout)
     loaded = _load(settings["model"], device, settings["download_root"])
