@@ -178,7 +178,8 @@ def img2dataset_plan(**arguments) -> Plan:
                          retries=a["retries"], hash=None if hash_name == "none" else hash_name,
                          verify_hash=tuple(a["verify_hash"]) if a["verify_hash"] else None,
                          user_agent_token=a["user_agent_token"] or None,
-                         disallowed_directives=tuple(a["disallowed_header_directives"] or ()))
+                         disallowed_directives=tuple(a["disallowed_header_directives"] or ()),
+                         source="direct")  # img2dataset downloads every URL as it is
     subsample = None
     if not a["disable_all_reencoding"]:
         image = ImageOptions(image_size=a["image_size"], resize_mode=a["resize_mode"],

@@ -405,7 +405,7 @@ def yt_settings(yt_args, encode_formats: dict) -> dict:
                 "download_audio_rate": setting("reading.yt_args.download_audio_rate",
                                                yt_args.get("download_audio_rate", 44100), int, 0),
                 "audio_only": "video" not in encode_formats,
-                "source": "pages" if ytdlp_available() else "auto"}
+                "source": "pages" if ytdlp_available() else "streams"}
     meta = yt_args.get("yt_metadata_args") or {}
     if not isinstance(meta, dict):
         raise UsageProblem("config: reading.yt_args.yt_metadata_args must be a mapping")

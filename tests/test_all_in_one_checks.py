@@ -93,7 +93,7 @@ def test_pipe_form_prints_the_equivalent_pipeline_and_downloads_nothing(pipeline
     stages = result.stdout.decode().strip().split(" | ")
     assert [stage.split()[0] for stage in stages] == ["a2d-read", "a2d-shard", "a2d-fetch", "a2d-subsample",
                                                       "a2d-write"]
-    assert "--skip-done out" in stages[1] and "-j 512 --retries 0 -w 2" in stages[2]
+    assert "--skip-done out" in stages[1] and "-j 512 --retries 0 --source direct -w 2" in stages[2]
     video = pipeline(f"a2d-video2dataset --url_list {csv_list} --output_folder out --pipe-form")
     assert video.returncode == 0 and b"a2d-write --format files --number-sample-per-shard 1000 --like video2dataset" \
         in video.stdout, video.stderr

@@ -119,7 +119,8 @@ def test_an_hls_stream_as_a_page_and_as_a_playlist_becomes_one_mp4(site, tmp_pat
 def test_a_dash_manifest_becomes_one_mp4(site, tmp_path, monkeypatch):
     _, base = site
     monkeypatch.setattr(ytdlp, "available", lambda: False)  # (ffmpeg alone)
-    [record], _ = run([f"{base}/dash/manifest.mpd"], source="auto")
+    [record, page], _ = run([f"{base}/dash/manifest.mpd", f"{base}/page.html"], source=FetchOptions().source)
+    assert page["status"] == "success" and list(page["files"]) == ["html"]  # by default a page is a file
     assert record["status"] == "success", record
     assert streams_of(record["files"]["mp4"], tmp_path) == ["audio", "video"]
     duration = subprocess.run(["ffprobe", "-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0",
@@ -243,4 +244,4 @@ def test_video2dataset_s_yt_args_become_fetch_options(monkeypatch):
     with pytest.raises(Exception, match="yt_args: unknown format"):
         v2d.yt_settings({"format": "18"}, {"video": "mp4"})
     monkeypatch.setattr(v2d, "ytdlp_available", lambda: False)
-    assert v2d.yt_settings({}, {"video": "mp4"})["source"] == "auto"  # direct links need no extra
+    assert v2d.yt_settings({}, {"video": "mp4"})["source"] == "streams"  # direct links need no extra

@@ -179,11 +179,12 @@ class ByteSize(click.ParamType):
 @click.option("--ordered/--unordered", default=False, show_default=True,
               help="Keep the input order on output (a slow download then holds back those after it; implies "
                    "-w 1), or write each record as soon as it is done (the default: downloads finish out of order).")
-@click.option("--source", type=click.Choice(SOURCES), default="auto", show_default=True,
-              help="Which URLs go through yt-dlp (the ytdlp extra): auto, pages of the sites its extractors know "
-                   "(when it is installed); pages, every URL whose name is not a media file (video2dataset's "
-                   "rule); yt-dlp, every URL (its generic extractor reads any page's <video>); direct, none. "
-                   ".m3u8 and .mpd URLs become one mp4 through ffmpeg unless direct.")
+@click.option("--source", type=click.Choice(SOURCES), default="streams", show_default=True,
+              help="Which URLs are more than a file: streams, .m3u8 and .mpd URLs, made one mp4 by ffmpeg; and "
+                   "through yt-dlp (the ytdlp extra): auto, also pages of the sites its extractors know (testing "
+                   "them costs ~9 ms of CPU per new host and first path segment); pages, every URL whose name is "
+                   "not a media file (video2dataset's rule); yt-dlp, every URL (its generic extractor reads any "
+                   "page's <video>); direct: none, every URL downloaded as it is.")
 @click.option("--download-size", default=360, show_default=True, type=click.IntRange(0), metavar="HEIGHT",
               help="Pages: the smallest video at least HEIGHT tall (video2dataset's download_size); 0: any.")
 @click.option("--download-audio-rate", default=44100, show_default=True, type=click.IntRange(0), metavar="HZ",
@@ -251,7 +252,7 @@ def fetch_options(*, concurrency, per_host, ramp_up, down_after, lookahead, dns_
                   deadline, retries, backoff, max_retry_after, max_size, max_redirects, hash_name, verify_hash,
                   user_agent, user_agent_token, headers, headers_env,
                   disallowed_header_directives, schemes, networks, pinned, insecure, ca_bundle, retry_failed, ordered,
-                  proxy=None, location_trusted=False, body_memory=None, source="auto", download_size=360,
+                  proxy=None, location_trusted=False, body_memory=None, source="streams", download_size=360,
                   download_audio_rate=44100, audio_only=False, ytdlp_format=None, yt_metadata=False,
                   subtitle_langs=(), subtitles_first=False, auto_subtitles=False, extract_workers=8,
                   **_other) -> FetchOptions:

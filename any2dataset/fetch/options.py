@@ -22,7 +22,7 @@ DOWN_SECONDS = 60.0
 # Which URLs go through yt-dlp (fetch/pages.py): `auto`, those of a site one of its extractors
 # knows; `pages`, every URL whose name is not a media file (video2dataset's rule); `yt-dlp`,
 # every URL (its generic extractor reads any page); `direct`, none.
-SOURCES = ("auto", "pages", "direct", "yt-dlp")
+SOURCES = ("streams", "auto", "pages", "yt-dlp", "direct")
 
 
 @dataclass
@@ -66,7 +66,7 @@ class FetchOptions:
     shared_concurrency: int | None = None
     slot_pipe: tuple[int, int] | None = None
     # Video pages (yt-dlp) and streams (ffmpeg), with video2dataset's yt_args: fetch/pages.py.
-    source: str = "auto"
+    source: str = "streams"
     download_size: int = 360  # the smallest video at least this tall (video2dataset's download_size); 0: any
     download_audio_rate: int = 44100  # the smallest audio at least this rate (download_audio_rate); 0: any
     audio_only: bool = False

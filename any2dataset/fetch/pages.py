@@ -42,7 +42,7 @@ class Media:
         self.pool = None
         if options.source in ("yt-dlp", "pages"):
             ytdlp.require()  # a missing extra is one clear error before any work
-        self.use_ytdlp = options.source != "direct" and ytdlp.available()
+        self.use_ytdlp = options.source not in ("direct", "streams") and ytdlp.available()
 
     def wants(self, url: str) -> bool:
         """Whether this URL is a stream or a page (else the engine downloads it directly)."""
@@ -50,6 +50,8 @@ class Media:
             return False
         if streams.is_stream(url):
             return True
+        if self.options.source == "streams":
+            return False
         if self.options.source == "yt-dlp":
             return True
         if not self.use_ytdlp or self._named_file(url):
