@@ -13,8 +13,9 @@ README's xargs recipe does): the same stages, but payloads go from download to s
 bytes, never as base64 JSON through a pipe: a quarter of the pipeline's CPU. With resizing,
 the pipe form runs as a pipeline of processes, where a2d-subsample's worker processes keep
 the cores busy; in one process per part they measured 25% slower (benchmarks/README.md).
-Arguments that would change nothing here (wandb, Spark or Ray distributors) are refused
-with a message rather than silently ignored.
+distributor="ray" or "pyspark" runs the same parts as Ray or Spark tasks (distribute.py).
+Arguments that would change nothing here (wandb, subjob_size) are refused with a message
+rather than silently ignored.
 """
 
 import ast
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 
 import orjson
 
+from .distribute import DISTRIBUTORS
 from .errors import NothingSucceeded, StageFailed, UsageProblem
 from .fetch.options import HASH_NAMES, FetchOptions
 from .plan import Plan, pipe_form, settled
@@ -80,7 +82,8 @@ ARGUMENTS = [
     Argument("oom_shard_count", SHARD_DIGITS, "Digits of shard numbers.", int),
     Argument("compute_hash", "sha256", "md5, sha256, sha512, xxh64 or None."),
     Argument("verify_hash", None, "[column, algorithm]: compare downloads with a hash column.", list),
-    Argument("distributor", "multiprocessing", "multiprocessing only; see the README's scale-out recipes."),
+    Argument("distributor", "multiprocessing", "multiprocessing (processes here), ray (Ray tasks) or pyspark "
+                                               "(a Spark job): one task per part of the shards.", str),
     Argument("subjob_size", 1000, "Not used: fan out with a2d-shard --part or --split instead.", int),
     Argument("retries", 0, "Further attempts after a retryable failure.", int),
     Argument("disable_all_reencoding", False, "Keep downloaded files as they are: no resizing at all.", bool),
@@ -112,8 +115,6 @@ INCREMENTAL_MODES = ("incremental", "overwrite", "extend")
 UNSUPPORTED = {
     "enable_wandb": "wandb logging is not supported; `a2d-stats --html report.html OUTPUT` gives a report",
     "wandb_project": "wandb logging is not supported",
-    "distributor": "only multiprocessing runs here; for Spark, Slurm, Make or GNU parallel see the README's "
-                   "scale-out recipes (examples/)",
     "subjob_size": "there are no subjobs: fan out with `a2d-shard --part I/N` or `--split`",
     "max_shard_retry": "shards are not retried within a run: run the same command again, finished shards "
                        "are skipped and failed downloads can be retried with a2d-fetch --retry-failed",
@@ -205,7 +206,7 @@ def stage_commands(**arguments) -> list[list[str]]:
 
 
 # Values click's choices and ranges checked when the arguments went through the stage commands.
-_CHOICES = {"output_format": list(WRITE_FORMATS), "resize_mode": list(RESIZE_MODES),
+_CHOICES = {"distributor": list(DISTRIBUTORS), "output_format": list(WRITE_FORMATS), "resize_mode": list(RESIZE_MODES),
             "encode_format": sorted(ENCODE_FORMATS), "upscale_interpolation": list(INTERPOLATIONS),
             "downscale_interpolation": list(INTERPOLATIONS), "compute_hash": [*HASH_NAMES, "none"]}
 _AT_LEAST = {"image_size": 1, "processes_count": 1, "thread_count": 1, "number_sample_per_shard": 1,
@@ -334,13 +335,20 @@ def download(*positional, progress: bool = False, quiet: bool = False,
     check_url_list(plan)
     if arguments.get("incremental_mode") == "overwrite":
         remove_output(plan.output_folder)
-    return run_download(plan, plan.fetch_workers, progress=progress, quiet=quiet, on_note=note)
+    return run_download(plan, plan.fetch_workers, progress=progress, quiet=quiet, on_note=note,
+                        distributor=arguments.get("distributor", DEFAULTS["distributor"]))
 
 
 def run_download(plan: Plan, parts: int, progress: bool = False, quiet: bool = False,
-                 environment: dict | None = None, on_note: Callable[[str], None] | None = None) -> dict:
-    """Run the plan; the a2d-stats report of its output folder."""
-    if plan.subsample is not None:
+                 environment: dict | None = None, on_note: Callable[[str], None] | None = None,
+                 distributor: str = "multiprocessing") -> dict:
+    """Run the plan (its parts as Ray or Spark tasks for those distributors); the a2d-stats
+    report of its output folder."""
+    if distributor != "multiprocessing":
+        from .distribute import run_parts_on
+
+        run_parts_on(distributor, plan, parts, progress=progress, quiet=quiet)
+    elif plan.subsample is not None:
         # Resizing is most of the CPU: a2d-subsample's own worker processes keep every core busy,
         # where one process per part left a third of them idle (benchmarks/README.md).
         run_stages(pipe_form(plan), progress=progress, quiet=quiet, environment=environment)

@@ -231,7 +231,7 @@ def _check_config(config: dict) -> None:
                            "are not built yet (subtitles come in yt_meta_dict and LANG.vtt)")
     if distribution["distributor"] != "multiprocessing":
         raise UsageProblem(f"config: distribution.distributor={distribution['distributor']!r} is not supported: "
-                           f"{UNSUPPORTED['distributor']}")
+                           "only multiprocessing runs here; see the README's scale-out recipes (examples/)")
     if reading["sampler"] is not None:
         raise UsageProblem("config: reading.sampler is not supported: take part of the shards with "
                            "a2d-shard --part I/N")

@@ -118,7 +118,7 @@ def test_resizing_by_default_like_img2dataset(http_server, tmp_path):
 
 @pytest.mark.parametrize("arguments, message", [
     ({"enable_wandb": True}, "wandb logging is not supported"),
-    ({"distributor": "pyspark"}, "scale-out recipes"),
+    ({"distributor": "dask"}, "'distributor': 'dask' is not one of 'multiprocessing', 'ray', 'pyspark'"),
     ({"subjob_size": 10}, "a2d-shard --part"),
     ({"save_metadata": False}, "always written"),
     ({"incremental_mode": "sometimes"}, "incremental_mode must be one of"),

@@ -8,7 +8,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "any2dataset"
 VOCABULARY = {"errors", "record", "streams", "filetypes", "tfrecord_codec", "layout", "workers", "console"}
 STAGES = {"read", "shard", "fetch", "subsample", "write", "stats", "mix"}
-COMPOSITION = {"plan", "all_in_one", "video_all_in_one", "loader", "__init__"}  # __init__: download(), video2dataset()
+# __init__: download(), video2dataset(); distribute: their parts as Ray or Spark tasks
+COMPOSITION = {"plan", "all_in_one", "video_all_in_one", "distribute", "loader", "__init__"}
 COMMANDS = {"cli", "commands", "__main__"}
 LAYER = {**{name: 1 for name in VOCABULARY}, **{name: 2 for name in STAGES}, **{name: 3 for name in COMPOSITION},
          **{name: 4 for name in COMMANDS}}
