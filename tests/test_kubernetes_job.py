@@ -103,6 +103,7 @@ def test_the_manifest_runs_part_i_of_n_in_pod_i():
     assert values["OUTPUT_FOLDER"].startswith("s3://")
     script = container["args"][0]
     assert '--part "$JOB_COMPLETION_INDEX/$PARTS"' in script
+    assert '--skip-done "$OUTPUT_FOLDER"' in script  # a restarted pod resumes
     assert script.count('"$OUTPUT_FOLDER"') == 2  # --skip-done and a2d-write: the same folder
     assert "$(" not in script  # Kubernetes would expand $(NAME) in args before bash sees them
     secrets = {var["name"] for var in container["env"] if "secretKeyRef" in var.get("valueFrom", {})}
