@@ -16,7 +16,6 @@ CPU is the process trees' (e2e.measure), the simulated internet's server exclude
 """
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -25,19 +24,10 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from e2e import measure, median, wait_for_quiet  # noqa: E402
+from e2e import measure, median, shard_stats, wait_for_quiet  # noqa: E402
 from fetch_vs_img2dataset import free_port  # noqa: E402
 
 TIMEOUT = 4
-
-
-def successes(folder: str) -> int:
-    total = 0
-    for name in os.listdir(folder):
-        if name.endswith("_stats.json"):
-            with open(os.path.join(folder, name)) as stats:
-                total += json.load(stats)["successes"]
-    return total
 
 
 def script(urls: str, out: str, pipelines: int, jobs: int, cpus: int) -> str:
@@ -91,7 +81,7 @@ def main() -> None:
                     jobs = args.jobs if args.fixed_jobs else max(1, args.jobs // n)
                     wait_for_quiet(10)
                     run, _ = measure(script(path, out_folder, n, jobs, args.cpus_per_pipeline), work, env, work, 0.05)
-                    done = successes(out_folder)
+                    done = shard_stats(out_folder)["successes"]
                     results[n].append((run, done))
                     print(f"  {n} pipeline(s) x -j {jobs}: {done:,} files  {done / run.wall:7,.0f} files/s  "
                           f"wall {run.wall:5.1f} s  cpu {run.cpu:5.1f} s  peak {run.peak_mib:5.0f} MiB", flush=True)

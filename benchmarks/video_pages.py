@@ -32,7 +32,7 @@ import tempfile
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path[:0] = [HERE, os.path.join(ROOT, "tests")]
-from e2e import measure, median, wait_for_quiet  # noqa: E402
+from e2e import measure, median, shard_stats, wait_for_quiet  # noqa: E402
 from fetch_vs_img2dataset import free_port, start_nginx  # noqa: E402
 
 
@@ -59,15 +59,6 @@ def config(args) -> dict:
             "storage": {"number_sample_per_shard": 100, "oom_shard_count": 5, "captions_are_subtitles": False},
             "distribution": {"processes_count": args.processes, "thread_count": args.threads, "subjob_size": 1000,
                              "distributor": "multiprocessing"}}
-
-
-def successes(folder: str) -> int:
-    total = 0
-    for name in os.listdir(folder):
-        if name.endswith("_stats.json"):
-            with open(os.path.join(folder, name)) as stats:
-                total += json.load(stats)["successes"]
-    return total
 
 
 def main() -> None:
@@ -118,7 +109,7 @@ def main() -> None:
                 script, env = contenders[name]
                 wait_for_quiet(10)
                 run, _ = measure(f"{script} > {work}/log 2>&1", work, env, work, 0.05)
-                done = successes(out_folder)
+                done = shard_stats(out_folder)["successes"]
                 results[name].append((run, done))
                 print(f"  {name:26s} {done:4d} pages  {done / run.wall:6.1f} pages/s  wall {run.wall:6.1f} s  "
                       f"cpu {run.cpu:6.1f} s  peak {run.peak_mib:5.0f} MiB", flush=True)
