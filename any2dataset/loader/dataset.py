@@ -136,9 +136,9 @@ class Dataset:
                                                                                    self._done)
                     if slot not in skipped)
         if self.index.shards:
-            records = (dict(record, _slot=slot) for slot, _, record in sequence)
+            records = (_slotted(record, slot) for slot, _, record in sequence)
         else:
-            records = self._fetched(dict(self._record(row), _slot=slot) for slot, _, row in sequence)
+            records = self._fetched(_slotted(self._record(row), slot) for slot, _, row in sequence)
         worker = (self.worker or (0, 1))[0]
         for record in records:
             self._processed(record.pop("_slot"))
@@ -263,6 +263,12 @@ def _distributed() -> tuple[int, int]:
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
+
+
+def _slotted(record: dict, slot: int) -> dict:
+    """A fresh record with its slot (where it stands in this part's epoch)."""
+    record["_slot"] = slot
+    return record
 
 
 def _cache_key(record: dict) -> str:

@@ -34,7 +34,8 @@ import xxhash
 
 from .. import record as rec
 from ..errors import A2DError, UsageProblem
-from ..read import READ_FORMATS, ReadOptions, expand_paths, read_expanded
+from ..read import ReadOptions, expand_paths, read_expanded
+from ..read.formats import is_record_parquet
 
 CHUNK_ROWS = 32768
 SHARD_FORMATS = ("webdataset", "tfrecord", "files")
@@ -278,17 +279,7 @@ def _write_chunk(folder: str, number: int, lines: bytearray) -> None:
 def _is_shard(path: str, fmt: str) -> bool:
     if fmt in SHARD_FORMATS or fmt == "raw":  # (a raw folder's files are read, not downloaded)
         return True
-    as_dataset = READ_FORMATS[fmt].as_dataset
-    if as_dataset is None or fmt != "parquet":
-        return False
-    import pyarrow.parquet as pq
-
-    from ..read.arrow import seekable
-    from ..read.dataset import is_record_table
-    from ..streams import open_input
-
-    with open_input(path, "rb") as stream:
-        return is_record_table(pq.ParquetFile(seekable(stream)).schema_arrow.names)
+    return fmt == "parquet" and is_record_parquet(path)
 
 
 def _signature(sources: list[str], options: ReadOptions, files: list[tuple[str, str]], chunk_rows: int) -> str:

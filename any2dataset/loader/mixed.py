@@ -9,9 +9,8 @@ ranks. The mix's draws are seeded by (seed, epoch); each dataset keeps its own p
 
 from collections.abc import Iterator
 
-import xxhash
-
 from ..mix import Mixer, MixOptions
+from .order import seed_of
 
 
 class MixedDataset:
@@ -37,8 +36,8 @@ class MixedDataset:
         return self
 
     def __iter__(self) -> Iterator[dict]:
-        seed = xxhash.xxh64_intdigest(f"{self.seed}:{self.epoch}".encode())
-        mixer = Mixer([iter(dataset) for dataset in self.datasets], MixOptions(seed=seed, **self.options))
+        mixer = Mixer([iter(dataset) for dataset in self.datasets],
+                      MixOptions(seed=seed_of(self.seed, self.epoch), **self.options))
         if self._resume is not None:
             mixer.load_state_dict(self._resume, skip_taken=False)  # each dataset resumed itself
             self._resume = None

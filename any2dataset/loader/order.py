@@ -55,8 +55,13 @@ class Part:
         return max(0, (taken - self.worker + self.workers - 1) // self.workers)
 
 
+def seed_of(seed: int, *parts: int) -> int:
+    """A seed for (seed, epoch, ...): the same on every rank and worker."""
+    return xxhash.xxh64_intdigest(":".join(map(str, (seed, *parts))).encode())
+
+
 def seeded(seed: int, *parts: int) -> random.Random:
-    return random.Random(xxhash.xxh64_intdigest(":".join(map(str, (seed, *parts))).encode()))
+    return random.Random(seed_of(seed, *parts))
 
 
 def list_epoch(index, epoch: int, part: Part, *, shuffle: bool, seed: int, window: int, even: str | None,
@@ -154,9 +159,9 @@ def _quota(counts: list[int], part: Part, even: str) -> int:
     shares = list(per_rank[part.rank])
     if even == "pad" and sum(shares) < target and not any(shares):
         raise UsageProblem(f"even='pad': rank {part.rank} has no samples to repeat (more ranks than samples?)")
-    while sum(shares) > target:
+    for _ in range(sum(shares) - target):  # (drop)
         shares[shares.index(max(shares))] -= 1
-    while sum(shares) < target:
+    for _ in range(target - sum(shares)):  # (pad)
         smallest = min(share for share in shares if share)
         shares[shares.index(smallest)] += 1
     return shares[part.worker]

@@ -46,14 +46,18 @@ def _arrow():
     return arrow
 
 
-def _record_parquet(path: str):
-    """A parquet of records (a `key` column, such as a2d-write's parquet format) may hold
-    payloads in binary columns: read as a dataset. None for a parquet URL list."""
+def is_record_parquet(path: str) -> bool:
+    """Whether a parquet file holds records (a `key` column, such as a2d-write's parquet
+    format, payloads in binary columns) rather than a URL list."""
     import pyarrow.parquet as pq
 
     with open_input(path, "rb") as stream:
-        columns = pq.ParquetFile(_arrow().seekable(stream)).schema_arrow.names
-    return dataset.read_record_parquet(path) if dataset.is_record_table(columns) else None
+        return dataset.is_record_table(pq.ParquetFile(_arrow().seekable(stream)).schema_arrow.names)
+
+
+def _record_parquet(path: str):
+    """A parquet of records read as a dataset; None for a parquet URL list."""
+    return dataset.read_record_parquet(path) if is_record_parquet(path) else None
 
 
 READ_FORMATS = {f.name: f for f in [
