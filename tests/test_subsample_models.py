@@ -139,6 +139,7 @@ def test_a_record_stream_runs_through_the_models_in_batches(plugins):
     ({"models": ("user_models:sizes",), "options": ("suffix",)}, "expected KEY=VALUE"),
     ({"models": ("user_models:sizes",), "batch_size": 0}, "--batch-size must be at least 1"),
     ({"models": ("user_models:sizes",), "device": "tpu"}, "--device must be one of"),
+    ({"options": ("colour=red",)}, "--model-option without --model"),
 ])
 def test_bad_models_and_options_are_usage_problems_before_any_work(plugins, options, message):
     with pytest.raises(UsageProblem, match=message):
@@ -291,3 +292,10 @@ def test_video2dataset_model_subsamplers_become_model_stages():
                               "caption.model=/models/blip", "caption.field=caption")
     assert fields[-2:] == ["whisper_transcript", "caption"]
     assert _model_options(_subsampler_args({}), {}) == (None, [])
+
+
+def test_a_model_option_without_a_model_is_one_error_line(plugins):
+    done = command(plugins, "--model-option", "colour=red", input_records=records(2))
+    assert done.returncode == 2 and b"Traceback" not in done.stderr
+    assert done.stderr.decode().strip().splitlines() == [
+        "a2d-subsample: error: --model-option without --model: no model to give it to"]

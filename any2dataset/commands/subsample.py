@@ -191,7 +191,7 @@ def subsample_options(*, fraction, seed, max_records, conditions, max_bytes, ove
         video=video if video.enabled else None,
         max_bytes=max_bytes, oversize=oversize, sniff=sniff,
         workers=workers or available_cores(), ordered=ordered,
-        models=ModelOptions(models, model_options, batch_size, device) if models else None,
+        models=ModelOptions(models, model_options, batch_size, device) if models or model_options else None,
     )
     return tools_checked(options)
 

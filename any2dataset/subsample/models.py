@@ -58,6 +58,8 @@ class ModelOptions:
             raise UsageProblem(f"--batch-size must be at least 1, not {self.batch_size}")
         if self.device not in DEVICES:
             raise UsageProblem(f"--device must be one of {', '.join(DEVICES)}, not {self.device!r}")
+        if self.options and not self.models:
+            raise UsageProblem("--model-option without --model: no model to give it to")
         for text in self.options:
             _split_option(text)
 
