@@ -16,13 +16,14 @@ from torch.utils.data import DataLoader
 from any2dataset.loader.dataset import Dataset
 from any2dataset.loader.torch_dataset import TorchDataset
 
-url_list, epoch = sys.argv[1], int(sys.argv[2])
+url_list = sys.argv[1]
 seen = {}
-for rank in range(2):
-    dataset = Dataset(url_list, seed=7, rank=rank, world_size=2, even="pad")
-    dataset.set_epoch(epoch)
-    loader = DataLoader(TorchDataset(dataset), batch_size=None, num_workers=2)
-    seen[rank] = [sample["__key__"] for sample in loader]
+for epoch in range(2):
+    for rank in range(2):
+        dataset = Dataset(url_list, seed=7, rank=rank, world_size=2, even="pad")
+        dataset.set_epoch(epoch)
+        loader = DataLoader(TorchDataset(dataset), batch_size=None, num_workers=2)
+        seen[f"{epoch}/{rank}"] = [sample["__key__"] for sample in loader]
 print(json.dumps(seen))
 """
 
@@ -33,15 +34,15 @@ def test_dataloader_workers_and_ranks_see_every_sample_once(http_server, tmp_pat
     python = find_or_build_venv() / "bin" / "python"
     url_list = tmp_path / "urls.txt"
     url_list.write_text("".join(http_server.url(f"torchloader/{i}.bin", size=50 + i) + "\n" for i in range(21)))
+    done = subprocess.run([str(python), "-c", SCRIPT, str(url_list)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    seen = json.loads(done.stdout)
     for epoch in (0, 1):
-        done = subprocess.run([str(python), "-c", SCRIPT, str(url_list), str(epoch)], capture_output=True, text=True,
-                              timeout=300)
-        assert done.returncode == 0, done.stderr[-3000:]
-        seen = json.loads(done.stdout)
+        ranks = [seen[f"{epoch}/{rank}"] for rank in (0, 1)]
         # pad: 22 positions, 11 a rank (one sample seen twice), each rank's split between its 2 workers
-        assert [len(seen[rank]) for rank in ("0", "1")] == [11, 11]
-        assert set(seen["0"]) | set(seen["1"]) == {f"{i:012d}" for i in range(21)}
-        assert len(set(seen["0"]) & set(seen["1"])) == 1
+        assert [len(keys) for keys in ranks] == [11, 11]
+        assert set(ranks[0]) | set(ranks[1]) == {f"{i:012d}" for i in range(21)}
+        assert len(set(ranks[0]) & set(ranks[1])) == 1
 
 
 def test_without_torch_the_extra_is_named(tmp_path):

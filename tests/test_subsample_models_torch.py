@@ -140,7 +140,7 @@ def test_captions_of_frames_and_images_with_a_tiny_model(python, media, tiny):
     records = [record("video", "moving.mp4", media, caption="given"), record("picture", "picture.png", media),
                record("tone", "tone.wav", media)]
     out, stderr, code = subsample(python, records, "--model", "caption", "--model-option", f"model={tiny['caption']}",
-                                  "--model-option", "frames=3", "--model-option", "max_new_tokens=5", "-w", "2")
+                                  "--model-option", "frames=3", "--model-option", "max_new_tokens=5", "-w", "1")
     assert code == 0, stderr
     video, picture, tone = out
     assert len(video["frame_captions"]) == 3 and video["generated_caption"] == video["frame_captions"][1]
@@ -165,11 +165,8 @@ def test_a_caption_model_that_is_no_model_ends_the_run(python, media, tmp_path):
     assert code == 1 and f"caption model '{tmp_path}' cannot be loaded" in stderr
 
 
+@pytest.mark.skipif(os.path.exists("/dev/nvidiactl"), reason="a GPU is here")  # (NVIDIA's driver device)
 def test_cuda_asked_without_a_gpu_is_a_usage_problem(python, media):
-    probe = subprocess.run([str(python), "-c", "import torch; print(torch.cuda.is_available())"],
-                           capture_output=True, text=True, timeout=300)
-    if probe.stdout.strip() != "False":
-        pytest.skip("a GPU is here")
     out, stderr, code = subsample(python, [record("p", "picture.png", media)], "--model", "caption",
                                   "--device", "cuda", "-w", "1")
     assert code == 2 and "--device cuda: torch sees no GPU here" in stderr
@@ -199,7 +196,7 @@ def test_the_video2dataset_all_in_one_runs_the_model_subsamplers(python, media, 
                               "CaptionSubsampler": {"args": {"captioner_args": {"video_captioner": tiny["caption"],
                                                                                 "prompt": None}}}},
               "reading": {"dataloader_args": {"resize_size": 16, "decoder_kwargs": {"fps": 2}}},
-              "distribution": {"processes_count": 2, "thread_count": 2}}
+              "distribution": {"processes_count": 1, "thread_count": 2}}
     with serve_folder(served) as base:
         listed = tmp_path / "list.csv"
         listed.write_text(f"url\n{base}/moving.mp4\n{base}/still.mp4\n{base}/missing.mp4\n")
