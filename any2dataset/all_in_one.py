@@ -30,9 +30,9 @@ from dataclasses import dataclass
 import orjson
 
 from .distribute import DISTRIBUTORS
-from .errors import NothingSucceeded, StageFailed, UsageProblem
+from .errors import A2DError, ExitCode, NothingSucceeded, StageFailed, UsageProblem
 from .fetch.options import HASH_NAMES, FetchOptions
-from .plan import Plan, pipe_form, settled
+from .plan import Plan, numbered, pipe_form, settled
 from .read import FORMATS as READ_FORMATS
 from .read import ReadOptions
 from .record import SAMPLES_PER_SHARD, SHARD_DIGITS
@@ -91,7 +91,9 @@ ARGUMENTS = [
     Argument("max_image_area", math.inf, "Refuse images of more pixels.", float),
     Argument("max_aspect_ratio", math.inf, "Refuse images longer than this ratio.", float),
     Argument("incremental_mode", "incremental", "incremental (skip finished shards), overwrite or extend."),
-    Argument("max_shard_retry", 1, "Not used: rerun the command, finished shards are skipped.", int),
+    Argument("max_shard_retry", 1, "Times a part that failed (its process or task died, or an unexpected "
+                                   "error) is run again, skipping the shards it finished. Failed downloads "
+                                   "are not part failures: they are rows with a status.", int),
     Argument("user_agent_token", None, "Add '(compatible; TOKEN)' to the User-Agent."),
     Argument("disallowed_header_directives", ["noai", "noimageai", "noindex", "noimageindex"],
              "X-Robots-Tag directives that opt a file out (None: these four; []: none).", list),
@@ -116,8 +118,6 @@ UNSUPPORTED = {
     "enable_wandb": "wandb logging is not supported; `a2d-stats --html report.html OUTPUT` gives a report",
     "wandb_project": "wandb logging is not supported",
     "subjob_size": "there are no subjobs: fan out with `a2d-shard --part I/N` or `--split`",
-    "max_shard_retry": "shards are not retried within a run: run the same command again, finished shards "
-                       "are skipped and failed downloads can be retried with a2d-fetch --retry-failed",
     "save_metadata": "metadata (a parquet per shard and _stats.json) is always written",
     "bbox_col": "blurring boxes in images is not supported yet",
 }
@@ -197,7 +197,8 @@ def img2dataset_plan(**arguments) -> Plan:
                          columns=None if a["all_columns"] else img2dataset_columns(a, input_format))
     return Plan(inputs=[str(a["url_list"])], read=read, shard=shard, fetch=fetch, fetch_workers=workers,
                 subsample=subsample, write=write, output_folder=out,
-                skip_done=a["incremental_mode"] == "incremental", extend=a["incremental_mode"] == "extend")
+                skip_done=a["incremental_mode"] == "incremental", extend=a["incremental_mode"] == "extend",
+                distributor=a["distributor"], part_retries=a["max_shard_retry"])
 
 
 def stage_commands(**arguments) -> list[list[str]]:
@@ -210,7 +211,8 @@ _CHOICES = {"distributor": list(DISTRIBUTORS), "output_format": list(WRITE_FORMA
             "encode_format": sorted(ENCODE_FORMATS), "upscale_interpolation": list(INTERPOLATIONS),
             "downscale_interpolation": list(INTERPOLATIONS), "compute_hash": [*HASH_NAMES, "none"]}
 _AT_LEAST = {"image_size": 1, "processes_count": 1, "thread_count": 1, "number_sample_per_shard": 1,
-             "oom_shard_count": 1, "retries": 0, "min_image_size": 0, "per_host": 0, "encode_quality": 0}
+             "oom_shard_count": 1, "retries": 0, "min_image_size": 0, "per_host": 0, "encode_quality": 0,
+             "max_shard_retry": 0}
 
 
 def _typed(arguments: dict) -> dict:
@@ -335,26 +337,30 @@ def download(*positional, progress: bool = False, quiet: bool = False,
     check_url_list(plan)
     if arguments.get("incremental_mode") == "overwrite":
         remove_output(plan.output_folder)
-    return run_download(plan, plan.fetch_workers, progress=progress, quiet=quiet, on_note=note,
-                        distributor=arguments.get("distributor", DEFAULTS["distributor"]))
+    return run_download(plan, plan.fetch_workers, progress=progress, quiet=quiet, on_note=note)
 
 
 def run_download(plan: Plan, parts: int, progress: bool = False, quiet: bool = False,
-                 environment: dict | None = None, on_note: Callable[[str], None] | None = None,
-                 distributor: str = "multiprocessing") -> dict:
+                 environment: dict | None = None, on_note: Callable[[str], None] | None = None) -> dict:
     """Run the plan (its parts as Ray or Spark tasks for those distributors); the a2d-stats
     report of its output folder."""
-    if distributor != "multiprocessing":
+    plan = numbered(plan)
+    if plan.distributor != "multiprocessing":
         from .distribute import run_parts_on
 
-        run_parts_on(distributor, plan, parts, progress=progress, quiet=quiet)
-    elif plan.subsample is not None:
-        # Resizing is most of the CPU: a2d-subsample's own worker processes keep every core busy,
-        # where one process per part left a third of them idle (benchmarks/README.md).
-        run_stages(pipe_form(plan), progress=progress, quiet=quiet, environment=environment)
+        run_parts_on(plan.distributor, plan, parts, progress=progress, quiet=quiet, environment=environment)
     else:
-        run_parts(settled(plan, on_note), 1 if plan.inputs == ["-"] else parts, progress=progress, quiet=quiet,
-                  environment=environment)  # (standard input can be read once)
+        for retry in range(plan.part_retries + 1):
+            try:
+                run_here(plan, parts, progress, quiet, environment, on_note)
+                break
+            except Exception as failure:  # noqa: BLE001 - retried or raised as it is
+                if retry == plan.part_retries or not retryable(failure) or plan.inputs == ["-"]:
+                    raise
+                note = on_note or (lambda text: print(f"any2dataset: warning: {text}", file=sys.stderr))
+                note(f"{failure}: running the parts again, skipping the shards they finished "
+                     f"(retry {retry + 1} of {plan.part_retries}, max_shard_retry)")
+                plan = dataclasses.replace(plan, skip_done=True)
     from .stats import dataset_stats
 
     try:
@@ -363,6 +369,26 @@ def run_download(plan: Plan, parts: int, progress: bool = False, quiet: bool = F
         raise NothingSucceeded(f"url_list {plan.inputs[0]} gave no rows (input_format "
                                f"{plan.read.input_format}): nothing was written to "
                                f"{plan.output_folder}") from None
+
+
+def run_here(plan: Plan, parts: int, progress: bool, quiet: bool, environment: dict | None,
+             on_note: Callable[[str], None] | None) -> None:
+    """One attempt of the whole plan on this machine."""
+    if plan.subsample is not None:
+        # Resizing is most of the CPU: a2d-subsample's own worker processes keep every core busy,
+        # where one process per part left a third of them idle (benchmarks/README.md).
+        run_stages(pipe_form(plan), progress=progress, quiet=quiet, environment=environment)
+    else:
+        run_parts(settled(plan, on_note), 1 if plan.inputs == ["-"] else parts, progress=progress, quiet=quiet,
+                  environment=environment)  # (standard input can be read once)
+
+
+def retryable(failure: Exception) -> bool:
+    """Whether a failed attempt may succeed when run again: not when the input or the
+    arguments are wrong, or the user interrupted it."""
+    if isinstance(failure, A2DError):  # (a stage's or a part's exit status)
+        return failure.exit_code not in (ExitCode.USAGE, ExitCode.BAD_INPUT, ExitCode.INTERRUPTED, ExitCode.UPSTREAM)
+    return True
 
 
 def with_positional(positional: tuple, named: dict) -> dict:

@@ -39,6 +39,22 @@ class Plan:
     # read from the output folder by `settled`, once, when the run starts
     skip_done: bool = False
     extend: bool = False
+    # How the parts run: multiprocessing, ray or pyspark (distribute.py), and img2dataset's
+    # max_shard_retry: times a failed part (process, task, stage) is run again, skipping the
+    # shards it finished
+    distributor: str = "multiprocessing"
+    part_retries: int = 0
+
+
+def numbered(plan: Plan) -> Plan:
+    """The plan with extend's first shard read from the output folder once, so that every
+    part and every retry numbers its shards the same (extend then off)."""
+    from .shard import extend_after
+
+    if not plan.extend:
+        return plan
+    shard = dataclasses.replace(plan.shard, start_shard=extend_after(plan.output_folder))
+    return dataclasses.replace(plan, shard=shard, extend=False)
 
 
 def settled(plan: Plan, on_unreadable=None) -> Plan:

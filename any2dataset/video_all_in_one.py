@@ -9,9 +9,10 @@ are translated into the stage commands
     a2d-read | a2d-shard | a2d-fetch | [a2d-subsample] | a2d-write --like video2dataset
 
 and run as the all-in-one runs img2dataset's arguments (all_in_one.py). What cannot work
-here is refused with the reason, never ignored: distributors other than multiprocessing,
-wandb. The model subsamplers (OpticalFlowSubsampler, WhisperSubsampler, CaptionSubsampler)
-run on each downloaded video as a2d-subsample's model stages (`_model_options`).
+here is refused with the reason, never ignored: the slurm distributor (pyspark, and ray, run
+the parts as download() does), wandb. The model subsamplers (OpticalFlowSubsampler,
+WhisperSubsampler, CaptionSubsampler) run on each downloaded video as a2d-subsample's model
+stages (`_model_options`).
 """
 
 
@@ -25,6 +26,7 @@ from .all_in_one import (
     remove_output,
     run_download,
 )
+from .distribute import DISTRIBUTORS
 from .errors import UsageProblem
 from .fetch.options import FetchOptions
 from .fetch.ytdlp import available as ytdlp_available
@@ -214,9 +216,9 @@ def _check_arguments(arguments: dict) -> None:
         raise UsageProblem(f"unknown stage {stage!r}")
     if arguments.get("enable_wandb"):
         raise UsageProblem(f"enable_wandb is not supported: {UNSUPPORTED['enable_wandb']}")
-    if arguments.get("max_shard_retry", 1) != 1:
-        raise UsageProblem(f"max_shard_retry={arguments['max_shard_retry']!r} is not supported: "
-                           f"{UNSUPPORTED['max_shard_retry']}")
+    retries = arguments.get("max_shard_retry", 1)
+    if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
+        raise UsageProblem(f"max_shard_retry must be an integer of at least 0, not {retries!r}")
     if arguments.get("incremental_mode", "incremental") not in ("incremental", "overwrite"):
         raise UsageProblem("incremental_mode must be incremental or overwrite")
     if arguments.get("input_format") == "webdataset":
@@ -229,9 +231,10 @@ def _check_config(config: dict) -> None:
     if storage["captions_are_subtitles"]:
         raise UsageProblem("config: storage.captions_are_subtitles is not supported: clips by subtitles "
                            "are not built yet (subtitles come in yt_meta_dict and LANG.vtt)")
-    if distribution["distributor"] != "multiprocessing":
-        raise UsageProblem(f"config: distribution.distributor={distribution['distributor']!r} is not supported: "
-                           "only multiprocessing runs here; see the README's scale-out recipes (examples/)")
+    if distribution["distributor"] == "slurm":
+        raise UsageProblem("config: distribution.distributor='slurm' is not supported: submit the parts as a "
+                           "Slurm job array (examples/slurm_array.sbatch, a2d-video2dataset --pipe-form)")
+    check_choice("config: distribution.distributor", distribution["distributor"], list(DISTRIBUTORS))
     if reading["sampler"] is not None:
         raise UsageProblem("config: reading.sampler is not supported: take part of the shards with "
                            "a2d-shard --part I/N")
@@ -304,7 +307,8 @@ def video2dataset_plan(**arguments) -> Plan:
     write = WriteOptions(output_format=a["output_format"], **sizes, like="video2dataset", keep_failed=True,
                          columns=presented)
     return Plan(inputs=[str(a["url_list"])], read=read, shard=shard, fetch=fetch, fetch_workers=workers,
-                subsample=subsample, write=write, output_folder=out, skip_done=a["incremental_mode"] == "incremental")
+                subsample=subsample, write=write, output_folder=out, skip_done=a["incremental_mode"] == "incremental",
+                part_retries=a["max_shard_retry"], distributor=distribution["distributor"])
 
 
 # The model subsamplers: video2dataset's args for each, and how they become a2d-subsample's

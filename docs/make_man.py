@@ -368,8 +368,10 @@ PROSE = {
             "\\fB\\-\\-incremental_mode\\fR incremental (the default) skips the shards already finished in "
             "the output folder (a2d\\-shard \\-\\-skip\\-done), so running the same command again completes an "
             "interrupted dataset; overwrite removes the folder first; extend numbers new shards after the last "
-            "one. Arguments that would do nothing here (enable_wandb, distributor other than multiprocessing, "
-            "subjob_size, max_shard_retry, save_metadata False) are refused with the reason. Boolean arguments "
+            "one. \\fB\\-\\-distributor\\fR ray or pyspark runs the parts as Ray or Spark tasks; "
+            "\\fB\\-\\-max_shard_retry\\fR N runs a failed part (a process or task that died) again N times, "
+            "skipping the shards it finished. Arguments that would do nothing here (enable_wandb, "
+            "subjob_size, save_metadata False) are refused with the reason. Boolean arguments "
             "take True or False, or stand alone for True; list arguments take a,b or [a, b].",
         ],
         "examples": [
@@ -401,9 +403,9 @@ PROSE = {
             "parquet and \\fI.json\\fR members have its columns: the kept list columns, clips (each clip's own "
             "[[start, end]]), caption, url, key, status, error_message. What cannot run here is refused "
             "before any work with the reason: the stages subset, optical_flow, caption and whisper, the "
-            "named configs optical_flow and caption, model subsamplers, "
-            "captions_are_subtitles, distributors other than multiprocessing, enable_wandb, max_shard_retry "
-            "other than 1.",
+            "named config caption, RAFT optical flow, an LLM captioner, "
+            "captions_are_subtitles, the slurm distributor (pyspark and ray run the parts as Spark or Ray "
+            "tasks), enable_wandb.",
         ],
         "examples": [
             "a2d-video2dataset --url_list videos.csv --caption_col caption --output_format webdataset "

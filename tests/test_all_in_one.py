@@ -119,6 +119,7 @@ def test_resizing_by_default_like_img2dataset(http_server, tmp_path):
 @pytest.mark.parametrize("arguments, message", [
     ({"enable_wandb": True}, "wandb logging is not supported"),
     ({"distributor": "dask"}, "'distributor': 'dask' is not one of 'multiprocessing', 'ray', 'pyspark'"),
+    ({"max_shard_retry": -1}, "max_shard_retry"),
     ({"subjob_size": 10}, "a2d-shard --part"),
     ({"save_metadata": False}, "always written"),
     ({"incremental_mode": "sometimes"}, "incremental_mode must be one of"),
@@ -203,6 +204,54 @@ def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
     assert finished < 8
     rerun = subprocess.run(arguments, env=command_env(), capture_output=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
+    import tarfile
+
+    names = []
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            names += [member.name for member in tar if member.name.endswith(".bin")]
+    assert len(names) == 40 and len(set(names)) == 40
+
+
+def _part_workers(session: int) -> list[int]:
+    """The pids of the all-in-one's part processes (workers.Pool) in this session."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except (OSError, ValueError):
+            continue
+        if int(fields[3]) == session and b"any2dataset.workers" in command:
+            pids.append(int(entry))
+    return pids
+
+
+@pytest.mark.parametrize("retries", [1, 0])
+def test_a_killed_part_is_run_again_up_to_max_shard_retry(http_server, tmp_path, retries):
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(f"{http_server.url(f'retry/{i}.bin', size=900 + i, delay=0.2 * (i % 3))}\n"
+                            for i in range(40)))
+    out = tmp_path / "out"
+    arguments = ["any2dataset", "--url_list", str(urls), "--output_folder", str(out), "--output_format",
+                 "webdataset", "--number_sample_per_shard", "5", "--processes_count", "2", "--thread_count", "2",
+                 "--disable_all_reencoding", "True", "--quiet", "--max_shard_retry", str(retries)]
+    process = subprocess.Popen(arguments, env=command_env(), stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 20
+    while not (list(out.glob("*_stats.json")) and _part_workers(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    victims = _part_workers(process.pid)
+    assert victims, process.stderr.read() if process.poll() is not None else "no part process"
+    os.kill(victims[0], signal.SIGKILL)  # as the kernel's OOM killer would
+    _, stderr = process.communicate(timeout=60)
+    if not retries:
+        assert process.returncode == 1, stderr
+        assert b"was killed by signal 9" in stderr
+        return
+    assert process.returncode == 0, stderr
+    assert stderr.count(b"retry 1 of 1, max_shard_retry") == 1, stderr
     import tarfile
 
     names = []

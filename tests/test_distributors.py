@@ -17,15 +17,18 @@ import pytest
 import any2dataset
 from any2dataset import distribute
 from any2dataset.all_in_one import img2dataset_plan
-from any2dataset.errors import MissingExtra
+from any2dataset.errors import MissingExtra, WorkerFailed
 from conftest import command_env
 from test_scale_out import EXAMPLES, ROOT, check_dataset, expected_rows, mtimes, write_url_list
+from test_video2dataset_e2e import config as video_config
+from test_video2dataset_e2e import rows_for, video_server, write_list
 
 ray = pytest.importorskip("ray")
+videos = video_server  # that module's fixture, served to this one's tests as `videos`
 needs_java = pytest.mark.skipif(not shutil.which("java"), reason="Spark needs Java")
 PER_SHARD = 6
 # Columns that differ from run to run whoever runs the parts.
-TIMINGS = {"fetch_seconds", "download_seconds", "subsample_seconds"}
+TIMINGS = {"fetch_seconds", "download_seconds", "subsample_seconds", "duration"}
 
 
 @pytest.fixture(scope="module")
@@ -87,11 +90,11 @@ def test_a_killed_ray_task_is_retried_and_its_part_finished(ray_address, url_lis
     urls, reference = url_list_and_reference
     marker = tmp_path / "killed-once"
 
-    def dies_once(plan, part, parts, quiet):  # (a closure: Ray sends it by value)
+    def dies_once(plan, part, parts, quiet, environment):  # (a closure: Ray sends it by value)
         if part == 1 and not marker.exists():
             marker.touch()
             os._exit(9)  # the worker process dies, as on a lost node
-        return distribute.run_one_part(plan, part, parts, quiet)
+        return distribute.run_one_part(plan, part, parts, quiet, environment)
 
     plan = img2dataset_plan(**{k: v for k, v in download_arguments(urls, tmp_path / "out").items() if k != "quiet"})
     distribute.run_on_ray(plan, 3, quiet=True, task=dies_once)
@@ -107,16 +110,56 @@ def test_a_failing_spark_task_is_retried(url_list_and_reference, tmp_path, monke
     urls, reference = url_list_and_reference
     marker = tmp_path / "failed-once"
 
-    def fails_once(plan, part, parts, quiet):
+    def fails_once(plan, part, parts, quiet, environment):
         if part == 2 and not marker.exists():
             marker.touch()
             raise OSError("the output folder went away for a moment")
-        return distribute.run_one_part(plan, part, parts, quiet)
+        return distribute.run_one_part(plan, part, parts, quiet, environment)
 
     plan = img2dataset_plan(**{k: v for k, v in download_arguments(urls, tmp_path / "out").items() if k != "quiet"})
     distribute.run_on_spark(plan, 3, quiet=True, task=fails_once)
     assert marker.exists()
     assert dataset(tmp_path / "out") == reference
+
+
+def test_max_shard_retry_sets_the_ray_task_retries(ray_address, url_list_and_reference, tmp_path):
+    urls, _ = url_list_and_reference
+    marker = tmp_path / "killed-once"
+
+    def dies_once(plan, part, parts, quiet, environment):
+        if part == 0 and not marker.exists():
+            marker.touch()
+            os._exit(9)
+        return distribute.run_one_part(plan, part, parts, quiet, environment)
+
+    arguments = {k: v for k, v in download_arguments(urls, tmp_path / "out").items() if k != "quiet"}
+    plan = img2dataset_plan(**arguments, max_shard_retry=0)
+    with pytest.raises(WorkerFailed, match=r"part 0/3 \(Ray task\) failed after 0 retries"):
+        distribute.run_on_ray(plan, 3, quiet=True, task=dies_once)
+
+
+@needs_java
+@pytest.mark.skipif(not shutil.which("ffmpeg"), reason="video2dataset() probes videos with ffmpeg")
+def test_video2dataset_on_spark_builds_the_multiprocessing_dataset(videos, tmp_path, monkeypatch):
+    """video2dataset's `distribution.distributor: pyspark` runs the parts as Spark tasks."""
+    pytest.importorskip("pyspark")
+    monkeypatch.setenv("SPARK_LOCAL_IP", "127.0.0.1")
+    monkeypatch.setenv("PYSPARK_SUBMIT_ARGS", "--conf spark.ui.enabled=false pyspark-shell")
+    write_list(tmp_path / "urls.csv", "csv", rows_for(videos) + [{"url": f"{videos}/words.mp4",
+                                                                "caption": "not a video", "lang": "l0"}])
+    built = {}
+    for distributor, processes in (("multiprocessing", 1), ("pyspark", 2)):
+        chosen = video_config(2)
+        chosen["distribution"].update(processes_count=processes, distributor=distributor)
+        any2dataset.video2dataset(url_list=str(tmp_path / "urls.csv"), output_folder=str(tmp_path / distributor),
+                                  input_format="csv", caption_col="caption", output_format="webdataset",
+                                  config=chosen, quiet=True,
+                                  tmp_dir=str(tmp_path))
+        built[distributor] = dataset(tmp_path / distributor)
+    rows, payloads = built["pyspark"]
+    assert len(rows) == 6 and sum(row["status"] == "success" for row in rows) == 5
+    assert sum(name.endswith(".mp4") for name in payloads) == 5
+    assert built["pyspark"] == built["multiprocessing"]
 
 
 def test_a_missing_engine_names_its_extra(tmp_path, monkeypatch):

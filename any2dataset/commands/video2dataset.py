@@ -24,7 +24,7 @@ HELP = {
     "enable_wandb": "Not supported: use a2d-stats --html for a report.",
     "wandb_project": "Not supported (see enable_wandb).",
     "incremental_mode": "incremental (skip finished shards) or overwrite.",
-    "max_shard_retry": "Not used: rerun the command, finished shards are skipped.",
+    "max_shard_retry": "Times a failed part is run again, skipping the shards it finished.",
     "tmp_dir": "Folder for temporary files (ffmpeg's work files).",
     "config": "default, a YAML file, or a mapping with subsampling, reading, storage and distribution.",
 }
