@@ -8,7 +8,6 @@ import posixpath
 import re
 from collections.abc import Callable
 
-import fsspec
 import orjson
 
 _STATS = re.compile(r"^(\d+)_stats\.json$")
@@ -19,11 +18,14 @@ SHARD_FILE = re.compile(r"^(\d+)(_stats\.json|\.[A-Za-z0-9][A-Za-z0-9.]*)?$")
 TEMPORARY = re.compile(r"^\.(\d+)(?:[._][^/]*)?\.(?:tmp|old)\d+")
 
 
-def _listing(folder: str) -> tuple[object, list[str]]:
+def _listing(folder: str) -> tuple[object, str, list[str]]:
+    """(filesystem, root path, names in it)."""
+    import fsspec  # (when a folder is asked about: a2d-shard without --skip-done starts without it)
+
     fs, root = fsspec.core.url_to_fs(folder)
     if not fs.exists(root):
-        return fs, []
-    return fs, [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
+        return fs, root, []
+    return fs, root, [posixpath.basename(p.rstrip("/")) for p in fs.ls(root, detail=False)]
 
 
 def finished_shards(folder: str, read_stats: bool = True,
@@ -31,8 +33,7 @@ def finished_shards(folder: str, read_stats: bool = True,
     """Shard number -> its stats (empty dicts when read_stats is False). A stats file that does
     not read as a JSON object (cut short by a crash) leaves its shard unfinished, and is
     reported to `on_unreadable`."""
-    fs, names = _listing(folder)
-    _, root = fsspec.core.url_to_fs(folder)
+    fs, root, names = _listing(folder)
     done = {}
     for name in names:
         match = _STATS.match(name)
@@ -64,6 +65,6 @@ def parse_stats(data: bytes, path: str, on_unreadable: Callable[[str], None] | N
 
 def last_shard(folder: str) -> int | None:
     """The highest shard number with any file in the folder (finished or not)."""
-    _, names = _listing(folder)
+    _, _, names = _listing(folder)
     numbers = [int(m.group(1)) for m in map(SHARD_FILE.match, names) if m]
     return max(numbers) if numbers else None

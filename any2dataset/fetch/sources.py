@@ -5,7 +5,6 @@ import binascii
 import re
 from urllib.parse import unquote_to_bytes
 
-import fsspec
 import pybase64
 
 # What a data: URL's base64 may hold once its ASCII whitespace is dropped (WHATWG's
@@ -58,6 +57,8 @@ def _forgiving_base64(text: bytes) -> bytes:
 def read_fsspec(url: str, max_size: int) -> bytes:
     """The bytes behind an fsspec URL or local path; runs in a worker thread."""
     try:
+        import fsspec  # (only for such URLs: a2d-fetch starts without it)
+
         with fsspec.open(url, "rb").open() as stream:
             size = getattr(stream, "size", None)
             if isinstance(size, int) and size > max_size:
