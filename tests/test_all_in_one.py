@@ -182,14 +182,29 @@ def test_a_bad_url_list_is_reported_once_not_by_every_part(tmp_path, pipeline):
     assert result.stderr.decode().count("missing.txt: no such file") == 1, result.stderr
 
 
-def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
+def slow_run(http_server, tmp_path, *more: str) -> tuple:
+    """(output folder, any2dataset's arguments): 40 slow URLs into 8 shards by 2 parts."""
     urls = tmp_path / "urls.txt"
     urls.write_text("".join(f"{http_server.url(f'slow/{i}.bin', size=1000 + i, delay=0.3 * (i % 4))}\n"
                             for i in range(40)))
     out = tmp_path / "out"
-    arguments = ["any2dataset", "--url_list", str(urls), "--output_folder", str(out), "--output_format",
+    return out, ["any2dataset", "--url_list", str(urls), "--output_folder", str(out), "--output_format",
                  "webdataset", "--number_sample_per_shard", "5", "--processes_count", "2", "--thread_count", "4",
-                 "--disable_all_reencoding", "True", "--quiet"]
+                 "--disable_all_reencoding", "True", "--quiet", *more]
+
+
+def tar_members(out) -> list[str]:
+    import tarfile
+
+    names = []
+    for shard in sorted(out.glob("*.tar")):
+        with tarfile.open(shard) as tar:
+            names += [member.name for member in tar if member.name.endswith(".bin")]
+    return names
+
+
+def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
+    out, arguments = slow_run(http_server, tmp_path)
     process = subprocess.Popen(arguments, env=command_env(), stderr=subprocess.PIPE, start_new_session=True,
                                preexec_fn=default_signals)
     deadline = time.monotonic() + 20
@@ -204,12 +219,7 @@ def test_interrupted_then_rerun_completes_the_dataset(http_server, tmp_path):
     assert finished < 8
     rerun = subprocess.run(arguments, env=command_env(), capture_output=True, timeout=60)
     assert rerun.returncode == 0, rerun.stderr
-    import tarfile
-
-    names = []
-    for shard in sorted(out.glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            names += [member.name for member in tar if member.name.endswith(".bin")]
+    names = tar_members(out)
     assert len(names) == 40 and len(set(names)) == 40
 
 
@@ -231,13 +241,7 @@ def _part_workers(session: int) -> list[int]:
 
 @pytest.mark.parametrize("retries", [1, 0])
 def test_a_killed_part_is_run_again_up_to_max_shard_retry(http_server, tmp_path, retries):
-    urls = tmp_path / "urls.txt"
-    urls.write_text("".join(f"{http_server.url(f'retry/{i}.bin', size=900 + i, delay=0.2 * (i % 3))}\n"
-                            for i in range(40)))
-    out = tmp_path / "out"
-    arguments = ["any2dataset", "--url_list", str(urls), "--output_folder", str(out), "--output_format",
-                 "webdataset", "--number_sample_per_shard", "5", "--processes_count", "2", "--thread_count", "2",
-                 "--disable_all_reencoding", "True", "--quiet", "--max_shard_retry", str(retries)]
+    out, arguments = slow_run(http_server, tmp_path, "--max_shard_retry", str(retries))
     process = subprocess.Popen(arguments, env=command_env(), stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 20
     while not (list(out.glob("*_stats.json")) and _part_workers(process.pid)) and time.monotonic() < deadline:
@@ -252,10 +256,5 @@ def test_a_killed_part_is_run_again_up_to_max_shard_retry(http_server, tmp_path,
         return
     assert process.returncode == 0, stderr
     assert stderr.count(b"retry 1 of 1, max_shard_retry") == 1, stderr
-    import tarfile
-
-    names = []
-    for shard in sorted(out.glob("*.tar")):
-        with tarfile.open(shard) as tar:
-            names += [member.name for member in tar if member.name.endswith(".bin")]
+    names = tar_members(out)
     assert len(names) == 40 and len(set(names)) == 40
