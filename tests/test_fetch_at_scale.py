@@ -86,8 +86,10 @@ def test_timeouts_fire_on_time_for_4000_downloads_in_flight():
         by_kind[url.split("/")[3]].append(record)
     stall, drip, close, slow = by_kind["stall"], by_kind["drip"], by_kind["close"], by_kind["slow"]
     # A burst of 4,000 connections keeps the (Python) server busy for a second or so: a few
-    # headers come late, and those downloads rightly end as "no answer" instead of "no data".
-    assert all(r["error_kind"] == "timeout" for r in stall + slow + drip)
+    # headers come late, and those downloads rightly end as "no answer" instead of "no data";
+    # on a slow machine a few connections are not even accepted within the timeout ("connect").
+    kinds = collections.Counter(r["error_kind"] for r in stall + slow + drip)
+    assert set(kinds) <= {"timeout", "connect"} and kinds["connect"] < 100, kinds
     assert sum("no data for 2s" in r["error_message"] for r in stall) > 900
     assert sum("deadline of 6s" in r["error_message"] for r in drip) > 900
     assert all("no answer within 2s" in r["error_message"] for r in slow)

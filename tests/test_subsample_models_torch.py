@@ -151,14 +151,6 @@ def test_captions_of_frames_and_images_with_a_tiny_model(python, media, tiny):
     assert (tone["status"], tone["error_kind"]) == ("failed_to_subsample", "rejected")
 
 
-def test_a_caption_can_replace_the_inputs(python, media, tiny):
-    out, stderr, code = subsample(python, [record("video", "moving.mp4", media, caption="given")], "--model",
-                                  "caption", "--model-option", f"model={tiny['caption']}", "--model-option",
-                                  "field=caption", "--model-option", "max_new_tokens=3", "-w", "1")
-    assert code == 0, stderr
-    assert out[0]["caption"] != "given" and out[0]["frame_captions"] == [out[0]["caption"]]
-
-
 def test_a_caption_model_that_is_no_model_ends_the_run(python, media, tmp_path):
     out, stderr, code = subsample(python, [record("p", "picture.png", media)], "--model", "caption",
                                   "--model-option", f"model={tmp_path}", "-w", "1")
@@ -177,7 +169,7 @@ ALL_IN_ONE = r"""
 import json, sys
 import any2dataset
 report = any2dataset.video2dataset(url_list=sys.argv[1], output_folder=sys.argv[2], output_format="webdataset",
-                                   config=json.loads(sys.argv[3]), quiet=True)
+                                   caption_col="caption", config=json.loads(sys.argv[3]), quiet=True)
 print(json.dumps(report["statuses"]))
 """
 
@@ -199,7 +191,7 @@ def test_the_video2dataset_all_in_one_runs_the_model_subsamplers(python, media, 
               "distribution": {"processes_count": 1, "thread_count": 2}}
     with serve_folder(served) as base:
         listed = tmp_path / "list.csv"
-        listed.write_text(f"url\n{base}/moving.mp4\n{base}/still.mp4\n{base}/missing.mp4\n")
+        listed.write_text(f"url,caption\n{base}/moving.mp4,given\n{base}/still.mp4,given\n{base}/missing.mp4,given\n")
         done = subprocess.run([str(python), "-c", ALL_IN_ONE, str(listed), str(tmp_path / "out"), json.dumps(config)],
                               capture_output=True, text=True, timeout=600, env=dict(os.environ, PYTHONPATH=str(ROOT)))
     assert done.returncode == 0, done.stderr[-3000:]
@@ -218,4 +210,6 @@ def test_the_video2dataset_all_in_one_runs_the_model_subsamplers(python, media, 
     assert f"{key}.optical_flow.npy" in names and f"{key}.mp4" in names
     assert set(sample["whisper_transcript"]) == {"text", "language", "segments"}
     assert len(sample["mean_optical_flow_magnitude_per_frame"]) == 3
-    assert caption == sample["caption"] and isinstance(caption, str)
+    # the generated caption replaces the list's (the .txt and the field), as video2dataset's does
+    assert caption == sample["caption"] and isinstance(caption, str) and caption != "given"
+    assert rows["moving.mp4"]["caption"] == caption
