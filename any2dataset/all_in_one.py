@@ -327,7 +327,7 @@ def download(*positional, progress: bool = False, quiet: bool = False,
     report of the output folder. Raises A2DError subclasses on failure, before any work when an
     argument is wrong. `on_note` receives warnings (default: standard error)."""
     arguments = with_positional(positional, arguments)
-    note = on_note or (lambda text: print(f"any2dataset: warning: {text}", file=sys.stderr))
+    note = on_note or warn
     plan = img2dataset_plan(**arguments)
     url_list = str(arguments.get("url_list"))
     guess = guessed_input_format(url_list)
@@ -357,8 +357,7 @@ def run_download(plan: Plan, parts: int, progress: bool = False, quiet: bool = F
             except Exception as failure:  # noqa: BLE001 - retried or raised as it is
                 if retry == plan.part_retries or not retryable(failure) or plan.inputs == ["-"]:
                     raise
-                note = on_note or (lambda text: print(f"any2dataset: warning: {text}", file=sys.stderr))
-                note(f"{failure}: running the parts again, skipping the shards they finished "
+                (on_note or warn)(f"{failure}: running the parts again, skipping the shards they finished "
                      f"(retry {retry + 1} of {plan.part_retries}, max_shard_retry)")
                 plan = dataclasses.replace(plan, skip_done=True)
     from .stats import dataset_stats
@@ -369,6 +368,11 @@ def run_download(plan: Plan, parts: int, progress: bool = False, quiet: bool = F
         raise NothingSucceeded(f"url_list {plan.inputs[0]} gave no rows (input_format "
                                f"{plan.read.input_format}): nothing was written to "
                                f"{plan.output_folder}") from None
+
+
+def warn(text: str) -> None:
+    """The all-in-one's warnings, when the caller gives no on_note."""
+    print(f"any2dataset: warning: {text}", file=sys.stderr)
 
 
 def run_here(plan: Plan, parts: int, progress: bool, quiet: bool, environment: dict | None,

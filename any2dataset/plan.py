@@ -60,14 +60,13 @@ def numbered(plan: Plan) -> Plan:
 def settled(plan: Plan, on_unreadable=None) -> Plan:
     """The plan with its output folder read: the first shard after its last one (extend) and
     its finished shards (skip_done), once for every process that runs a part of it."""
-    from .shard import extend_after, resume_from
+    from .shard import resume_from
 
-    shard = plan.shard
-    if plan.extend:
-        shard = dataclasses.replace(shard, start_shard=extend_after(plan.output_folder))
-    if plan.skip_done:
-        shard = dataclasses.replace(shard, done=resume_from(plan.output_folder, on_unreadable))
-    return dataclasses.replace(plan, shard=shard)
+    plan = numbered(plan)
+    if not plan.skip_done:
+        return plan
+    return dataclasses.replace(plan, shard=dataclasses.replace(
+        plan.shard, done=resume_from(plan.output_folder, on_unreadable)))
 
 
 def pipe_form(plan: Plan) -> list[list[str]]:

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
-from e2e import machine_busy, measure, median, shard_stats, wait_for_quiet  # noqa: E402
+from e2e import TICK, machine_busy, measure, median, read_stat, shard_stats, wait_for_quiet  # noqa: E402
 from fetch_vs_img2dataset import free_port  # noqa: E402
 
 TIMEOUT = 4
@@ -166,9 +166,8 @@ def lost_servable(folder: str) -> collections.Counter:
 
 def process_cpu(pid: int) -> float:
     """CPU seconds so far of process `pid` (the simulated internet's server)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    fields = read_stat(pid)
+    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def list_cost(rows: int, runs: int, env: dict) -> None:
