@@ -112,10 +112,12 @@ def run_on_spark(plan: Plan, parts: int, quiet: bool = False, environment: dict 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local mode: tasks run this Python
     started = SparkContext._active_spark_context is None
     retries = plan.part_retries
-    conf = (SparkConf().setAppName("any2dataset").setIfMissing("spark.master", f"local[*,{retries + 1}]")
-            .setIfMissing("spark.task.maxFailures", str(retries + 1)))
+    ours = {"spark.master": f"local[*,{retries + 1}]", "spark.task.maxFailures": str(retries + 1)}
     if quiet:
-        conf.setIfMissing("spark.ui.showConsoleProgress", "false")
+        ours["spark.ui.showConsoleProgress"] = "false"
+    conf = SparkConf().setAppName("any2dataset")
+    ours = {key: value for key, value in ours.items() if not conf.contains(key)}  # spark-submit's and users' win
+    conf.setAll(ours.items())
     try:
         context = SparkContext.getOrCreate(conf)
     except Exception as error:  # (pyspark raises its own types, or RuntimeError in older versions)
@@ -130,6 +132,10 @@ def run_on_spark(plan: Plan, parts: int, quiet: bool = False, environment: dict 
     finally:
         if started:
             context.stop()
+            # A stopped context leaves its settings in the JVM's system properties, where the next
+            # run's SparkConf would take them for the user's (and keep this run's retries): undo ours.
+            for key in ours:
+                SparkContext._jvm.java.lang.System.clearProperty(key)
     for part, error in sorted(errors):
         if error is not None:
             raise _failure(part, parts, error, "Spark")

@@ -210,6 +210,8 @@ def main() -> None:
     if args.list_cost:
         list_cost(args.list_cost, args.runs, env)
         return
+    if (args.machine_cpu or args.netns) and os.geteuid() != 0:
+        sys.exit("scaling.py: --machine-cpu and --netns need root (they make cgroups and network namespaces)")
     work = tempfile.mkdtemp(prefix="a2d-scaling-")
     port = free_port()
     hosts = siminet.make_hosts(args.hosts)

@@ -86,3 +86,17 @@ def test_click_only_in_the_command_layer():
             continue
         text = path.read_text()
         assert "import click" not in text and "from click" not in text, path
+
+
+def test_the_stdin_to_stdout_stages_start_without_fsspec():
+    """a2d-shard and a2d-fetch read stdin and write stdout in most pipelines: they import fsspec
+    (0.1-0.2 s here) only when a path or folder needs it."""
+    import subprocess
+    import sys
+
+    check = ("import sys, any2dataset.shard, any2dataset.commands.shard, any2dataset.commands.fetch; "
+             "print(sorted(name for name in sys.modules if name.split('.')[0] == 'fsspec'))")
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60,
+                          env={"PYTHONPATH": str(PACKAGE.parent), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

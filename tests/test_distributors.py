@@ -121,6 +121,12 @@ def test_a_failing_spark_task_is_retried(url_list_and_reference, tmp_path, monke
     assert marker.exists()
     assert dataset(tmp_path / "out") == reference
 
+    marker.unlink()  # with max_shard_retry=0 the same failure ends the run
+    plan = img2dataset_plan(**{k: v for k, v in download_arguments(urls, tmp_path / "again").items()
+                               if k != "quiet"}, max_shard_retry=0)
+    with pytest.raises(WorkerFailed, match="a Spark task failed after 0 retries"):
+        distribute.run_on_spark(plan, 3, quiet=True, task=fails_once)
+
 
 def test_max_shard_retry_sets_the_ray_task_retries(ray_address, url_list_and_reference, tmp_path):
     urls, _ = url_list_and_reference
